@@ -1,0 +1,60 @@
+# contractive_keras: every target works from a fresh clone; .venv/ holds the
+# environment, data/ the offline datasets. Re-running a target on a ready tree
+# only redoes what changed (stamp files).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export CONTRACTIVE_KERAS_DATA ?= $(CURDIR)/data
+PYTEST_ARGS ?=
+TRAIN_ARGS ?=
+
+.PHONY: all install install-dev install-bench install-plots data test test-slow train bench clean
+
+all: test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.stamp-base: $(PY) setup.cfg pyproject.toml
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.stamp-dev: $(VENV)/.stamp-base
+	$(PIP) install --quiet -e '.[dev]'
+	touch $@
+
+$(VENV)/.stamp-bench: $(VENV)/.stamp-dev
+	$(PIP) install --quiet -e '.[dev,bench,plots]'
+	touch $@
+
+$(VENV)/.stamp-plots: $(VENV)/.stamp-base
+	$(PIP) install --quiet -e '.[plots]'
+	touch $@
+
+install: $(VENV)/.stamp-base
+install-dev: $(VENV)/.stamp-dev
+install-bench: $(VENV)/.stamp-bench
+install-plots: $(VENV)/.stamp-plots
+
+data/.stamp: scripts/prepare_data.py | $(PY)
+	$(PY) scripts/prepare_data.py --dest data --stamp $@
+
+data: data/.stamp
+
+test: install-dev data
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: install-dev data
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+train: install data
+	$(PY) train.py --model=chnode --depth=12 $(TRAIN_ARGS)
+
+bench: install-bench data
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache
