@@ -1,0 +1,22 @@
+"""Shared pytest set-up: offline data location, quiet TensorFlow, seeds."""
+
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_REPO_DATA = os.path.join(ROOT, "data")
+if "CONTRACTIVE_KERAS_DATA" not in os.environ and os.path.isdir(_REPO_DATA):
+    os.environ["CONTRACTIVE_KERAS_DATA"] = _REPO_DATA
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    """Each test starts from the same random state."""
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(1234)
+    np.random.seed(1234)
+    yield
