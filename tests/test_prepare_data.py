@@ -22,7 +22,7 @@ def test_unpickler_rebuilds_numpy_arrays():
     x = (np.arange(12, dtype=np.float32).reshape(3, 4), np.array([1, 2, 3]))
     import io
 
-    out = prepare_data.NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(x, protocol=2))).load()
+    out = prepare_data.NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(x, protocol=3))).load()
     np.testing.assert_array_equal(out[0], x[0])
     np.testing.assert_array_equal(out[1], x[1])
 
