@@ -268,28 +268,65 @@ def load(
         take: keep only the first ``take`` examples (before shuffling).
         prefetch: add ``prefetch(AUTOTUNE)``.
     """
-    import tensorflow as tf
-
-    if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     images, labels = load_numpy(name, split, data_dir, use_tfds=use_tfds)
+    if shuffle is None:
+        shuffle = split == "train"
+    return from_arrays(
+        images,
+        labels,
+        batch_size,
+        normalization=NORMALIZATION[name] if normalize else None,
+        shuffle=shuffle,
+        seed=seed,
+        repeat=repeat,
+        drop_remainder=drop_remainder,
+        take=take,
+        prefetch=prefetch,
+    )
+
+
+def from_arrays(
+    images,
+    labels,
+    batch_size,
+    *,
+    normalization=None,
+    shuffle=False,
+    seed=None,
+    repeat=False,
+    drop_remainder=False,
+    take=None,
+    prefetch=True,
+):
+    """A tf.data pipeline over uint8 arrays already in memory.
+
+    The same pipeline as ``load`` (which calls it): uint8 ``(N, 28, 28)``
+    images become float32 ``(batch, 28, 28, 1)`` in [0, 1], or
+    ``(x - mean) / std`` when ``normalization=(mean, std)`` is given; labels
+    become int32. Useful to build one pipeline per epoch without re-reading
+    the files (``train.py`` does).
+    """
+    import tensorflow as tf
+
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if take is not None:
         if take <= 0:
             raise ValueError(f"take must be positive, got {take!r}")
         images, labels = images[:take], labels[:take]
-    if shuffle is None:
-        shuffle = split == "train"
-    ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
+    ds = tf.data.Dataset.from_tensor_slices((images, np.asarray(labels).astype(np.int32)))
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    mean, std = NORMALIZATION[name]
 
     def to_float(x, y):
         x = tf.cast(x[..., None], tf.float32) / 255.0
-        if normalize:
+        if normalization is not None:
+            mean, std = normalization
             x = (x - mean) / std
         return x, y
 
