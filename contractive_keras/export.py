@@ -1,0 +1,92 @@
+"""Exports a trained image classifier as ``.keras`` and as a SavedModel.
+
+The SavedModel (``keras.export.ExportArchive``, the machinery behind
+``model.export()``) has two endpoints, both returning float32 logits of shape
+``(N, 10)``:
+
+* ``serve`` (also the ``serving_default`` signature): float32 images in
+  [0, 1] of shape ``(N, 28, 28, 1)``, the model's own input;
+* ``serve_uint8`` (signature of the same name): raw uint8 pixels of shape
+  ``(N, 28, 28, 1)``, divided by 255 before the model.
+
+Normalisation is a layer inside every model built by
+``contractive_keras.models``, so neither endpoint needs preprocessing.
+
+Example:
+
+>>> paths = export_classifier(model, "runs/chnode/export")      # doctest: +SKIP
+>>> import tensorflow as tf
+>>> served = tf.saved_model.load(paths["saved_model"])          # doctest: +SKIP
+>>> logits = served.serve(tf.zeros((2, 28, 28, 1)))              # doctest: +SKIP
+>>> layer = keras.layers.TFSMLayer(paths["saved_model"], call_endpoint="serve")  # doctest: +SKIP
+"""
+
+import os
+import shutil
+import tempfile
+
+IMAGE_SHAPE = (28, 28, 1)
+
+
+def export_saved_model(model, path):
+    """Writes ``model`` as a SavedModel with ``serve`` and ``serve_uint8``.
+
+    The directory is written next to ``path`` and renamed into place, so an
+    interrupted export never leaves a half-written SavedModel at ``path``.
+    """
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    float_spec = tf.TensorSpec((None, *IMAGE_SHAPE), tf.float32, name="images")
+    uint8_spec = tf.TensorSpec((None, *IMAGE_SHAPE), tf.uint8, name="images")
+
+    def serve(images):
+        return model(images, training=False)
+
+    def serve_uint8(images):
+        return model(tf.cast(images, tf.float32) / 255.0, training=False)
+
+    archive.add_endpoint("serve", serve, input_signature=[float_spec])
+    archive.add_endpoint("serve_uint8", serve_uint8, input_signature=[uint8_spec])
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".saved_model_tmp_")
+    try:
+        archive.write_out(tmp, verbose=False)
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+    return path
+
+
+def save_keras(model, path):
+    """Saves ``model`` to a ``.keras`` file atomically (write, then rename)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=".model_tmp_", suffix=".keras")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def export_classifier(model, directory):
+    """Writes ``directory/model.keras`` and ``directory/saved_model/``.
+
+    Returns:
+        dict with the two paths, keys ``"keras"`` and ``"saved_model"``.
+    """
+    os.makedirs(directory, exist_ok=True)
+    return {
+        "keras": save_keras(model, os.path.join(directory, "model.keras")),
+        "saved_model": export_saved_model(model, os.path.join(directory, "saved_model")),
+    }

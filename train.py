@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Trains a contractive_keras model on MNIST or Fashion-MNIST.
+
+    python train.py --model=chnode --depth=12
+
+runs the reference recipe of the chosen model (shared/DESIGN.md): its
+defaults come from ``contractive_keras.models.REFERENCE_HPARAMS`` and every
+flag left unset keeps them. One custom loop serves every
+``tf.distribute`` strategy (one CPU, several GPUs, several hosts through
+``TF_CONFIG``, TPU). ``--model_dir`` receives checkpoints (resumed
+automatically), TensorBoard logs, ``summary.json`` and, with ``--export``,
+``export/model.keras`` plus ``export/saved_model`` (endpoints ``serve`` for
+float32 images in [0, 1] of shape (N, 28, 28, 1) and ``serve_uint8`` for raw
+uint8 pixels of the same shape; both return logits (N, 10)).
+
+Exit codes: 0 success, 2 bad flags, 3 training diverged (NaN/Inf loss).
+"""
+
+import math
+import os
+import sys
+
+from absl import app, flags
+
+MODELS = ["chnode", "hdnn", "resnet", "node", "stable_node"]
+DATASETS = ["mnist", "fashion_mnist"]
+SOLVERS = ["euler", "midpoint", "rk4", "dopri5", "bdf"]
+STRATEGIES = ["auto", "one_device", "mirrored", "multi_worker", "tpu"]
+HAMILTONIAN = ("chnode", "hdnn", "resnet")
+STABILIZED = ("node", "stable_node")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("model", "chnode", MODELS, "Architecture to train.")
+flags.DEFINE_integer("depth", None, "Number of ODE steps/layers N (Hamiltonian models; default from the recipe).")
+flags.DEFINE_enum("dataset", "mnist", DATASETS, "Dataset.")
+flags.DEFINE_string("data_dir", None, "Directory with <dataset>.npz or IDX files (default: $CONTRACTIVE_KERAS_DATA, then tensorflow_datasets).")
+flags.DEFINE_integer("epochs", None, "Number of epochs (default from the recipe).")
+flags.DEFINE_integer("batch_size", None, "Global batch size, split over replicas (default from the recipe).")
+flags.DEFINE_float("learning_rate", None, "Initial Adam learning rate (default from the recipe).")
+flags.DEFINE_float("lr_decay", None, "Learning-rate factor applied after every epoch, in (0, 1] (default from the recipe).")
+flags.DEFINE_float("weight_decay", None, "Weight decay as in PyTorch Adam, an L2 penalty wd/2 ||w||^2 (default from the recipe).")
+flags.DEFINE_float("smoothness", None, "Factor of the penalty h * sum_j 0.5 (||K_{j+1}-K_j||^2 + ||b_{j+1}-b_j||^2) (Hamiltonian models; default from the recipe).")
+flags.DEFINE_enum("solver", None, SOLVERS, "ODE solver (default from the recipe: euler for the Hamiltonian models).")
+flags.DEFINE_float("step_size", None, "Fixed step h of the ODE solver (default from the recipe, 0.5 for the Hamiltonian models).")
+flags.DEFINE_string("gamma", None, "CH-NODE damping: 'auto' (Theorem 1 from the weights after every step) or a positive float held fixed.")
+flags.DEFINE_float("delta_bar", None, "Stabilized NODE: target bound on delta = max_D mu_2(D A) (stable_node only).")
+flags.DEFINE_float("alpha", None, "Stabilized NODE: lower slope bound of the activation, in (0, 1].")
+flags.DEFINE_integer("seed", 0, "Random seed (initialisation and data order).")
+flags.DEFINE_enum("strategy", "auto", STRATEGIES, "tf.distribute strategy; auto picks TPU, several GPUs, multi-worker from TF_CONFIG, or one device.")
+flags.DEFINE_string("model_dir", None, "Where checkpoints, TensorBoard logs, summary.json and exports go (default runs/<model>_<dataset>[_n<depth>]).")
+flags.DEFINE_integer("steps_per_epoch", None, "Cap on the number of steps per epoch (default: one pass over the training set).")
+flags.DEFINE_integer("checkpoint_every", 100, "Save a checkpoint every this many steps (and at each epoch end); 0 = epoch ends only.")
+flags.DEFINE_boolean("eval_noise", False, "At the end, evaluate the robustness table (Gaussian and salt-and-pepper noise, FGSM).")
+flags.DEFINE_boolean("export", False, "At the end, write export/model.keras and export/saved_model.")
+flags.DEFINE_boolean("mixed_precision", False, "Compute in float16 (GPU) or bfloat16 (CPU/TPU); variables stay float32.")
+flags.DEFINE_boolean("jit_compile", False, "Compile the forward and backward pass with XLA.")
+flags.DEFINE_integer("eval_batch_size", 500, "Global batch size for evaluation.")
+flags.DEFINE_integer("verbose", 1, "0 = silent, 1 = progress bar, 2 = one line per epoch.")
+
+
+def _positive(name):
+    flags.register_validator(name, lambda v: v is None or v > 0, message=f"--{name} must be positive")
+
+
+for _name in ("depth", "epochs", "batch_size", "learning_rate", "step_size", "steps_per_epoch", "eval_batch_size"):
+    _positive(_name)
+for _name in ("weight_decay", "smoothness", "checkpoint_every"):
+    flags.register_validator(_name, lambda v: v is None or v >= 0, message=f"--{_name} must be >= 0")
+flags.register_validator("lr_decay", lambda v: v is None or 0 < v <= 1, message="--lr_decay must be in (0, 1]")
+flags.register_validator("alpha", lambda v: v is None or 0 < v <= 1, message="--alpha must be in (0, 1]")
+flags.register_validator(
+    "delta_bar", lambda v: v is None or math.isfinite(v), message="--delta_bar must be a finite number"
+)
+
+
+def _valid_gamma(value):
+    if value is None or value == "auto":
+        return True
+    try:
+        return float(value) > 0 and math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+flags.register_validator("gamma", _valid_gamma, message="--gamma must be 'auto' or a positive number")
+
+
+@flags.multi_flags_validator(["model", "gamma", "delta_bar", "alpha", "depth", "smoothness"],
+                             message="a flag does not apply to the chosen --model")
+def _model_specific_flags(values):
+    model = values["model"]
+    problems = []
+    if values["gamma"] is not None and model != "chnode":
+        problems.append("--gamma applies to --model=chnode only")
+    for name in ("delta_bar",):
+        if values[name] is not None and model != "stable_node":
+            problems.append(f"--{name} applies to --model=stable_node only")
+    if values["alpha"] is not None and model not in STABILIZED:
+        problems.append("--alpha applies to --model=node or stable_node only")
+    for name in ("depth", "smoothness"):
+        if values[name] is not None and model not in HAMILTONIAN:
+            problems.append(f"--{name} applies to --model=chnode, hdnn or resnet only")
+    if problems:
+        raise flags.ValidationError("; ".join(problems))
+    return True
+
+
+def make_config(argv_flags=FLAGS):
+    """A TrainConfig from the parsed flags, unset ones from the recipe."""
+    from contractive_keras import models
+    from contractive_keras.trainer import TrainConfig
+
+    recipe = dict(models.REFERENCE_HPARAMS[argv_flags.model])
+    values = {}
+    for field in TrainConfig.__dataclass_fields__:
+        if field in argv_flags and argv_flags[field].value is not None:
+            values[field] = argv_flags[field].value
+        elif field in recipe:
+            values[field] = recipe[field]
+    if "depth" not in values and argv_flags.model in HAMILTONIAN:
+        values["depth"] = recipe.get("depth", 12)
+    if values.get("model_dir") is None:
+        name = f"{argv_flags.model}_{argv_flags.dataset}"
+        if argv_flags.model in HAMILTONIAN:
+            name += f"_n{values['depth']}"
+        values["model_dir"] = os.path.join("runs", name)
+    return TrainConfig(**values)
+
+
+def _parse_flags_or_exit(argv):
+    """absl parsing, with bad values reported on stderr and exit code 2."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        sys.stderr.write(f"train.py: error: {e}\nRun `python train.py --helpfull` for the allowed values.\n")
+        sys.exit(2)
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.stderr.write(f"train.py: error: unexpected arguments {argv[1:]}\n")
+        sys.exit(2)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the progress bar
+    from contractive_keras.trainer import Trainer, TrainingDiverged
+
+    config = make_config()
+    try:
+        trainer = Trainer(config)
+    except ValueError as e:
+        sys.stderr.write(f"train.py: error: {e}\n")
+        sys.exit(2)
+    try:
+        summary = trainer.run()
+    except TrainingDiverged as e:
+        sys.stderr.write(f"train.py: training diverged: {e}\n")
+        sys.exit(3)
+    if trainer.chief and config.verbose:
+        final = summary["final"]
+        speed = summary["timings"]["examples_per_second"]
+        print(
+            f"Done: test accuracy {final['test_accuracy']:.4f}, train accuracy "
+            f"{final['train_accuracy']:.4f}"
+            + (f", {speed:.0f} examples/s" if speed else "")
+            + f"; summary in {os.path.join(config.model_dir, 'summary.json')}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse_flags_or_exit)
