@@ -1,0 +1,329 @@
+"""CHNODE: the contractive Hamiltonian neural ODE layer (shared/DESIGN.md, "CH-NODE")."""
+
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from contractive_keras.layers import _hamiltonian_bounds as bounds
+from contractive_keras.layers._hamiltonian_common import (
+    FIXED_STEP_SOLVERS, PerStepODE, StepwiseIdentity, check_skew,
+    resolve_activation, serialize, structure_matrix)
+
+DISCRETE_CHECKS = ("warn", "raise", "ignore")
+
+
+@keras.saving.register_keras_serializable(package="contractive_keras")
+class CHNODE(PerStepODE):
+    """Contractive Hamiltonian neural ODE on the last axis.
+
+    Integrates, for every vector xi in R^n along the last axis (so (batch, n)
+    vectors, or (batch, h, w, n) feature maps like a 1x1 convolution),
+
+        xi' = (J - gamma I) ( K_k^T sigma(K_k xi + b_k) + (L_k^T L_k + kappa I) xi ),
+
+    with piecewise-constant weights (K_k, b_k, L_k on step k, or shared), from
+    t = 0 to T = N h with a fixed-step scheme (default forward Euler).
+
+    Guarantees (DESIGN, Theorems 1-2), kept exactly in the layer's dtype:
+
+    * ``gamma="auto"``: gamma is recomputed inside ``call`` from the current
+      weights as the smallest value allowed by Theorem 1,
+      gamma = sqrt((alpha^2 + eps) lambda_max(J J^T) / (1 - alpha^2 - eps)),
+      computed in float64 and rounded up (no gradient flows through gamma,
+      as in the reference, which recomputes it after every step).  So it is
+      consistent after any optimizer step, ``set_weights``, a ``.keras`` load
+      or inside an exported SavedModel.
+    * ``gamma=<float>``: gamma is fixed and K is projected after every
+      optimizer step (``constraints.GammaProjection``: per-step singular
+      values clipped, the Frobenius-nearest point) onto the set where that
+      gamma satisfies Theorem 1.  Needs a fixed L (``L_trainable=False``).
+    * In both modes ``call`` rescales any K_k outside that set (the cap
+      1 - alpha^2 >= 2 eps in "auto" mode keeps gamma finite); after the
+      projection this is a multiplication by exactly 1.
+
+    The continuous guarantee (||d xi(T) / d xi(0)||_2 <= 1) does NOT carry
+    over to the discrete scheme for every h.  The layer knows the largest
+    step size its fixed-step scheme is certified for (``discrete_certificate``,
+    from ``contractive_keras.certify``) and, per ``discrete_check``, warns
+    (default) or raises when ``step_size`` exceeds it; it checks when it is
+    built and whenever the certificate is computed (``certify.summary``,
+    ``callbacks.BSMLogger``).
+
+    Args:
+        steps: number of steps N.
+        step_size: h (default 0.5, the reference), or give ``t1`` = N h.
+        t1: final time T.
+        solver: "euler" (reference), "midpoint", "rk4", or adaptive
+            "dopri5" / "bdf" (then ``time_varying=False``).
+        activation: a name with a known slope bound (tanh: S = 1, sigmoid:
+            1/4, relu, softplus, ...) or a callable with
+            ``activation_slope_bound``.
+        activation_slope_bound: S with 0 <= sigma' <= S (custom activations).
+        kappa: kappa > 0 of the dissipation term.
+        gamma: "auto" or a float > 0 held fixed.
+        eps: epsilon of Theorems 1-2, 0 < eps < 1 - alpha^2.
+        J: None (canonical [[0, I], [-I, 0]], even n) or a skew (n, n) matrix.
+        units: rows m of K (default n).
+        time_varying: per-step K_k, b_k, L_k (reference) or shared ones.
+        K_initializer, b_initializer, L_initializer: initializers of the
+            stacked (W, m, n), (W, m), (W, p, n) weights, W = N or 1.
+        K_regularizer, b_regularizer, L_regularizer: regularizers of them
+            (e.g. ``contractive_keras.regularizers.PiecewiseSmoothness``).
+        L_trainable: False fixes L at its initial value (reference: 0.02 I).
+        L_units: rows p of L (default n).
+        discrete_check: "warn", "raise" or "ignore" when ``step_size`` is
+            larger than the certified stable step size.
+        return_trajectory: output (batch, N + 1, ..., n), the states at t_k.
+        gradient, rtol, atol: passed to ``contractive_keras.solvers.odeint``.
+
+    Input shape:
+        (batch, ..., n), n even with the canonical J.
+
+    Output shape:
+        Same as the input, or (batch, N + 1, ..., n) with
+        ``return_trajectory=True``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = CHNODE(steps=4, step_size=0.1, discrete_check="ignore")
+    >>> layer(np.zeros((2, 4), "float32")).shape
+    TensorShape([2, 4])
+    """
+
+    def __init__(self, steps=4, step_size=None, t1=None, solver="euler",
+                 activation="tanh", activation_slope_bound=None, kappa=1e-6,
+                 gamma="auto", eps=1e-6, J=None, units=None,
+                 time_varying=True, K_initializer="random_normal",
+                 b_initializer="zeros", L_initializer=None,
+                 K_regularizer=None, b_regularizer=None, L_regularizer=None,
+                 L_trainable=False, L_units=None, discrete_check="warn",
+                 return_trajectory=False, gradient="backprop", rtol=1e-6,
+                 atol=1e-6, **kwargs):
+        super().__init__(steps=steps, step_size=step_size, t1=t1, solver=solver,
+                         time_varying=time_varying,
+                         return_trajectory=return_trajectory, gradient=gradient,
+                         rtol=rtol, atol=atol, **kwargs)
+        self.activation_fn, self.slope_bound = resolve_activation(
+            activation, activation_slope_bound)
+        self.activation = activation
+        self.activation_slope_bound = activation_slope_bound
+        kappa = float(kappa)
+        if not kappa > 0.0:
+            raise ValueError(f"kappa must be > 0 (Theorem 1 needs c1 > 0), got {kappa}.")
+        eps = float(eps)
+        if not 0.0 < eps < 1.0:
+            raise ValueError(f"eps must lie in (0, 1 - alpha^2) subset (0, 1), got {eps}.")
+        if isinstance(gamma, str):
+            if gamma != "auto":
+                raise ValueError(f"gamma must be 'auto' or a float > 0, got {gamma!r}.")
+        else:
+            gamma = float(gamma)
+            if not gamma > 0.0:
+                raise ValueError(f"gamma must be 'auto' or a float > 0, got {gamma}.")
+            if bool(L_trainable):
+                raise ValueError(
+                    "a fixed gamma needs a fixed L (L_trainable=False): the "
+                    "projection that keeps Theorem 1 acts on K given L; use "
+                    "gamma='auto' to train L.")
+        if discrete_check not in DISCRETE_CHECKS:
+            raise ValueError(
+                f"discrete_check={discrete_check!r}; allowed: {DISCRETE_CHECKS}.")
+        self.kappa = kappa
+        self.eps = eps
+        self.gamma = gamma
+        self._J_arg = None if J is None else check_skew(J)
+        self.units = None if units is None else int(units)
+        self.L_units = None if L_units is None else int(L_units)
+        self.K_initializer = keras.initializers.get(K_initializer)
+        self.b_initializer = keras.initializers.get(b_initializer)
+        self.L_initializer = keras.initializers.get(
+            L_initializer if L_initializer is not None else StepwiseIdentity(0.02))
+        self.K_regularizer = keras.regularizers.get(K_regularizer)
+        self.b_regularizer = keras.regularizers.get(b_regularizer)
+        self.L_regularizer = keras.regularizers.get(L_regularizer)
+        self.L_trainable = bool(L_trainable)
+        self.discrete_check = discrete_check
+
+    # -- weights -------------------------------------------------------------
+    def build_field(self, n):
+        from contractive_keras.constraints import GammaProjection
+
+        J = structure_matrix(self._J_arg, n)
+        self.J_matrix = J
+        self.j2 = float(np.max(np.linalg.eigvalsh(J @ J.T)))
+        fixed = None if self.gamma == "auto" else self.gamma
+        g = bounds.ratio_threshold(self.eps, self.j2, fixed)
+        if not g < 1.0:
+            lowest = np.sqrt(self.eps * self.j2 / (1.0 - self.eps))
+            raise ValueError(
+                f"gamma={self.gamma} is unreachable: Theorem 1 needs gamma > "
+                f"sqrt(eps lambda_max(J J^T) / (1 - eps)) = {lowest:.6g} even "
+                "with alpha = 0; raise gamma or lower eps.")
+        self.max_ratio = bounds.max_ratio(g)
+        m = self.units or n
+        p = self.L_units or n
+        self.L = self.add_step_weight(
+            "L", (p, n), self.L_initializer, self.L_regularizer,
+            trainable=self.L_trainable)
+        constraint = None
+        if not self.L_trainable:
+            constraint = GammaProjection(
+                kappa=self.kappa, eps=self.eps, slope_bound=self.slope_bound,
+                gamma=fixed, j2=self.j2, L=np.asarray(self.L.numpy()).tolist())
+            if fixed is not None and min(constraint.max_norms) <= 0.0:
+                raise ValueError(
+                    f"gamma={self.gamma} is unreachable with this L and kappa="
+                    f"{self.kappa}: the budget for S ||K_k||^2 is "
+                    f"{min(constraint.squared_budget):.3g} <= 0; raise gamma, kappa "
+                    "or lower eps.")
+        self.K = self.add_step_weight(
+            "K", (m, n), self.K_initializer, self.K_regularizer,
+            constraint=constraint)
+        self.b = self.add_step_weight(
+            "b", (m,), self.b_initializer, self.b_regularizer)
+        if constraint is not None:
+            self.K.assign(constraint(self.K))
+
+    def after_build(self):
+        if tf.executing_eagerly() and self.solver in FIXED_STEP_SOLVERS:
+            constants = self.theorem1_constants()
+            if not constants["one_minus_alpha_sq"] > self.eps:
+                raise ValueError(
+                    f"eps={self.eps} must lie in (0, 1 - alpha^2) = (0, "
+                    f"{constants['one_minus_alpha_sq']:.6g}) for the initial "
+                    "weights (alpha from c1, c2 of Theorem 1); lower eps or "
+                    "initialize K smaller.")
+            if self.discrete_check != "ignore":
+                self.check_discrete_guarantee()
+
+    # -- Theorem 1 in the graph --------------------------------------------
+    def effective_weights(self):
+        """(K, b, L, gamma) used by ``call``: K inside the Theorem 1 set, gamma."""
+        K = tf.convert_to_tensor(self.K)
+        L = tf.convert_to_tensor(self.L)
+        dtype = self.compute_dtype
+        Ks, Ls = tf.stop_gradient(K), tf.stop_gradient(L)
+        factor, _ = bounds.K_scale_to_cap(
+            Ks, Ls, self.kappa, self.slope_bound, self.max_ratio, K.dtype)
+        K = K * tf.stop_gradient(factor)
+        if self.gamma == "auto":
+            c1, c2 = bounds.c1_c2(Ks * factor, Ls, self.kappa, self.slope_bound)
+            gamma64 = bounds.theorem1_gamma(c1, c2, self.eps, self.j2)
+            gamma = tf.stop_gradient(bounds.round_up(gamma64, dtype))
+        else:
+            gamma = tf.constant(self.gamma, dtype)
+        return (tf.cast(K, dtype), tf.cast(tf.convert_to_tensor(self.b), dtype),
+                tf.cast(L, dtype), gamma)
+
+    def field_closure(self):
+        K, b, L, gamma = self.effective_weights()
+        dtype = self.compute_dtype
+        n = self.state_size
+        A = tf.constant(self.J_matrix, dtype) - gamma * tf.eye(n, dtype=dtype)
+        M = tf.matmul(L, L, transpose_a=True) + self.kappa * tf.eye(n, dtype=dtype)
+        # Row form of f = A (K^T sigma(K xi + b) + M xi):
+        #   f^T = sigma(xi^T K^T + b^T) (K A^T) + xi^T (M A^T).
+        W_in = tf.transpose(K, [0, 2, 1])                  # (W, n, m)
+        W_act = tf.matmul(K, A, transpose_b=True)          # (W, m, n)
+        W_lin = tf.matmul(M, A, transpose_b=True)          # (W, n, n)
+        sigma = self.activation_fn
+
+        def field(t, y, step):
+            z = tf.matmul(y, self.select(W_in, step)) + self.select(b, step)
+            return (tf.matmul(sigma(z), self.select(W_act, step))
+                    + tf.matmul(y, self.select(W_lin, step)))
+
+        return field
+
+    # -- certificates --------------------------------------------------------
+    def theorem1_constants(self):
+        """Floats of Theorems 1-2 for the current weights.
+
+        Returns a dict with c1, c2, alpha, one_minus_alpha_sq, beta, gamma
+        (the value ``call`` uses), gamma_min (Theorem 1's bound), eps, kappa,
+        j2 = lambda_max(J J^T), slope_bound and rho, the contraction rate of
+        Theorem 2, rho = eps beta (gamma^2 + j2) / gamma.
+        """
+        K, _, L, gamma = self.effective_weights()
+        c1, c2 = bounds.c1_c2(K, L, self.kappa, self.slope_bound)
+        c1, c2 = float(c1), float(c2)
+        gap = float(bounds.one_minus_alpha_sq(tf.constant(c1, tf.float64),
+                                              tf.constant(c2, tf.float64)))
+        gamma = float(gamma)
+        beta = 0.5 * (c1 + c2)
+        gamma_min = float(np.sqrt((1.0 - gap + self.eps) * self.j2 / (gap - self.eps))) \
+            if gap > self.eps else float("inf")
+        return {
+            "c1": c1, "c2": c2, "alpha": (c2 - c1) / (c2 + c1),
+            "one_minus_alpha_sq": gap, "beta": beta, "gamma": gamma,
+            "gamma_min": gamma_min, "eps": self.eps, "kappa": self.kappa,
+            "j2": self.j2, "slope_bound": self.slope_bound,
+            "rho": self.eps * beta * (gamma * gamma + self.j2) / gamma,
+        }
+
+    def jacobian_parts(self):
+        K, _, L, gamma = self.effective_weights()
+        K = np.asarray(K, np.float64)
+        L = np.asarray(L, np.float64)
+        n = self.state_size
+        A = self.J_matrix - float(gamma) * np.eye(n)
+        M = np.einsum("kpi,kpj->kij", L, L) + self.kappa * np.eye(n)
+        A0 = A @ M
+        U = A @ np.transpose(K, (0, 2, 1))
+        V = np.transpose(K, (0, 2, 1))
+        return A0, U, V, self.slope_bound
+
+    def check_discrete_guarantee(self):
+        """Warns or raises (``discrete_check``) if h exceeds the certified step.
+
+        Returns the certificate dict of ``certify.discrete_certificate``.
+        """
+        cert = self.discrete_certificate()
+        if cert["lipschitz_bound"] > 1.0 and self.discrete_check != "ignore":
+            message = (
+                f"{self.name}: the {self.solver} scheme with step_size="
+                f"{self.step_size:.4g} is NOT certified contractive for the "
+                f"current weights: certified Lipschitz bound of the "
+                f"{self.steps}-step block = {cert['lipschitz_bound']:.4g} > 1; "
+                f"the largest certified step size is {cert['max_step_size']:.3g}. "
+                "The continuous-time guarantee of Theorems 1-2 does not "
+                "transfer to this discretization (see "
+                "contractive_keras.certify.discrete_certificate).")
+            if self.discrete_check == "raise":
+                raise ValueError(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+        return cert
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "activation": self.activation if isinstance(self.activation, str)
+            else keras.saving.serialize_keras_object(self.activation),
+            "activation_slope_bound": self.activation_slope_bound,
+            "kappa": self.kappa,
+            "gamma": self.gamma,
+            "eps": self.eps,
+            "J": None if self._J_arg is None else self._J_arg.tolist(),
+            "units": self.units,
+            "K_initializer": serialize(self.K_initializer),
+            "b_initializer": serialize(self.b_initializer),
+            "L_initializer": serialize(self.L_initializer),
+            "K_regularizer": serialize(self.K_regularizer),
+            "b_regularizer": serialize(self.b_regularizer),
+            "L_regularizer": serialize(self.L_regularizer),
+            "L_trainable": self.L_trainable,
+            "L_units": self.L_units,
+            "discrete_check": self.discrete_check,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        act = config.get("activation")
+        if isinstance(act, dict):
+            config["activation"] = keras.saving.deserialize_keras_object(act)
+        return cls(**config)
