@@ -55,6 +55,7 @@ flags.DEFINE_boolean("export", False, "At the end, write export/model.keras and 
 flags.DEFINE_boolean("mixed_precision", False, "Compute in float16 (GPU) or bfloat16 (CPU/TPU); variables stay float32.")
 flags.DEFINE_boolean("jit_compile", False, "Compile the forward and backward pass with XLA.")
 flags.DEFINE_integer("eval_batch_size", 500, "Global batch size for evaluation.")
+flags.DEFINE_integer("cpu_devices", None, "Split the CPU into this many logical devices (to run --strategy=mirrored without accelerators, e.g. in tests).")
 flags.DEFINE_integer("verbose", 1, "0 = silent, 1 = progress bar, 2 = one line per epoch.")
 
 
@@ -62,7 +63,7 @@ def _positive(name):
     flags.register_validator(name, lambda v: v is None or v > 0, message=f"--{name} must be positive")
 
 
-for _name in ("depth", "epochs", "batch_size", "learning_rate", "step_size", "steps_per_epoch", "eval_batch_size"):
+for _name in ("cpu_devices", "depth", "epochs", "batch_size", "learning_rate", "step_size", "steps_per_epoch", "eval_batch_size"):
     _positive(_name)
 for _name in ("weight_decay", "smoothness", "checkpoint_every"):
     flags.register_validator(_name, lambda v: v is None or v >= 0, message=f"--{_name} must be >= 0")
@@ -144,6 +145,13 @@ def main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the progress bar
+    if FLAGS.cpu_devices:
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices
+        )
     from contractive_keras.trainer import Trainer, TrainingDiverged
 
     config = make_config()

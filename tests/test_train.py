@@ -1,0 +1,251 @@
+"""train.py: flag validation, short runs, resume after kill -9, strategies, exports."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(ROOT, "train.py")
+HAS_MNIST = bool(os.environ.get("CONTRACTIVE_KERAS_DATA")) and os.path.isfile(
+    os.path.join(os.environ.get("CONTRACTIVE_KERAS_DATA", ""), "mnist.npz")
+)
+needs_mnist = pytest.mark.skipif(not HAS_MNIST, reason="MNIST offline copy absent: run `make data`")
+
+
+def _env(**extra):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def run_train(*args, timeout=300, env=None):
+    return subprocess.run(
+        [sys.executable, TRAIN, *args], capture_output=True, text=True, timeout=timeout,
+        env=env or _env(), cwd=ROOT,
+    )
+
+
+def final_weights(model_dir):
+    """Model variables of the latest checkpoint, by checkpoint key."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+    return {
+        key: reader.get_tensor(key)
+        for key in reader.get_variable_to_shape_map()
+        if key.startswith("model/") and "OPTIMIZER_SLOT" not in key
+    }
+
+
+def assert_same_weights(a, b, rtol=1e-5, atol=1e-6):
+    assert a.keys() == b.keys() and a
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=rtol, atol=atol, err_msg=key)
+
+
+# Few steps of a small network: quick but a real run on real data.
+SMALL = ["--model=resnet", "--depth=2", "--epochs=2", "--steps_per_epoch=6", "--batch_size=20",
+         "--verbose=0", "--eval_batch_size=500"]
+
+
+# --- flag validation -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--model=transformer"], "chnode|hdnn|resnet|node|stable_node"),
+    (["--dataset=cifar10"], "mnist|fashion_mnist"),
+    (["--solver=leapfrog"], "euler|midpoint|rk4|dopri5|bdf"),
+    (["--strategy=parameter_server"], "auto|one_device|mirrored|multi_worker|tpu"),
+    (["--lr_decay=1.5"], "--lr_decay must be in (0, 1]"),
+    (["--batch_size=0"], "--batch_size must be positive"),
+    (["--learning_rate=-0.1"], "--learning_rate must be positive"),
+    (["--gamma=-2"], "--gamma must be 'auto' or a positive number"),
+    (["--gamma=fast"], "--gamma must be 'auto' or a positive number"),
+    (["--model=resnet", "--gamma=3"], "--gamma applies to --model=chnode only"),
+    (["--model=chnode", "--delta_bar=0.5"], "--delta_bar applies to --model=stable_node only"),
+    (["--model=node", "--depth=4"], "--depth applies to --model=chnode, hdnn or resnet only"),
+    (["--alpha=0"], "--alpha must be in (0, 1]"),
+    (["--epochs=ten"], "epochs"),
+    (["positional"], "unexpected arguments"),
+])
+def test_bad_flags_exit_2_with_a_clear_message(args, expected):
+    result = run_train(*args, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_every_flag():
+    result = run_train("--helpfull", timeout=60)
+    for flag in ("--model", "--depth", "--dataset", "--data_dir", "--epochs", "--batch_size",
+                 "--learning_rate", "--lr_decay", "--weight_decay", "--smoothness", "--solver",
+                 "--step_size", "--gamma", "--delta_bar", "--alpha", "--seed", "--strategy",
+                 "--model_dir", "--steps_per_epoch", "--eval_noise", "--export",
+                 "--mixed_precision", "--flagfile"):
+        name = flag[2:]
+        assert f"--{name}:" in result.stdout or f"--[no]{name}:" in result.stdout, flag
+
+
+def test_recipe_defaults_fill_unset_flags():
+    import train
+
+    from contractive_keras import models
+
+    train.FLAGS(["train.py", "--model=hdnn", "--depth=8", "--epochs=3"])
+    try:
+        config = train.make_config()
+    finally:
+        train.FLAGS.unparse_flags()
+    recipe = models.REFERENCE_HPARAMS["hdnn"]
+    assert config.depth == 8 and config.epochs == 3
+    assert config.learning_rate == recipe["learning_rate"]
+    assert config.weight_decay == recipe["weight_decay"]
+    assert config.model_dir == os.path.join("runs", "hdnn_mnist_n8")
+
+
+# --- runs --------------------------------------------------------------------------
+
+
+@needs_mnist
+def test_short_cli_run_writes_summary_checkpoint_logs_and_exports(tmp_path):
+    model_dir = tmp_path / "run"
+    result = run_train(*SMALL, f"--model_dir={model_dir}", "--export")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((model_dir / "summary.json").read_text())
+    assert summary["flags"]["model"] == "resnet" and summary["flags"]["depth"] == 2
+    assert len(summary["history"]) == 2
+    assert 0.0 <= summary["final"]["test_accuracy"] <= 1.0
+    assert summary["hardware"]["replicas"] == 1
+    assert summary["timings"]["examples_per_second"] > 0
+    assert os.listdir(model_dir / "logs")
+    assert (model_dir / "checkpoints" / "checkpoint").exists()
+
+    import keras
+    import tensorflow as tf
+
+    from contractive_keras import data
+
+    x, _ = data.load_numpy("mnist", "test")
+    images = (x[:16, ..., None] / 255.0).astype("float32")
+    model = keras.saving.load_model(model_dir / "export" / "model.keras")
+    expected = model(images).numpy()
+    served = tf.saved_model.load(str(model_dir / "export" / "saved_model"))
+    np.testing.assert_allclose(served.serve(images).numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        served.serve_uint8(x[:16, ..., None]).numpy(), expected, rtol=1e-5, atol=1e-5
+    )
+    wrapped = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.TFSMLayer(str(model_dir / "export" / "saved_model"), call_endpoint="serve"),
+    ])
+    np.testing.assert_allclose(wrapped(images).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+@needs_mnist
+@pytest.mark.parametrize("model", ["chnode", "hdnn", "resnet", "node", "stable_node"])
+def test_every_model_trains_a_few_steps(tmp_path, model):
+    from contractive_keras.trainer import TrainConfig, Trainer
+
+    config = TrainConfig(
+        model=model, depth=2 if model in ("chnode", "hdnn", "resnet") else None,
+        epochs=1, steps_per_epoch=3, batch_size=20, learning_rate=1e-3, model_dir=str(tmp_path),
+        verbose=0, eval_take=200,
+    )
+    summary = Trainer(config).run()
+    assert np.isfinite(summary["history"][0]["train_loss"])
+    assert summary["final"]["test_accuracy"] >= 0.0
+
+
+@needs_mnist
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+    args = ["--model=resnet", "--depth=2", "--epochs=2", "--steps_per_epoch=40", "--batch_size=20",
+            "--verbose=0", "--checkpoint_every=4", "--eval_batch_size=1000"]
+    reference = tmp_path / "reference"
+    assert run_train(*args, f"--model_dir={reference}").returncode == 0
+
+    interrupted = tmp_path / "interrupted"
+    proc = subprocess.Popen([sys.executable, TRAIN, *args, f"--model_dir={interrupted}"],
+                            env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    index = interrupted / "checkpoints" / "checkpoint"
+    deadline = time.time() + 240
+    # Kill once a mid-epoch checkpoint of the first epoch exists.
+    while time.time() < deadline and proc.poll() is None:
+        if index.exists() and "ckpt-8" in index.read_text():
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (interrupted / "summary.json").exists()
+
+    resumed = run_train(*args, f"--model_dir={interrupted}", "--verbose=1")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming from" in resumed.stdout
+    assert_same_weights(final_weights(reference), final_weights(interrupted))
+
+
+@needs_mnist
+def test_nan_loss_stops_with_exit_3_and_keeps_last_checkpoint(tmp_path):
+    # A huge learning rate drives the unconstrained ResNet-ODE to Inf/NaN.
+    result = run_train("--model=resnet", "--depth=2", "--epochs=1", "--steps_per_epoch=200",
+                       "--batch_size=20", "--verbose=0", "--learning_rate=1e12",
+                       "--checkpoint_every=1", f"--model_dir={tmp_path}")
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "training diverged" in result.stderr and "last good checkpoint" in result.stderr
+    weights = final_weights(tmp_path)
+    assert all(np.all(np.isfinite(w)) for w in weights.values())
+
+
+@needs_mnist
+def test_mirrored_two_cpus_matches_one_device(tmp_path):
+    args = ["--model=resnet", "--depth=2", "--epochs=1", "--steps_per_epoch=5", "--batch_size=20",
+            "--verbose=0", "--eval_batch_size=1000"]
+    one = run_train(*args, "--strategy=one_device", f"--model_dir={tmp_path / 'one'}")
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run_train(*args, "--strategy=mirrored", "--cpu_devices=2", f"--model_dir={tmp_path / 'two'}")
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["hardware"]["replicas"] == 2
+    assert_same_weights(final_weights(tmp_path / "one"), final_weights(tmp_path / "two"), rtol=1e-4, atol=1e-5)
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@needs_mnist
+def test_two_workers_on_localhost_match_a_single_worker(tmp_path):
+    args = ["--model=resnet", "--depth=2", "--epochs=1", "--steps_per_epoch=5", "--batch_size=20",
+            "--verbose=0", "--eval_batch_size=1000"]
+    single = run_train(*args, "--strategy=one_device", f"--model_dir={tmp_path / 'single'}")
+    assert single.returncode == 0, single.stderr[-3000:]
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen(
+            [sys.executable, TRAIN, *args, "--strategy=multi_worker", f"--model_dir={tmp_path / 'multi'}"],
+            env=_env(TF_CONFIG=tf_config), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+    summary = json.loads((tmp_path / "multi" / "summary.json").read_text())
+    assert summary["hardware"]["strategy"] == "MultiWorkerMirroredStrategy"
+    assert summary["hardware"]["replicas"] == 2
+    assert not (tmp_path / "multi" / ".worker_scratch" / "worker_1").exists()
+    assert_same_weights(final_weights(tmp_path / "single"), final_weights(tmp_path / "multi"), rtol=1e-4, atol=1e-5)
