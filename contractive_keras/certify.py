@@ -390,9 +390,13 @@ def lipschitz_bound(model):
     Returns:
         dict with "lipschitz_bound" and "factors" (name, kind, factor).
     """
+    import keras
+
     factors, total = [], 1.0
     for layer in model.layers:
-        shape = layer.input.shape if hasattr(layer, "input") and layer.input is not None else None
+        shape = None
+        if isinstance(layer, keras.layers.Conv2D):
+            shape = keras.tree.flatten(layer.input)[0].shape
         factor, kind = _layer_factor(layer, shape)
         factors.append((layer.name, kind, factor))
         total *= factor

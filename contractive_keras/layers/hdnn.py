@@ -1,0 +1,112 @@
+"""HDNN: the Hamiltonian deep neural network baseline (shared/DESIGN.md, "CH-NODE")."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from contractive_keras.layers._hamiltonian_common import (
+    PerStepODE, check_skew, resolve_activation, serialize, structure_matrix)
+
+
+@keras.saving.register_keras_serializable(package="contractive_keras")
+class HDNN(PerStepODE):
+    """Hamiltonian DNN (H_1-DNN) on the last axis: xi' = J K_k^T sigma(K_k xi + b_k).
+
+    The same skeleton as ``CHNODE`` without the dissipation: the flow of the
+    continuous ODE is marginally stable (non-vanishing gradients), with no
+    contraction guarantee.  ``contractive_keras.certify.discrete_certificate``
+    still gives a certified Lipschitz bound of the discrete block.
+
+    Args:
+        steps, step_size, t1, solver, time_varying, return_trajectory,
+        gradient, rtol, atol: as for ``CHNODE``.
+        activation, activation_slope_bound: as for ``CHNODE``.
+        J: None (canonical, even n) or a skew-symmetric (n, n) matrix.
+        units: rows m of K (default n).
+        K_initializer, b_initializer, K_regularizer, b_regularizer: for the
+            stacked (W, m, n) K and (W, m) b.
+
+    Input shape:
+        (batch, ..., n).
+
+    Output shape:
+        Same, or (batch, N + 1, ..., n) with ``return_trajectory=True``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> HDNN(steps=2)(np.zeros((3, 4), "float32")).shape
+    TensorShape([3, 4])
+    """
+
+    def __init__(self, steps=4, step_size=None, t1=None, solver="euler",
+                 activation="tanh", activation_slope_bound=None, J=None,
+                 units=None, time_varying=True, K_initializer="random_normal",
+                 b_initializer="zeros", K_regularizer=None, b_regularizer=None,
+                 return_trajectory=False, gradient="backprop", rtol=1e-6,
+                 atol=1e-6, **kwargs):
+        super().__init__(steps=steps, step_size=step_size, t1=t1, solver=solver,
+                         time_varying=time_varying,
+                         return_trajectory=return_trajectory, gradient=gradient,
+                         rtol=rtol, atol=atol, **kwargs)
+        self.activation_fn, self.slope_bound = resolve_activation(
+            activation, activation_slope_bound)
+        self.activation = activation
+        self.activation_slope_bound = activation_slope_bound
+        self._J_arg = None if J is None else check_skew(J)
+        self.units = None if units is None else int(units)
+        self.K_initializer = keras.initializers.get(K_initializer)
+        self.b_initializer = keras.initializers.get(b_initializer)
+        self.K_regularizer = keras.regularizers.get(K_regularizer)
+        self.b_regularizer = keras.regularizers.get(b_regularizer)
+
+    def build_field(self, n):
+        self.J_matrix = structure_matrix(self._J_arg, n)
+        m = self.units or n
+        self.K = self.add_step_weight("K", (m, n), self.K_initializer, self.K_regularizer)
+        self.b = self.add_step_weight("b", (m,), self.b_initializer, self.b_regularizer)
+
+    def field_closure(self):
+        dtype = self.compute_dtype
+        K = tf.cast(tf.convert_to_tensor(self.K), dtype)
+        b = tf.cast(tf.convert_to_tensor(self.b), dtype)
+        J = tf.constant(self.J_matrix, dtype)
+        # Row form of f = J K^T sigma(K xi + b): sigma(xi^T K^T + b^T) (K J^T).
+        W_in = tf.transpose(K, [0, 2, 1])
+        W_out = tf.matmul(K, J, transpose_b=True)
+        sigma = self.activation_fn
+
+        def field(t, y, step):
+            z = tf.matmul(y, self.select(W_in, step)) + self.select(b, step)
+            return tf.matmul(sigma(z), self.select(W_out, step))
+
+        return field
+
+    def jacobian_parts(self):
+        K = np.asarray(self.K, np.float64)
+        n = self.state_size
+        Kt = np.transpose(K, (0, 2, 1))
+        A0 = np.zeros((K.shape[0], n, n))
+        return A0, self.J_matrix @ Kt, Kt, self.slope_bound
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "activation": self.activation if isinstance(self.activation, str)
+            else keras.saving.serialize_keras_object(self.activation),
+            "activation_slope_bound": self.activation_slope_bound,
+            "J": None if self._J_arg is None else self._J_arg.tolist(),
+            "units": self.units,
+            "K_initializer": serialize(self.K_initializer),
+            "b_initializer": serialize(self.b_initializer),
+            "K_regularizer": serialize(self.K_regularizer),
+            "b_regularizer": serialize(self.b_regularizer),
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("activation"), dict):
+            config["activation"] = keras.saving.deserialize_keras_object(config["activation"])
+        return cls(**config)

@@ -1,0 +1,119 @@
+"""NeuralODE: any Keras layer or model as the vector field of an ODE layer."""
+
+import keras
+import tensorflow as tf
+
+from contractive_keras.layers._hamiltonian_common import (
+    ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS)
+
+
+@keras.saving.register_keras_serializable(package="contractive_keras")
+class NeuralODE(keras.layers.Layer):
+    """Neural ODE xi' = f(xi) (or f([xi, t])) with a Keras layer / model as f.
+
+    Integrates from t = 0 to ``t1`` with ``contractive_keras.solvers.odeint``.
+    No stability guarantee (the vanilla NODE of the reference toy).
+
+    Args:
+        vector_field: a Keras layer or model mapping a state of shape
+            (batch, ...) to the same shape.
+        t1: final time T.
+        steps: fixed-step solvers: number of steps.
+        solver: "euler", "midpoint", "rk4" (default) or "dopri5", "bdf".
+        time_input: if True, f receives the state with t appended as an extra
+            last feature (state of shape (batch, d) only).
+        return_trajectory: output the states at the ``steps + 1`` grid times,
+            shape (batch, steps + 1, ...).
+        gradient, rtol, atol: passed to ``odeint``.
+
+    Input shape:
+        (batch, ...) as accepted by ``vector_field``.
+
+    Output shape:
+        Same, or (batch, steps + 1, ...) with ``return_trajectory=True``.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> layer = NeuralODE(keras.layers.Dense(3, activation="tanh"), steps=4)
+    >>> layer(np.zeros((2, 3), "float32")).shape
+    TensorShape([2, 3])
+    """
+
+    def __init__(self, vector_field, t1=1.0, steps=10, solver="rk4",
+                 time_input=False, return_trajectory=False, gradient="backprop",
+                 rtol=1e-6, atol=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(vector_field, dict):
+            vector_field = keras.saving.deserialize_keras_object(vector_field)
+        if not isinstance(vector_field, keras.layers.Layer):
+            raise ValueError(
+                f"vector_field must be a Keras layer or model, got {type(vector_field).__name__}.")
+        if solver not in FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS:
+            raise ValueError(
+                f"solver={solver!r}; allowed: {FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS}.")
+        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}.")
+        if not float(t1) > 0.0:
+            raise ValueError(f"t1 must be > 0, got {t1}.")
+        self.vector_field = vector_field
+        self.t1 = float(t1)
+        self.steps = int(steps)
+        self.solver = solver
+        self.time_input = bool(time_input)
+        self.return_trajectory = bool(return_trajectory)
+        self.gradient = gradient
+        self.rtol = float(rtol)
+        self.atol = float(atol)
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        if self.time_input:
+            shape = shape[:-1] + (shape[-1] + 1,)
+        if not self.vector_field.built:
+            self.vector_field.build(shape)
+        out = self.vector_field.compute_output_shape(shape)
+        if tuple(out)[1:] != tuple(input_shape)[1:]:
+            raise ValueError(
+                f"vector_field maps {shape} to {out}; it must return the state "
+                f"shape {tuple(input_shape)}.")
+        self.built = True
+
+    def _field(self, t, y):
+        if self.time_input:
+            t_col = tf.fill(tf.concat([tf.shape(y)[:-1], [1]], 0), tf.cast(t, y.dtype))
+            return self.vector_field(tf.concat([y, t_col], -1))
+        return self.vector_field(y)
+
+    def call(self, inputs):
+        from contractive_keras.solvers import odeint
+
+        y0 = tf.convert_to_tensor(inputs, self.compute_dtype)
+        kwargs = dict(method=self.solver, gradient=self.gradient)
+        if self.solver in FIXED_STEP_SOLVERS:
+            kwargs["steps"] = self.steps
+        else:
+            kwargs.update(rtol=self.rtol, atol=self.atol)
+        if not self.return_trajectory:
+            return odeint(self._field, y0, self.t1, **kwargs)
+        times = [self.t1 * k / self.steps for k in range(self.steps + 1)]
+        traj = odeint(self._field, y0, self.t1, times=times, **kwargs)
+        perm = [1, 0] + list(range(2, len(inputs.shape) + 1))
+        return tf.transpose(traj, perm)
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if self.return_trajectory:
+            return (input_shape[0], self.steps + 1) + input_shape[1:]
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "vector_field": keras.saving.serialize_keras_object(self.vector_field),
+            "t1": self.t1, "steps": self.steps, "solver": self.solver,
+            "time_input": self.time_input,
+            "return_trajectory": self.return_trajectory,
+            "gradient": self.gradient, "rtol": self.rtol, "atol": self.atol,
+        })
+        return config

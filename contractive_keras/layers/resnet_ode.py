@@ -1,0 +1,100 @@
+"""ResNetODE: the residual-network baseline xi' = sigma(K^T xi + b) (shared/DESIGN.md)."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from contractive_keras.layers._hamiltonian_common import (
+    PerStepODE, resolve_activation, serialize)
+
+
+@keras.saving.register_keras_serializable(package="contractive_keras")
+class ResNetODE(PerStepODE):
+    """ResNet as an ODE on the last axis: xi' = sigma(K_k^T xi + b_k).
+
+    With forward Euler and h, step k is the residual block
+    xi + h sigma(K_k^T xi + b_k), i.e. the reference ResNet.  No stability
+    guarantee; ``contractive_keras.certify.discrete_certificate`` gives a
+    certified Lipschitz bound of the discrete block.
+
+    Args:
+        steps, step_size, t1, solver, time_varying, return_trajectory,
+        gradient, rtol, atol: as for ``CHNODE``.
+        activation, activation_slope_bound: as for ``CHNODE``.
+        K_initializer, b_initializer, K_regularizer, b_regularizer: for the
+            stacked (W, n, n) K and (W, n) b.
+
+    Input shape:
+        (batch, ..., n).
+
+    Output shape:
+        Same, or (batch, N + 1, ..., n) with ``return_trajectory=True``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> ResNetODE(steps=2)(np.zeros((3, 5), "float32")).shape
+    TensorShape([3, 5])
+    """
+
+    def __init__(self, steps=4, step_size=None, t1=None, solver="euler",
+                 activation="tanh", activation_slope_bound=None,
+                 time_varying=True, K_initializer="random_normal",
+                 b_initializer="zeros", K_regularizer=None, b_regularizer=None,
+                 return_trajectory=False, gradient="backprop", rtol=1e-6,
+                 atol=1e-6, **kwargs):
+        super().__init__(steps=steps, step_size=step_size, t1=t1, solver=solver,
+                         time_varying=time_varying,
+                         return_trajectory=return_trajectory, gradient=gradient,
+                         rtol=rtol, atol=atol, **kwargs)
+        self.activation_fn, self.slope_bound = resolve_activation(
+            activation, activation_slope_bound)
+        self.activation = activation
+        self.activation_slope_bound = activation_slope_bound
+        self.K_initializer = keras.initializers.get(K_initializer)
+        self.b_initializer = keras.initializers.get(b_initializer)
+        self.K_regularizer = keras.regularizers.get(K_regularizer)
+        self.b_regularizer = keras.regularizers.get(b_regularizer)
+
+    def build_field(self, n):
+        self.K = self.add_step_weight("K", (n, n), self.K_initializer, self.K_regularizer)
+        self.b = self.add_step_weight("b", (n,), self.b_initializer, self.b_regularizer)
+
+    def field_closure(self):
+        dtype = self.compute_dtype
+        K = tf.cast(tf.convert_to_tensor(self.K), dtype)
+        b = tf.cast(tf.convert_to_tensor(self.b), dtype)
+        sigma = self.activation_fn
+
+        def field(t, y, step):
+            # Row form of sigma(K^T xi + b): sigma(xi^T K + b^T).
+            return sigma(tf.matmul(y, self.select(K, step)) + self.select(b, step))
+
+        return field
+
+    def jacobian_parts(self):
+        K = np.asarray(self.K, np.float64)
+        W, n, _ = K.shape
+        eye = np.broadcast_to(np.eye(n), (W, n, n))
+        # d/dxi sigma(K^T xi + b) = diag(s) K^T = sum_i s_i e_i (K[:, i])^T.
+        return np.zeros((W, n, n)), eye.copy(), K.copy(), self.slope_bound
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "activation": self.activation if isinstance(self.activation, str)
+            else keras.saving.serialize_keras_object(self.activation),
+            "activation_slope_bound": self.activation_slope_bound,
+            "K_initializer": serialize(self.K_initializer),
+            "b_initializer": serialize(self.b_initializer),
+            "K_regularizer": serialize(self.K_regularizer),
+            "b_regularizer": serialize(self.b_regularizer),
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("activation"), dict):
+            config["activation"] = keras.saving.deserialize_keras_object(config["activation"])
+        return cls(**config)

@@ -1,0 +1,186 @@
+"""Builders of the reference MNIST architectures (shared/DESIGN.md, "CH-NODE").
+
+    images in [0, 1] (N, 28, 28, 1)
+      -> Rescaling: (x - 0.1307) / 0.3081
+      -> Conv2D 3x3, 1 -> 8 channels, no activation (lifts each pixel to R^8)
+      -> per-pixel ODE block (weights shared over the 28 x 28 grid, N steps)
+      -> Flatten -> Dense 10 (logits)
+
+``build(name, depth)`` returns the uncompiled ``keras.Model`` with the
+reference regularization as Keras regularizers (so it is in ``model.losses``):
+PyTorch-Adam weight decay wd as an L2 penalty (wd / 2) ||w||^2 on every
+trainable weight, and the smoothness penalty smoothness * h * sum_j
+0.5 (||K_{j+1} - K_j||^2 + ||b_{j+1} - b_j||^2) on the ODE weights.
+``REFERENCE_HPARAMS[name]`` holds the training settings train.py reads.
+
+Note on the reference code: its training loop adds the smoothness penalty
+(N - 1) times per batch (a loop around a function that already sums over
+j), so its effective coefficient is (N - 1) * 1e-3 * h; the defaults here
+follow the stated 1e-3 * h (DESIGN); pass ``smoothness=1e-3 * (depth - 1)``
+to replicate the code exactly.
+
+Example:
+
+>>> from contractive_keras import models
+>>> model = models.build("chnode", depth=4)   # doctest: +SKIP
+>>> model.output_shape                        # doctest: +SKIP
+(None, 10)
+"""
+
+import math
+
+import keras
+
+from contractive_keras.layers._hamiltonian_common import StepwiseIdentity
+from contractive_keras.regularizers import PiecewiseSmoothness
+
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+
+_COMMON = {
+    "lr": 0.04,            # Adam learning rate
+    "lr_decay": 0.8,       # multiplied in after every epoch
+    "batch_size": 100,
+    "epochs": 10,
+    "step_size": 0.5,      # h of forward Euler
+    "depth": 8,            # N, the reference script's default (table: 4, 8, 12)
+    "channels": 8,
+}
+
+REFERENCE_HPARAMS = {
+    "chnode": dict(_COMMON, weight_decay=2e-4, smoothness=1e-3),
+    "hdnn": dict(_COMMON, weight_decay=4e-3, smoothness=8e-3),
+    "resnet": dict(_COMMON, weight_decay=2e-4, smoothness=1e-3),
+}
+
+# Training settings: build() accepts and ignores them, so train.py can pass
+# a whole REFERENCE_HPARAMS entry as overrides.
+_TRAINING_KEYS = ("lr", "lr_decay", "batch_size", "epochs", "depth")
+
+
+def _torch_uniform(fan_in):
+    """PyTorch's default Linear / Conv2d initialization: U(+-1/sqrt(fan_in))."""
+    return keras.initializers.RandomUniform(-1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in))
+
+
+def _torch_kernel():
+    # kaiming_uniform(a=sqrt(5)): U(+-sqrt(3 * (1/3) / fan_in)) = U(+-1/sqrt(fan_in)).
+    return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def _l2(weight_decay):
+    return keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
+
+
+def reference_classifier(ode_layer, weight_decay, channels=8, num_classes=10,
+                         input_shape=(28, 28, 1), name=None):
+    """The reference skeleton around a per-pixel ODE layer (see module doc)."""
+    inputs = keras.Input(shape=input_shape, name="images")
+    x = keras.layers.Rescaling(1.0 / MNIST_STD, offset=-MNIST_MEAN / MNIST_STD,
+                               name="normalize")(inputs)
+    fan_in = 9 * input_shape[-1]
+    x = keras.layers.Conv2D(
+        channels, 3, padding="same", kernel_initializer=_torch_kernel(),
+        bias_initializer=_torch_uniform(fan_in), kernel_regularizer=_l2(weight_decay),
+        bias_regularizer=_l2(weight_decay), name="lift")(x)
+    x = ode_layer(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    fan_in = channels * input_shape[0] * input_shape[1]
+    outputs = keras.layers.Dense(
+        num_classes, kernel_initializer=_torch_kernel(),
+        bias_initializer=_torch_uniform(fan_in), kernel_regularizer=_l2(weight_decay),
+        bias_regularizer=_l2(weight_decay), name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _split(name, depth, overrides):
+    hp = dict(REFERENCE_HPARAMS[name])
+    hp.update({k: overrides.pop(k) for k in list(overrides) if k in hp})
+    depth = int(depth if depth is not None else hp["depth"])
+    for key in _TRAINING_KEYS:
+        hp.pop(key)
+    return hp, depth, overrides
+
+
+def _ode_regularizer(hp):
+    return PiecewiseSmoothness(smoothness=hp["smoothness"] * hp["step_size"],
+                               l2=hp["weight_decay"] / 2.0)
+
+
+def _build_chnode(depth=None, **overrides):
+    from contractive_keras.layers import CHNODE
+
+    hp, depth, layer_kwargs = _split("chnode", depth, overrides)
+    reg = _ode_regularizer(hp)
+    kwargs = dict(
+        steps=depth, step_size=hp["step_size"], solver="euler", activation="tanh",
+        kappa=1e-6, eps=1e-6, gamma="auto",
+        K_initializer=keras.initializers.RandomNormal(stddev=1.0),
+        b_initializer=keras.initializers.RandomNormal(stddev=1.0),
+        L_initializer=StepwiseIdentity(0.02), L_trainable=False,
+        K_regularizer=reg, b_regularizer=reg, name="chnode")
+    kwargs.update(layer_kwargs)
+    return reference_classifier(CHNODE(**kwargs), hp["weight_decay"], hp["channels"],
+                                name=f"chnode_{depth}")
+
+
+def _build_hdnn(depth=None, **overrides):
+    from contractive_keras.layers import HDNN
+
+    hp, depth, layer_kwargs = _split("hdnn", depth, overrides)
+    reg = _ode_regularizer(hp)
+    kwargs = dict(
+        steps=depth, step_size=hp["step_size"], solver="euler", activation="tanh",
+        K_initializer=keras.initializers.RandomNormal(stddev=1.0),
+        b_initializer=keras.initializers.RandomNormal(stddev=1.0),
+        K_regularizer=reg, b_regularizer=reg, name="hdnn")
+    kwargs.update(layer_kwargs)
+    return reference_classifier(HDNN(**kwargs), hp["weight_decay"], hp["channels"],
+                                name=f"hdnn_{depth}")
+
+
+def _build_resnet(depth=None, **overrides):
+    from contractive_keras.layers import ResNetODE
+
+    hp, depth, layer_kwargs = _split("resnet", depth, overrides)
+    reg = _ode_regularizer(hp)
+    kwargs = dict(
+        steps=depth, step_size=hp["step_size"], solver="euler", activation="tanh",
+        K_initializer=keras.initializers.RandomNormal(stddev=1.0),
+        b_initializer=keras.initializers.RandomNormal(stddev=1.0),
+        K_regularizer=reg, b_regularizer=reg, name="resnet_ode")
+    kwargs.update(layer_kwargs)
+    return reference_classifier(ResNetODE(**kwargs), hp["weight_decay"], hp["channels"],
+                                name=f"resnet_{depth}")
+
+
+BUILDERS = {
+    "chnode": _build_chnode,
+    "hdnn": _build_hdnn,
+    "resnet": _build_resnet,
+    # Stabilized-NODE builders ("node", "stable_node") are registered here:
+    # add them to BUILDERS and REFERENCE_HPARAMS below this line.
+}
+
+
+def build(name, depth=None, **overrides):
+    """Builds a reference architecture, uncompiled.
+
+    Args:
+        name: one of ``sorted(BUILDERS)``.
+        depth: number of ODE steps N (default ``REFERENCE_HPARAMS[name]["depth"]``).
+        **overrides: reference hyperparameters (``step_size``,
+            ``weight_decay``, ``smoothness``, ``channels``; the training
+            settings ``lr``, ``lr_decay``, ``batch_size``, ``epochs`` are
+            accepted and ignored) or keyword arguments of the ODE layer
+            (e.g. ``gamma=5.0``, ``solver="rk4"``, ``discrete_check="ignore"``).
+
+    Returns:
+        ``keras.Model`` from float32 images in [0, 1], (N, 28, 28, 1), to logits.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    if name not in BUILDERS:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(BUILDERS)}.")
+    return BUILDERS[name](depth=depth, **overrides)
