@@ -94,7 +94,7 @@ def logit_function(model):
     if isinstance(model, keras.layers.Layer):
         return lambda x: model(x, training=False)
     if hasattr(model, "serve") and callable(model.serve):
-        return model.serve
+        return _SavedModelLogits(model, model.serve)
     signatures = getattr(model, "signatures", None)
     if signatures is not None:
         if "serving_default" not in signatures:
@@ -102,13 +102,28 @@ def logit_function(model):
                 "SavedModel has no 'serve' endpoint and no 'serving_default' "
                 f"signature (signatures: {sorted(signatures)})"
             )
-        return _signature_function(signatures["serving_default"])
+        return _SavedModelLogits(model, _signature_function(signatures["serving_default"]))
     if callable(model):
         return model
     raise TypeError(
         "model must be a Keras model, a SavedModel, a path to either, or a "
         f"callable from images to logits; got {type(model).__name__}"
     )
+
+
+class _SavedModelLogits:
+    """Calls a SavedModel endpoint and holds the loaded object.
+
+    A restored function only references its variables weakly; holding the
+    object keeps them alive (else: "variables which have been deleted").
+    """
+
+    def __init__(self, saved_model, endpoint):
+        self.saved_model = saved_model
+        self.endpoint = endpoint
+
+    def __call__(self, x):
+        return self.endpoint(x)
 
 
 def _signature_function(signature):

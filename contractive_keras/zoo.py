@@ -85,7 +85,15 @@ def sha256_file(path):
 
 
 def _cache_dir():
-    return os.path.expanduser(os.environ.get("KERAS_HOME") or os.path.join("~", ".keras"))
+    """The Keras cache, as ``keras.utils.get_file`` resolves it (created if absent)."""
+    directory = os.path.expanduser(os.environ.get("KERAS_HOME") or os.path.join("~", ".keras"))
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError:
+        pass
+    if not os.access(directory, os.W_OK):  # get_file's own fallback
+        directory = os.path.join(tempfile.gettempdir(), ".keras")
+    return directory
 
 
 def _roots():

@@ -1,0 +1,174 @@
+"""robustness.evaluate, its table, and the ``python -m contractive_keras.evaluate`` command."""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from contractive_keras import attacks, data, robustness
+from contractive_keras.evaluate import RobustnessTable, Row, main
+from tests.test_attacks import mnist_test, tiny_mnist_model
+from tests.test_zoo import NAME, build_tiny_zoo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = dict(draws=3, eps=(0.05, 0.1), pgd_steps=5)
+
+
+@pytest.fixture(scope="module")
+def small_table():
+    model = tiny_mnist_model(hidden=32)
+    x, y = mnist_test(200)
+    return robustness.evaluate(model, (x, y), lipschitz_constant=40.0, seed=3, **FAST)
+
+
+def test_table_has_every_setting_with_mean_and_spread_over_draws(small_table):
+    labels = [row.label for row in small_table]
+    assert labels == [
+        "clean", "gaussian var=0.05", "gaussian var=0.2", "salt_pepper amount=0.05",
+        "salt_pepper amount=0.2", "fgsm linf eps=0.05", "fgsm linf eps=0.1",
+        "pgd linf eps=0.05", "pgd linf eps=0.1", "certified linf eps=0.05", "certified linf eps=0.1"]
+    for row in small_table:
+        expected_draws = 3 if row.kind in ("gaussian", "salt_pepper") else 1
+        assert len(row.draws) == expected_draws
+        assert row.mean == pytest.approx(np.mean(row.draws))
+        assert row.std == pytest.approx(np.std(row.draws, ddof=1) if expected_draws > 1 else 0.0)
+        assert all(0 <= a <= 1 for a in row.draws)
+    noisy = small_table.lookup("gaussian", 0.2)
+    assert noisy.std > 0, "independent draws must differ"
+    assert small_table.metadata["n_examples"] == 200
+
+
+def test_table_rows_equal_direct_computation(small_table):
+    model = tiny_mnist_model(hidden=32)
+    x, y = mnist_test(200)
+    assert small_table.lookup("clean").mean == np.mean(np.argmax(model(x), -1) == y)
+    fgsm_adv = attacks.fgsm(model, x, y, 0.1)
+    assert small_table.lookup("fgsm", 0.1).mean == np.mean(np.argmax(model(fgsm_adv), -1) == y)
+    certified = robustness.certified_accuracy(model, y, 40.0, 0.05, norm="linf", images=x)
+    assert small_table.lookup("certified", 0.05, "linf").mean == certified
+
+
+def test_attacks_and_noise_lower_accuracy_in_the_table(small_table):
+    clean = small_table.lookup("clean").mean
+    assert clean > 0.85
+    assert small_table.lookup("pgd", 0.1).mean < clean - 0.5
+    assert small_table.lookup("certified", 0.1).mean <= small_table.lookup("certified", 0.05).mean <= clean
+    levels, means, stds = small_table.series("fgsm", "linf")
+    np.testing.assert_allclose(levels, [0.05, 0.1])
+    assert means[1] <= means[0] and stds.shape == (2,)
+
+
+def test_evaluate_is_reproducible_for_a_seed_and_batching():
+    model = tiny_mnist_model(hidden=0)
+    x, y = mnist_test(100)
+    kwargs = dict(attacks=("fgsm", "pgd"), eps=(0.05,), draws=2, pgd_steps=3)
+    a = robustness.evaluate(model, (x, y), seed=1, **kwargs)
+    b = robustness.evaluate(model, data.load("mnist", "test", 500, take=100), seed=1, **kwargs)
+    c = robustness.evaluate(model, (x, y), seed=2, **kwargs)
+    d = robustness.evaluate(model, (x, y), seed=1, batch_size=40, **kwargs)
+    assert [r.draws for r in a] == [r.draws for r in b]
+    assert a.lookup("gaussian", 0.2).draws != c.lookup("gaussian", 0.2).draws
+    alone = robustness.evaluate(model, (x, y), seed=1, noise=[("gaussian", 0.2)], attacks=(), draws=2)
+    assert alone.lookup("gaussian", 0.2).draws == a.lookup("gaussian", 0.2).draws
+    for kind in ("clean", "fgsm"):  # deterministic rows do not depend on seed or batching
+        assert a.lookup(kind).draws == c.lookup(kind).draws == d.lookup(kind).draws
+
+
+def test_table_exports_round_trip(small_table, tmp_path):
+    restored = RobustnessTable.from_dict(json.loads(small_table.to_json(str(tmp_path / "t.json"))))
+    assert restored.rows == small_table.rows
+    assert json.load(open(tmp_path / "t.json"))["metadata"]["seed"] == 3
+    rows = list(csv.DictReader(io.StringIO(small_table.to_csv(str(tmp_path / "t.csv")))))
+    assert [r["kind"] for r in rows] == [r.kind for r in small_table]
+    assert float(rows[1]["mean"]) == pytest.approx(small_table.rows[1].mean, abs=1e-6)
+    assert len(rows[1]["draws"].split(";")) == 3
+    markdown = small_table.to_markdown()
+    assert markdown.splitlines()[0] == "| setting | accuracy (%) | draws |"
+    assert len(markdown.splitlines()) == 2 + len(small_table)
+
+
+def test_evaluate_refuses_normalised_images_and_bad_settings():
+    model = tiny_mnist_model(hidden=0)
+    x, y = mnist_test(10)
+    with pytest.raises(ValueError, match=r"pixels in \[0, 1\]"):
+        robustness.evaluate(model, ((x - 0.1307) / 0.3081, y))
+    with pytest.raises(ValueError, match="unknown attacks"):
+        robustness.evaluate(model, (x, y), attacks=("cw",))
+    with pytest.raises(ValueError, match="draws must be a positive int"):
+        robustness.evaluate(model, (x, y), draws=0)
+    with pytest.raises(ValueError, match="noise kind must be one of"):
+        robustness.evaluate(model, (x, y), noise=[("speckle", 0.1)])
+
+
+def test_row_label_and_lookup_error():
+    table = RobustnessTable([Row.from_draws("pgd", 0.1, "l2", [0.5])])
+    assert table.rows[0].label == "pgd l2 eps=0.1"
+    with pytest.raises(KeyError, match="rows:"):
+        table.lookup("fgsm")
+
+
+@pytest.fixture(scope="module")
+def keras_file(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("cli") / "model.keras")
+    tiny_mnist_model(hidden=0).save(path)
+    return path
+
+
+CLI_FAST = ["--take=100", "--draws=2", "--eps=0.1", "--pgd_steps=3", "--quiet"]
+
+
+def test_cli_on_a_keras_file_prints_and_writes_the_table(keras_file, tmp_path, capsys):
+    out_json, out_csv = str(tmp_path / "r.json"), str(tmp_path / "r.csv")
+    table = main([f"--model={keras_file}", "--dataset=mnist", f"--output={out_json}",
+                  f"--output={out_csv}", "--lipschitz=30", *CLI_FAST])
+    printed = capsys.readouterr().out
+    assert "| clean |" in printed and "| pgd linf eps=0.1 |" in printed and "certified" in printed
+    saved = json.load(open(out_json))
+    assert saved["metadata"]["dataset"] == "mnist" and saved["metadata"]["n_examples"] == 100
+    assert RobustnessTable.from_dict(saved).rows == table.rows
+    assert open(out_csv).readline().startswith("kind,level,norm,mean,std")
+
+
+def test_cli_on_a_zoo_name_uses_its_dataset_and_lipschitz_bound(tmp_path, monkeypatch, capsys):
+    build_tiny_zoo(tmp_path / "zoo")
+    monkeypatch.setenv("CONTRACTIVE_KERAS_ZOO", str(tmp_path / "zoo"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    for model_format in ("keras", "saved_model"):
+        table = main([f"--model={NAME}", f"--format={model_format}", "--attacks=fgsm", "--noise=", *CLI_FAST])
+        assert table.metadata["lipschitz_constant"] == 12.5  # from the card
+        assert [r.kind for r in table] == ["clean", "fgsm", "certified"]
+    assert f"{NAME} on mnist test (100 examples)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--model=MODEL", "--dataset=mnist", "--eps=0.1,-1"], "values must be >= 0"),
+    (["--model=MODEL", "--dataset=mnist", "--attacks=fgsm,cw"], "allowed are fgsm, pgd"),
+    (["--model=MODEL", "--dataset=mnist", "--output=r.txt"], "extension must be one of"),
+    (["--model=MODEL", "--dataset=mnist", "--draws=0"], "expected a positive integer"),
+    (["--model=MODEL", "--dataset=cifar10"], "invalid choice: 'cifar10'"),
+    (["--model=MODEL", "--dataset=mnist", "--noise=gaussian"], "KIND:LEVEL"),
+    (["--model=MODEL"], "--dataset is required when --model is a path"),
+    (["--model=no_such_model", "--dataset=mnist"], "neither an existing path nor a zoo model; zoo models:"),
+])
+def test_cli_bad_values_exit_2_with_a_clear_message(keras_file, capsys, argv, message):
+    argv = [a.replace("MODEL", keras_file) for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point_runs(keras_file, tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, "-m", "contractive_keras.evaluate", f"--model={keras_file}", "--dataset=mnist",
+         "--take=50", "--draws=1", "--attacks=fgsm", "--eps=0.1", f"--output={tmp_path / 'r.md'}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| fgsm linf eps=0.1 |" in result.stdout
+    assert open(tmp_path / "r.md").read().startswith("| setting |")
