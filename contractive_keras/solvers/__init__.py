@@ -1,0 +1,60 @@
+"""ODE solvers with one call shape: fixed-step Runge-Kutta and tfp adaptive.
+
+Entry points:
+
+* :func:`odeint` -- ``odeint(fn, y0, t1, *, t0=0.0, method="rk4", steps=None,
+  step_size=None, rtol=1e-6, atol=1e-6, gradient="backprop", times=None,
+  with_step_index=False, unroll="auto")`` returns y(t1) (or the states at
+  ``times``);
+* :func:`solve` -- same arguments, returns a :class:`Solution` with ``ys``,
+  ``ts`` and ``stats`` (numbers of function evaluations and steps).
+
+Pieces (diffrax style, each in its own module): the schemes
+:class:`Euler`, :class:`Midpoint`, :class:`RK4` (Butcher tableaus,
+``runge_kutta.py``); the fixed-step loop (``fixed_step.py``); the gradient
+methods :class:`Backprop`, :class:`Checkpoint`, :class:`Adjoint`
+(``gradients.py``); the adapters for ``tfp.math.ode.DormandPrince`` and
+``BDF`` (``adaptive.py``).
+
+Example:
+
+>>> import tensorflow as tf
+>>> from contractive_keras import solvers
+>>> y1 = solvers.odeint(lambda t, y: -y, tf.ones([2, 3]), 1.0, steps=8)
+>>> y1.shape
+TensorShape([2, 3])
+"""
+
+from contractive_keras.solvers.euler import Euler
+from contractive_keras.solvers.gradients import Adjoint
+from contractive_keras.solvers.gradients import Backprop
+from contractive_keras.solvers.gradients import Checkpoint
+from contractive_keras.solvers.interface import ADAPTIVE_METHODS
+from contractive_keras.solvers.interface import FIXED_STEP_METHODS
+from contractive_keras.solvers.interface import KNOWN_METHODS
+from contractive_keras.solvers.interface import Solution
+from contractive_keras.solvers.interface import get
+from contractive_keras.solvers.interface import odeint
+from contractive_keras.solvers.interface import solve
+from contractive_keras.solvers.midpoint import Midpoint
+from contractive_keras.solvers.rk4 import RK4
+from contractive_keras.solvers.runge_kutta import ButcherTableau
+from contractive_keras.solvers.runge_kutta import ExplicitRungeKutta
+
+__all__ = [
+    "ADAPTIVE_METHODS",
+    "Adjoint",
+    "Backprop",
+    "ButcherTableau",
+    "Checkpoint",
+    "Euler",
+    "ExplicitRungeKutta",
+    "FIXED_STEP_METHODS",
+    "KNOWN_METHODS",
+    "Midpoint",
+    "RK4",
+    "Solution",
+    "get",
+    "odeint",
+    "solve",
+]

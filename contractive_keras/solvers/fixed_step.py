@@ -1,0 +1,116 @@
+"""The fixed-step integrate loop: ``steps`` equal steps of one scheme.
+
+The grid is t_k = t0 + k h, h = (t1 - t0) / steps, k = 0..steps. The loop
+is written once, either unrolled in Python (small step counts: no loop
+overhead, XLA fuses across steps) or as a ``tf.while_loop`` with
+``maximum_iterations`` (large step counts: the graph stays small). Both
+compile under ``jit_compile=True`` and run in eager mode, in a
+``tf.function`` and in ``tf.distribute`` replica contexts.
+
+How gradients are taken through the loop is decided by
+:mod:`contractive_keras.solvers.gradients`, which calls :func:`take_steps`.
+"""
+
+import math
+
+import tensorflow as tf
+
+# Unrolling pays up to this many steps with unroll="auto"; above it the
+# while loop is used (see benchmarks/solvers.py, "unroll" section).
+UNROLL_THRESHOLD = 16
+
+
+def bind_step_index(fn, with_step_index, step_index):
+    """Returns ``g(t, y)``: ``fn(t, y)`` or ``fn(t, y, step_index)``."""
+    if not with_step_index:
+        return fn
+    return lambda t, y: fn(t, y, step_index)
+
+
+def use_unrolled_loop(unroll, count):
+    """Whether ``count`` steps are unrolled in Python for this ``unroll``."""
+    if unroll == "auto":
+        return count <= UNROLL_THRESHOLD
+    return bool(unroll)
+
+
+def take_steps(scheme, fn, y, t0, h, start, count, *, unroll="auto",
+               with_step_index=False, reverse=False):
+    """Takes ``count`` steps of ``scheme`` from grid node ``start``.
+
+    Args:
+        scheme: an :class:`~contractive_keras.solvers.runge_kutta.ExplicitRungeKutta`.
+        fn: vector field ``fn(t, y)`` or, with ``with_step_index``,
+            ``fn(t, y, step)`` with ``step`` an int32 scalar tensor.
+        y: nested structure of tensors, the state at node ``start``
+            (at node ``start + count`` when ``reverse``).
+        t0: scalar tensor, the time of node 0.
+        h: scalar tensor, the step size (same dtype as ``t0``).
+        start: Python int, the index of the first step taken.
+        count: Python int >= 0, the number of steps.
+        unroll: True, False or "auto" (unrolled up to
+            :data:`UNROLL_THRESHOLD` steps).
+        with_step_index: pass the step index to ``fn``.
+        reverse: integrate backwards in time, from node ``start + count``
+            down to node ``start`` with step ``-h`` (step k still covers
+            [t_k, t_{k+1}] and still receives index k).
+
+    Returns:
+        The state after the last step, same structure as ``y``.
+    """
+    if count == 0:
+        return y
+
+    def one_step(k, y):
+        step_index = tf.cast(k, tf.int32)
+        stage_fn = bind_step_index(fn, with_step_index, step_index)
+        if reverse:
+            t = t0 + tf.cast(k + 1, t0.dtype) * h
+            return scheme.step(stage_fn, t, y, -h)
+        t = t0 + tf.cast(k, t0.dtype) * h
+        return scheme.step(stage_fn, t, y, h)
+
+    order = range(start, start + count)
+    if reverse:
+        order = reversed(order)
+    if use_unrolled_loop(unroll, count):
+        for k in order:
+            y = one_step(tf.constant(k, tf.int32), y)
+        return y
+
+    first = start + count - 1 if reverse else start
+    direction = -1 if reverse else 1
+
+    def body(k, y):
+        return k + direction, one_step(k, y)
+
+    _, y = tf.while_loop(
+        lambda k, y: True, body, (tf.constant(first, tf.int32), y),
+        maximum_iterations=count)
+    return y
+
+
+def output_plan(times, t0, t1, steps):
+    """Where each output time falls on the grid.
+
+    Args:
+        times: sequence of Python floats, non-decreasing, in [t0, t1].
+        t0, t1: Python floats.
+        steps: Python int, the number of steps over [t0, t1].
+
+    Returns:
+        A list of ``(node, offset)``: the output at ``times[i]`` is the
+        state at grid node ``node`` advanced by one partial step of size
+        ``offset`` (0 when the time is a grid node, up to rounding).
+    """
+    h = (t1 - t0) / steps
+    plan = []
+    for time in times:
+        position = (time - t0) / h
+        node = round(position)
+        if abs(position - node) <= 1e-9 * max(1.0, abs(position)):
+            plan.append((min(max(node, 0), steps), 0.0))
+            continue
+        node = min(max(math.floor(position), 0), steps - 1)
+        plan.append((node, time - (t0 + node * h)))
+    return plan
