@@ -254,8 +254,8 @@ def _one_step(layer, field, y, k):
     def shifted(t, state, step):
         return field(t, state, step + k)
 
-    return odeint(shifted, y, layer.step_size, method=layer.solver, steps=1,
-                  with_step_index=True)
+    return odeint(shifted, y, tf.constant(layer.step_size, y.dtype), method=layer.solver,
+                  steps=1, with_step_index=True)
 
 
 def _trajectory(layer, rows, field):

@@ -90,7 +90,8 @@ class GammaProjection(keras.constraints.Constraint):
     (``SpectralNormClip``): the Frobenius-nearest K satisfying Theorem 1.
 
     With ``gamma=None`` ("auto" gamma, recomputed from the weights) the same
-    projection caps 1 - alpha^2 >= 2 eps so that the auto gamma stays finite.
+    projection caps 1 - alpha^2 >= min(2 eps, (1 + eps) / 2) so that the auto
+    gamma stays finite.
 
     Args:
         kappa: kappa > 0.

@@ -12,8 +12,8 @@ gamma^2 >= (alpha^2 + eps) j2 / (1 - alpha^2 - eps), j2 = lambda_max(J J^T).
 Everything is written through q = c2 / c1 and ``gap = 1 - alpha^2 = 4 q / (1 + q)^2``
 (no cancellation when alpha is close to 1).  Theorem 1 with a given gamma is
 equivalent to ``gap >= g(gamma) = eps + j2 / (gamma^2 + j2)``, i.e. to
-``q <= q_max(g) = (2 - g + 2 sqrt(1 - g)) / g``.  The same cap with g = 2 eps
-keeps the "auto" gamma finite (1 - alpha^2 - eps >= eps).
+``q <= q_max(g) = (2 - g + 2 sqrt(1 - g)) / g``.  The same cap with g ~ 2 eps
+keeps the "auto" gamma finite (1 - alpha^2 - eps >= min(eps, (1 - eps) / 2)).
 """
 
 import numpy as np
@@ -21,7 +21,7 @@ import tensorflow as tf
 
 # Relative slack for float64 eigenvalues of matrices up to a few hundred rows:
 # LAPACK's symmetric eigensolver is backward stable, errors ~ n * 2^-52 * norm.
-_F64_SLACK = 1e-12
+_F64_SLACK = 1e-13
 
 
 def max_ratio(g):
@@ -31,9 +31,12 @@ def max_ratio(g):
 
 
 def ratio_threshold(eps, j2, gamma=None):
-    """g such that Theorem 1 holds iff 1 - alpha^2 >= g (gamma=None: auto cap 2 eps)."""
+    """g such that Theorem 1 holds iff 1 - alpha^2 >= g.
+
+    gamma=None is the cap of the "auto" mode, g = min(2 eps, (1 + eps) / 2).
+    """
     if gamma is None:
-        return 2.0 * eps
+        return min(2.0 * eps, 0.5 * (1.0 + eps))
     return eps + j2 / (gamma * gamma + j2)
 
 

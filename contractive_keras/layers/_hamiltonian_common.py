@@ -263,12 +263,15 @@ class PerStepODE(keras.layers.Layer):
             kwargs.update(rtol=self.rtol, atol=self.atol)
             field = fn
             fn = lambda t, y: field(t, y, 0)  # noqa: E731  (shared weights)
+        # Times as tensors of the state dtype (a Python float would go
+        # through float32 inside the solver).
+        t1 = tf.constant(self.t1, rows.dtype)
         if not self.return_trajectory:
-            out = odeint(fn, rows, self.t1, **kwargs)
+            out = odeint(fn, rows, t1, **kwargs)
             return tf.reshape(out, shape)
         times = [k * self.step_size for k in range(self.steps + 1)]
         times[-1] = self.t1
-        traj = odeint(fn, rows, self.t1, times=times, **kwargs)
+        traj = odeint(fn, rows, t1, times=tf.constant(times, rows.dtype), **kwargs)
         traj = tf.reshape(traj, tf.concat([[self.steps + 1], shape], 0))
         perm = [1, 0] + list(range(2, len(inputs.shape) + 1))
         return tf.transpose(traj, perm)
@@ -307,6 +310,9 @@ class PerStepODE(keras.layers.Layer):
         """The slice of a stacked weight used at solver step ``step``."""
         if not self.time_varying:
             return stacked[0]
+        static = tf.get_static_value(step)
+        if static is not None:          # unrolled loop: a slice, dense gradient
+            return stacked[int(static)]
         return tf.gather(stacked, step)
 
     def jacobian_parts(self):

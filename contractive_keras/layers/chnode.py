@@ -39,9 +39,10 @@ class CHNODE(PerStepODE):
       optimizer step (``constraints.GammaProjection``: per-step singular
       values clipped, the Frobenius-nearest point) onto the set where that
       gamma satisfies Theorem 1.  Needs a fixed L (``L_trainable=False``).
-    * In both modes ``call`` rescales any K_k outside that set (the cap
-      1 - alpha^2 >= 2 eps in "auto" mode keeps gamma finite); after the
-      projection this is a multiplication by exactly 1.
+    * In both modes ``call`` rescales any K_k outside that set (a cap on
+      alpha in "auto" mode keeps gamma finite); after the
+      projection this is a multiplication by exactly 1.  The cap of "auto"
+      mode is 1 - alpha^2 >= min(2 eps, (1 + eps) / 2).
 
     The continuous guarantee (||d xi(T) / d xi(0)||_2 <= 1) does NOT carry
     over to the discrete scheme for every h.  The layer knows the largest
@@ -184,18 +185,19 @@ class CHNODE(PerStepODE):
             constraint=constraint)
         self.b = self.add_step_weight(
             "b", (m,), self.b_initializer, self.b_regularizer)
-        if constraint is not None:
+        if fixed is not None:
             self.K.assign(constraint(self.K))
+        elif tf.executing_eagerly():
+            c1, c2 = bounds.c1_c2(self.K, self.L, self.kappa, self.slope_bound)
+            gap = float(bounds.one_minus_alpha_sq(c1, c2))
+            if not gap > self.eps:
+                raise ValueError(
+                    f"eps={self.eps} must lie in (0, 1 - alpha^2) = (0, {gap:.6g}) "
+                    "for the initial weights (alpha from c1, c2 of Theorem 1); "
+                    "lower eps or initialize K smaller.")
 
     def after_build(self):
         if tf.executing_eagerly() and self.solver in FIXED_STEP_SOLVERS:
-            constants = self.theorem1_constants()
-            if not constants["one_minus_alpha_sq"] > self.eps:
-                raise ValueError(
-                    f"eps={self.eps} must lie in (0, 1 - alpha^2) = (0, "
-                    f"{constants['one_minus_alpha_sq']:.6g}) for the initial "
-                    "weights (alpha from c1, c2 of Theorem 1); lower eps or "
-                    "initialize K smaller.")
             if self.discrete_check != "ignore":
                 self.check_discrete_guarantee()
 

@@ -94,10 +94,11 @@ class NeuralODE(keras.layers.Layer):
             kwargs["steps"] = self.steps
         else:
             kwargs.update(rtol=self.rtol, atol=self.atol)
+        t1 = tf.constant(self.t1, y0.dtype)
         if not self.return_trajectory:
-            return odeint(self._field, y0, self.t1, **kwargs)
-        times = [self.t1 * k / self.steps for k in range(self.steps + 1)]
-        traj = odeint(self._field, y0, self.t1, times=times, **kwargs)
+            return odeint(self._field, y0, t1, **kwargs)
+        times = tf.constant([self.t1 * k / self.steps for k in range(self.steps + 1)], y0.dtype)
+        traj = odeint(self._field, y0, t1, times=times, **kwargs)
         perm = [1, 0] + list(range(2, len(inputs.shape) + 1))
         return tf.transpose(traj, perm)
 
