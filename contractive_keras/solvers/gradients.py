@@ -36,6 +36,7 @@ With "adjoint" and ``with_step_index=True`` the times get no gradient.
 import math
 
 import tensorflow as tf
+from tensorflow.python.eager import record  # pylint: disable=g-direct-tensorflow-import
 
 from contractive_keras.solvers.fixed_step import take_steps
 
@@ -157,8 +158,12 @@ class Adjoint:
             y_start = tf.nest.pack_sequence_as(structure,
                                                list(args[:num_leaves]))
             t0_, h_ = args[num_leaves], args[num_leaves + 1]
-            y_end = take_steps(scheme, fn, y_start, t0_, h_, start, count,
-                               unroll=unroll, with_step_index=with_step_index)
+            # In eager mode an outer tape would otherwise record (and keep
+            # alive) every forward operation; tf.recompute_grad does the same.
+            with record.stop_recording():
+                y_end = take_steps(scheme, fn, y_start, t0_, h_, start, count,
+                                   unroll=unroll,
+                                   with_step_index=with_step_index)
             flat_end = _flat(y_end)
 
             def grad(*upstream, variables=None):
