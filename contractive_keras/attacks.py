@@ -84,6 +84,9 @@ def logit_function(model):
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         if path.endswith(".keras") and os.path.isfile(path):
+            from contractive_keras.zoo import register_custom_objects
+
+            register_custom_objects()
             model = keras.saving.load_model(path, safe_mode=True)
         elif os.path.isdir(path):
             model = tf.saved_model.load(path)

@@ -14,8 +14,10 @@ Command line (a zoo name, a ``.keras`` file or a SavedModel directory)::
 prints a progress bar, then the table as Markdown, and writes each
 ``--output`` in the format its extension names (.json, .csv, .md). Run with
 ``--help`` for every option. Zoo models are loaded with ``zoo.load`` (sha256
-verified, ``safe_mode=True``); a ``--lipschitz`` bound, or the zoo card's
-``lipschitz_l2`` metric, adds certified-accuracy rows.
+verified, ``safe_mode=True``). Certified-accuracy rows need a certified L2
+Lipschitz bound of the logit map: ``--lipschitz=<number>``, ``--lipschitz=auto``
+(``contractive_keras.certify.lipschitz_bound`` of a Keras model), or, by
+default, the zoo card's ``lipschitz_l2`` metric; ``--lipschitz=none`` omits them.
 """
 
 import argparse
@@ -180,6 +182,38 @@ def _noise_specs(text):
     return tuple(specs)
 
 
+def _lipschitz(text):
+    if text in ("auto", "none"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, 'auto' or 'none', got {text!r}")
+    return value
+
+
+def _resolve_lipschitz(parser, choice, model, info):
+    """The Lipschitz bound for the certified rows, or None for no rows."""
+    import keras
+
+    if choice == "none":
+        return None
+    if choice == "auto":
+        if not isinstance(model, keras.Model):
+            parser.error("--lipschitz=auto needs a Keras model (.keras file or --format=keras)")
+        from contractive_keras import certify
+
+        try:
+            return float(certify.lipschitz_bound(model)["lipschitz_bound"])
+        except ValueError as e:
+            parser.error(f"--lipschitz=auto: the model cannot be certified: {e}")
+    if choice is None:
+        return (info or {}).get("lipschitz_l2")
+    return choice
+
+
 def build_parser():
     """The ``argparse`` parser of the command (for ``--help`` and tests)."""
     p = argparse.ArgumentParser(
@@ -202,8 +236,9 @@ def build_parser():
                         "salt_pepper:0.05,salt_pepper:0.2; '' for none")
     p.add_argument("--pgd_steps", type=_positive_int, default=40)
     p.add_argument("--pgd_step_size", type=float, default=None, help="default 2.5 * eps / steps")
-    p.add_argument("--lipschitz", type=float, default=None,
-                   help="certified L2 Lipschitz bound of the logits (default: zoo card's lipschitz_l2)")
+    p.add_argument("--lipschitz", type=_lipschitz, default=None,
+                   help="certified L2 Lipschitz bound of the logits: a number, 'auto' (computed by "
+                        "contractive_keras.certify) or 'none'; default: the zoo card's lipschitz_l2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch_size", type=_positive_int, default=500)
     p.add_argument("--output", action="append", default=[],
@@ -223,6 +258,7 @@ def _load_model(parser, args):
     if os.path.isfile(path):
         if not path.endswith(".keras"):
             parser.error(f"--model={path} is a file but not a .keras file")
+        zoo.register_custom_objects()
         return keras.saving.load_model(path, safe_mode=True), None
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
@@ -238,18 +274,15 @@ def _load_model(parser, args):
 
 def main(argv=None):
     """Runs the command; returns the table (exit status 2 on bad arguments)."""
-    from contractive_keras import data, robustness
-
     parser = build_parser()
     args = parser.parse_args(argv)
+    from contractive_keras import data, robustness  # TensorFlow: after --help and parse errors
     attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
     if set(attacks) - set(robustness.ATTACKS):
         parser.error(f"--attacks={args.attacks}: allowed are {', '.join(robustness.ATTACKS)}")
     for out in args.output:
         if os.path.splitext(out)[1] not in _FORMATS:
             parser.error(f"--output={out}: extension must be one of {', '.join(_FORMATS)}")
-    if args.lipschitz is not None and not args.lipschitz > 0:
-        parser.error(f"--lipschitz must be > 0, got {args.lipschitz}")
     model, info = _load_model(parser, args)
     dataset = args.dataset or (info or {}).get("dataset")
     if dataset is None:
@@ -257,9 +290,7 @@ def main(argv=None):
     if info and info.get("dataset") != dataset:
         print(f"warning: {args.model} was trained on {info.get('dataset')}, evaluating on {dataset}",
               file=sys.stderr)
-    lipschitz = args.lipschitz
-    if lipschitz is None and info:
-        lipschitz = info.get("lipschitz_l2")
+    lipschitz = _resolve_lipschitz(parser, args.lipschitz, model, info)
     images, labels = data.load_numpy(dataset, args.split)
     if args.take:
         images, labels = images[:args.take], labels[:args.take]

@@ -324,7 +324,7 @@ def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm
             ``.keras`` path, SavedModel or its directory, callable).
         dataset: ``tf.data.Dataset`` of ``(pixels in [0, 1], labels)``, or a
             pair ``(images, labels)`` of arrays (uint8 images are scaled).
-        attacks: subset of ``("fgsm", "pgd")``.
+        attacks: subset of ``("fgsm", "pgd")`` (or a comma-separated string).
         eps: attack (and certificate) radii in pixel units.
         norm: "linf" or "l2", the attack and certificate norm.
         noise: sequence of ``NoiseSpec``; default ``REFERENCE_NOISE``.
@@ -345,6 +345,8 @@ def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm
     """
     import keras
 
+    if isinstance(attacks, str):
+        attacks = tuple(a.strip() for a in attacks.split(",") if a.strip())
     unknown = set(attacks) - set(ATTACKS)
     if unknown:
         raise ValueError(f"unknown attacks {sorted(unknown)}; allowed: {ATTACKS}")

@@ -254,17 +254,24 @@ def _locate(name, kind):
                                + "\n  ".join(tried))
 
 
-def _register_custom_objects():
-    """Imports the modules that register contractive_keras layers/constraints."""
+def register_custom_objects():
+    """Imports every module that registers contractive_keras Keras objects.
+
+    ``.keras`` files name registered classes (``contractive_keras>CHNODE``);
+    the lazy ``layers`` package would not have imported them yet, so call
+    this before ``keras.saving.load_model`` of a file holding them.
+    """
+    import pkgutil
+
     from contractive_keras import layers
 
-    modules = ["contractive_keras.constraints"]
-    modules += [f"contractive_keras.layers.{m}" for m in sorted(set(layers._LAYERS.values()))]
+    modules = ["contractive_keras.constraints", "contractive_keras.regularizers"]
+    modules += [f"{layers.__name__}.{m.name}" for m in pkgutil.iter_modules(layers.__path__)]
     for module in modules:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:
-            if e.name != module:  # a missing dependency, not a layer not written yet
+            if e.name != module:  # a missing dependency, not an absent module
                 raise
 
 
@@ -277,7 +284,7 @@ def load(name):
     import keras
 
     data = _locate(name, "keras")
-    _register_custom_objects()
+    register_custom_objects()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, f"{name}.keras")
         with open(path, "wb") as f:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -145,7 +146,23 @@ def test_cli_on_a_zoo_name_uses_its_dataset_and_lipschitz_bound(tmp_path, monkey
     assert f"{NAME} on mnist test (100 examples)" in capsys.readouterr().out
 
 
+def test_cli_lipschitz_auto_certifies_a_keras_chain_model(keras_file, tmp_path):
+    inputs = keras.Input((28, 28, 1))
+    h = keras.layers.Rescaling(1 / 0.3081, offset=-0.1307 / 0.3081)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(h)))
+    path = str(tmp_path / "chain.keras")
+    model.save(path)
+    table = main([f"--model={path}", "--dataset=mnist", "--lipschitz=auto", "--attacks=", "--noise=",
+                  *CLI_FAST])
+    expected = np.linalg.norm(model.layers[-1].kernel.numpy().astype(np.float64), 2) / 0.3081
+    assert table.metadata["lipschitz_constant"] == pytest.approx(expected, rel=1e-6)
+    assert [r.kind for r in table] == ["clean", "certified"]
+    assert main([f"--model={path}", "--dataset=mnist", "--lipschitz=none", *CLI_FAST,
+                 "--attacks=", "--noise="]).metadata["lipschitz_constant"] is None
+
+
 @pytest.mark.parametrize("argv,message", [
+    (["--model=MODEL", "--dataset=mnist", "--lipschitz=-1"], "expected a number > 0, 'auto' or 'none'"),
     (["--model=MODEL", "--dataset=mnist", "--eps=0.1,-1"], "values must be >= 0"),
     (["--model=MODEL", "--dataset=mnist", "--attacks=fgsm,cw"], "allowed are fgsm, pgd"),
     (["--model=MODEL", "--dataset=mnist", "--output=r.txt"], "extension must be one of"),
@@ -163,10 +180,19 @@ def test_cli_bad_values_exit_2_with_a_clear_message(keras_file, capsys, argv, me
     assert message in capsys.readouterr().err
 
 
-def test_python_dash_m_entry_point_runs(keras_file, tmp_path):
+def test_python_dash_m_entry_point_runs_on_a_chnode_keras_file(tmp_path):
+    # A fresh process: loading the .keras file must register CHNODE itself.
+    import warnings
+
+    from contractive_keras import models
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # untrained: not certified contractive
+        models.build("chnode", depth=2).save(str(tmp_path / "chnode.keras"))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
-        [sys.executable, "-m", "contractive_keras.evaluate", f"--model={keras_file}", "--dataset=mnist",
+        [sys.executable, "-m", "contractive_keras.evaluate", f"--model={tmp_path / 'chnode.keras'}",
+         "--dataset=mnist",
          "--take=50", "--draws=1", "--attacks=fgsm", "--eps=0.1", f"--output={tmp_path / 'r.md'}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -267,3 +267,48 @@ def test_savedmodel_archive_is_reproducible(built_zoo, tmp_path):
     zoo._tar_gz_directory(str(directory), str(tmp_path / "a.tar.gz"))
     zoo._tar_gz_directory(str(directory), str(tmp_path / "b.tar.gz"))
     assert zoo.sha256_file(str(tmp_path / "a.tar.gz")) == zoo.sha256_file(str(tmp_path / "b.tar.gz"))
+
+
+LOAD_IN_FRESH_PROCESS = """
+import sys
+import numpy as np
+from contractive_keras import attacks, zoo
+x = np.load(sys.argv[1])
+model = zoo.load("chnode_tiny")
+saved = zoo.load_saved_model("chnode_tiny")
+assert type(model.get_layer("chnode")).__name__ == "CHNODE"
+x_adv = attacks.fgsm(saved, x, np.zeros(len(x), np.int64), 0.1)  # gradients through the SavedModel
+assert float(np.abs(np.asarray(x_adv) - x).max()) > 0.05
+np.save(sys.argv[2], np.stack([model(x).numpy(), saved.serve(x).numpy()]))
+"""
+
+
+def test_chnode_model_loads_in_a_fresh_process_both_ways(tmp_path, monkeypatch):
+    # A fresh interpreter has not imported the lazy layers package: zoo.load
+    # must register contractive_keras's serializable classes itself.
+    import subprocess
+    import sys
+    import warnings
+
+    from contractive_keras import models
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # untrained: not certified contractive
+        model = models.build("chnode", depth=2)
+    zoo.add_to_manifest(str(tmp_path / "zoo"), "chnode_tiny", zoo.export_model(
+        model, "chnode_tiny", str(tmp_path / "zoo"), description="untrained CH-NODE",
+        dataset="mnist", metrics={"test_accuracy": 0.1}, card_text="# untrained\n"))
+    x, _ = mnist_test(8)
+    np.save(tmp_path / "x.npy", x)
+    env = dict(os.environ, CONTRACTIVE_KERAS_ZOO=str(tmp_path / "zoo"),
+               KERAS_HOME=str(tmp_path / "keras_home"), TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", LOAD_IN_FRESH_PROCESS, str(tmp_path / "x.npy"),
+                             str(tmp_path / "out.npy")], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    keras_logits, saved_logits = np.load(tmp_path / "out.npy")
+    reference = model(x).numpy()
+    # float32 round-off, relative to the scale of the (untrained, large) logits.
+    scale = np.abs(reference).max()
+    np.testing.assert_allclose(keras_logits, reference, rtol=0, atol=1e-5 * scale)
+    np.testing.assert_allclose(saved_logits, reference, rtol=0, atol=1e-5 * scale)
