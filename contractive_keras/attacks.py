@@ -38,6 +38,7 @@ True
 
 import os
 
+import numpy as np
 import tensorflow as tf
 
 NORMS = ("linf", "l2")
@@ -233,8 +234,8 @@ def _random_start(x, eps, norm, seed, clip_min, clip_max):
 def _as_seed(seed):
     if seed is None:
         return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
-    if isinstance(seed, int):
-        return tf.constant([seed, 0], tf.int32)
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return tf.constant([int(seed), 0], tf.int32)
     return tf.cast(tf.convert_to_tensor(seed), tf.int32)
 
 
