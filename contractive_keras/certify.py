@@ -219,7 +219,10 @@ def discrete_certificate(layer):
         exact_in_slopes: the Euler part is the exact worst case over slope
             patterns (vertex enumeration) rather than a centre-radius bound;
         worst_case_max_step_size: (CHNODE) the largest Euler step that is
-            non-expansive for every field with the same c1, c2, gamma.
+            non-expansive for every field with the same c1, c2, gamma;
+        invariant_max_step_size: (CHNODE with a fixed gamma) the same for the
+            largest c2 the projection allows: a step size certified for every
+            weight that training can reach.
     """
     if layer.solver not in TABLEAUX:
         raise ValueError(
@@ -243,6 +246,11 @@ def discrete_certificate(layer):
         c = layer.theorem1_constants()
         cert["worst_case_max_step_size"] = worst_case_max_step_size(
             c["c1"], c["c2"], c["gamma"], c["j2"])
+        if layer.gamma != "auto":
+            # The projection keeps c2 <= q_max c1 with gamma fixed: this step
+            # size is certified for every weight training can reach.
+            cert["invariant_max_step_size"] = worst_case_max_step_size(
+                c["c1"], layer.max_ratio * c["c1"], c["gamma"], c["j2"])
     return cert
 
 
@@ -265,7 +273,8 @@ def _trajectory(layer, rows, field):
     return states
 
 
-def bsm_norms(layer, inputs, method="auto", iterations=30, per_row=False):
+def bsm_norms(layer, inputs, method="auto", iterations=20, per_row=False,
+              power_steps=None):
     """Backward sensitivity norms ||d xi(T) / d xi(t_k)||_2, k = 0..N.
 
     The ODE acts on each vector of the last axis independently, so the
@@ -280,6 +289,8 @@ def bsm_norms(layer, inputs, method="auto", iterations=30, per_row=False):
             a lower estimate converging to the norm), or "auto" (exact for
             n <= 64).
         iterations: power iterations.
+        power_steps: the k at which "power" estimates (default [0], the whole
+            block; the other entries are NaN).
         per_row: return an array (N + 1, rows) instead of (N + 1,).
 
     Returns:
@@ -306,30 +317,34 @@ def bsm_norms(layer, inputs, method="auto", iterations=30, per_row=False):
             norms.append(tf.reduce_max(tf.linalg.svd(phi, compute_uv=False), axis=-1))
         result = np.stack([x.numpy() for x in reversed(norms)])
     elif method == "power":
-        result = [np.ones(rows.shape[0])]
-        for k in reversed(range(N)):
-            def block(y, k=k):
-                for j in range(k, N):
-                    y = _one_step(layer, field, y, j)
-                return y
+        # Each k costs iterations x (N - k) steps forward and back: by default
+        # only the whole block (k = 0) is estimated, the others are NaN.
+        wanted = [0] if power_steps is None else list(power_steps)
+        result = np.full((N + 1, rows.shape[0]), np.nan)
+        result[N] = 1.0
+        for k in wanted:
+            @tf.function
+            def normal_map(y, v, k=k):
+                """(Phi v, Phi^T Phi v) for the block of steps k..N-1 at y."""
+                with tf.GradientTape() as tape:
+                    tape.watch(y)
+                    with tf.autodiff.ForwardAccumulator(y, v) as acc:
+                        out = y
+                        for j in range(k, N):
+                            out = _one_step(layer, field, out, j)
+                    jv = acc.jvp(out)
+                    inner = tf.reduce_sum(tf.stop_gradient(jv) * out)
+                return jv, tape.gradient(inner, y)
 
             v = tf.random.stateless_normal(tf.shape(rows), seed=[k, 7], dtype=rows.dtype)
             sigma = None
             for _ in range(iterations):
                 v = v / tf.norm(v, axis=-1, keepdims=True)
-                with tf.autodiff.ForwardAccumulator(states[k], v) as acc:
-                    out = block(states[k])
-                jv = acc.jvp(out)
-                with tf.GradientTape() as tape:
-                    tape.watch(states[k])
-                    out = block(states[k])
-                    inner = tf.reduce_sum(tf.stop_gradient(jv) * out)
-                v = tape.gradient(inner, states[k])
+                jv, v = normal_map(states[k], v)
                 # ||Phi v|| for a unit v: a lower bound that only grows.
                 estimate = tf.norm(jv, axis=-1)
                 sigma = estimate if sigma is None else tf.maximum(sigma, estimate)
-            result.append(sigma.numpy())
-        result = np.stack(result[::-1])
+            result[k] = sigma.numpy()
     else:
         raise ValueError(f"method must be 'auto', 'exact' or 'power', got {method!r}.")
     return result if per_row else result.max(axis=1)

@@ -1,0 +1,251 @@
+"""certify: Theorem 1 / 2 as numerical properties, the discrete certificates, model bounds."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from contractive_keras import certify
+from contractive_keras.layers import CHNODE, HDNN, ResNetODE
+
+
+def canonical_J(n):
+    half = n // 2
+    eye, zero = np.eye(half), np.zeros((half, half))
+    return np.block([[zero, eye], [-eye, zero]])
+
+
+def log_norm(B):
+    return np.linalg.eigvalsh(0.5 * (B + B.T))[-1]
+
+
+def random_spd(rng, n, c1, c2):
+    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    eig = rng.uniform(c1, c2, size=n)
+    eig[:2] = c1, c2
+    return Q @ np.diag(eig) @ Q.T
+
+
+def householder(x, target):
+    """Symmetric orthogonal H with H x = target (unit vectors)."""
+    u = x - target
+    if np.linalg.norm(u) < 1e-14:
+        return np.eye(len(x))
+    u = u / np.linalg.norm(u)
+    return np.eye(len(x)) - 2 * np.outer(u, u)
+
+
+def extremal_M(x, w, c1, c2):
+    """Symmetric M, spectrum in {c1, c2}, with M x = beta (x + w), |w| = alpha."""
+    beta, alpha = 0.5 * (c1 + c2), (c2 - c1) / (c2 + c1)
+    E = alpha * householder(x, w / np.linalg.norm(w))
+    return beta * (np.eye(len(x)) + E)
+
+
+def test_theorem1_gamma_makes_every_admissible_field_contract_at_rate_rho():
+    rng = np.random.default_rng(0)
+    n, J = 8, canonical_J(8)
+    for _ in range(300):
+        c1 = 10 ** rng.uniform(-3, 0)
+        c2 = c1 * 10 ** rng.uniform(0, 3)
+        gap = 4 * c1 * c2 / (c1 + c2) ** 2
+        eps = gap * rng.uniform(0.01, 0.99)
+        gamma = certify.theorem1_gamma(c1, c2, eps)
+        beta = 0.5 * (c1 + c2)
+        rho = eps * beta * (gamma ** 2 + 1) / gamma
+        B = (J - gamma * np.eye(n)) @ random_spd(rng, n, c1, c2)
+        mu = log_norm(B)
+        bound = certify.log_norm_bound(c1, c2, gamma)
+        assert mu <= bound + 1e-9 * gamma * c2
+        assert bound <= -rho / 2 * (1 - 1e-9)
+
+
+def test_log_norm_bound_is_attained_so_theorem1_is_sharp():
+    rng = np.random.default_rng(1)
+    n, J = 6, canonical_J(6)
+    for _ in range(20):
+        c1, c2 = 0.1, 0.1 * 10 ** rng.uniform(0.5, 2)
+        gamma = certify.theorem1_gamma(c1, c2, eps=1e-3)
+        x = rng.normal(size=n)
+        x /= np.linalg.norm(x)
+        v = gamma * x + J @ x
+        alpha = (c2 - c1) / (c2 + c1)
+        M = extremal_M(x, -alpha * v / np.linalg.norm(v), c1, c2)
+        assert np.allclose(np.linalg.eigvalsh(M)[[0, -1]], [c1, c2])
+        B = (J - gamma * np.eye(n)) @ M
+        assert log_norm(B) == pytest.approx(certify.log_norm_bound(c1, c2, gamma), rel=1e-8)
+        # With eps = 0 (gamma = alpha / sqrt(1 - alpha^2)) that field only just
+        # fails to contract: Theorem 1 cannot be improved for such M.
+        gamma0 = alpha / math.sqrt(1 - alpha ** 2)
+        v0 = gamma0 * x + J @ x
+        M0 = extremal_M(x, -alpha * v0 / np.linalg.norm(v0), c1, c2)
+        assert abs(log_norm((J - gamma0 * np.eye(n)) @ M0)) <= 1e-9 * c2 * (1 + gamma0)
+
+
+def test_worst_case_max_step_size_is_exact_for_the_canonical_J():
+    rng = np.random.default_rng(2)
+    n, J = 4, canonical_J(4)
+    for _ in range(30):
+        c1 = 10 ** rng.uniform(-2, 0)
+        c2 = c1 * 10 ** rng.uniform(0.2, 2)
+        gap = 4 * c1 * c2 / (c1 + c2) ** 2
+        gamma = certify.theorem1_gamma(c1, c2, gap * rng.uniform(0.05, 0.9))
+        h = certify.worst_case_max_step_size(c1, c2, gamma)
+        A = J - gamma * np.eye(n)
+        for _ in range(20):   # never exceeded...
+            step = np.eye(n) + h * A @ random_spd(rng, n, c1, c2)
+            assert np.linalg.norm(step, 2) <= 1 + 1e-10
+        # ...and attained: the tangent point of the ball {M x} gives norm > 1 just above h.
+        beta, alpha = 0.5 * (c1 + c2), (c2 - c1) / (c2 + c1)
+        V = math.sqrt(gamma ** 2 + 1)
+        x = rng.normal(size=n)
+        x /= np.linalg.norm(x)
+        v = gamma * x + J @ x
+        centre = beta * (1 - alpha ** 2) / (2 * (gamma - alpha * V)) * v
+        y = beta * x + alpha * beta * (beta * x - centre) / np.linalg.norm(beta * x - centre)
+        M = extremal_M(x, (y - beta * x) / beta, c1, c2)
+        np.testing.assert_allclose(M @ x, y, rtol=1e-10, atol=1e-12)
+        above = np.eye(n) + h * (1 + 1e-4) * A @ M
+        below = np.eye(n) + h * (1 - 1e-4) * A @ M
+        assert np.linalg.norm(above @ x) > 1
+        assert np.linalg.norm(below, 2) <= 1 + 1e-12
+
+
+def _step_jacobian_norms(layer, x):
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+    return np.linalg.norm(tape.batch_jacobian(y, x).numpy(), ord=2, axis=(1, 2))
+
+
+@pytest.mark.parametrize("layer_cls", [CHNODE, ResNetODE])
+def test_vertex_certificate_is_attained_with_relu(layer_cls):
+    """With relu every slope pattern is realised by some state: the bound is exact."""
+    rng = np.random.default_rng(3)
+    extra = dict(discrete_check="ignore", kappa=0.05) if layer_cls is CHNODE else {}
+    layer = layer_cls(steps=1, step_size=0.3, activation="relu", dtype="float64",
+                      K_initializer=keras.initializers.RandomNormal(stddev=0.7),
+                      b_initializer=keras.initializers.RandomNormal(stddev=0.5), **extra)
+    layer.build((None, 4))
+    cert = certify.discrete_certificate(layer)
+    assert cert["exact_in_slopes"]
+    A0, U, V, S = layer.jacobian_parts()
+    patterns = np.array(np.meshgrid(*[[0.0, 1.0]] * 4)).reshape(4, -1).T
+    norms = [np.linalg.norm(np.eye(4) + 0.3 * (A0[0] + U[0] @ np.diag(s) @ V[0].T), 2)
+             for s in patterns]
+    worst = patterns[int(np.argmax(norms))]
+    K, b = layer.K.numpy()[0], layer.b.numpy()[0]
+    # The pre-activation at xi is K xi + b (CHNODE) or K^T xi + b (ResNetODE).
+    pre = K if layer_cls is CHNODE else K.T
+    z = np.where(worst > 0, 1.0, -1.0) * rng.uniform(0.5, 1.0, size=4)
+    xi = np.linalg.solve(pre, z - b)[None]
+    assert _step_jacobian_norms(layer, xi)[0] == pytest.approx(cert["lipschitz_bound"],
+                                                               rel=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["euler", "midpoint", "rk4"])
+@pytest.mark.parametrize("layer_cls", [CHNODE, HDNN, ResNetODE])
+def test_certificate_dominates_block_jacobians_for_every_scheme(layer_cls, solver):
+    keras.utils.set_random_seed(4)
+    extra = dict(discrete_check="ignore", kappa=0.1) if layer_cls is CHNODE else {}
+    layer = layer_cls(steps=3, step_size=0.2, solver=solver, dtype="float64",
+                      K_initializer=keras.initializers.RandomNormal(stddev=0.8),
+                      b_initializer=keras.initializers.RandomNormal(stddev=1.0), **extra)
+    x = np.random.randn(200, 4) * 2
+    layer(x)
+    cert = certify.discrete_certificate(layer)
+    assert _step_jacobian_norms(layer, x).max() <= cert["lipschitz_bound"] * (1 + 1e-9)
+    assert len(cert["per_step_bounds"]) == 3
+
+
+def test_max_step_size_is_the_largest_certified_one():
+    keras.utils.set_random_seed(6)
+    layer = CHNODE(steps=2, step_size=0.1, kappa=0.1, discrete_check="ignore",
+                   K_initializer=keras.initializers.RandomNormal(stddev=0.6))
+    layer.build((None, 4))
+    cert = certify.discrete_certificate(layer)
+    A0, U, V, S = layer.jacobian_parts()
+    h = cert["max_step_size"]
+    at, _, _ = certify.step_lipschitz_bounds(A0, U, V, S, h)
+    above, _, _ = certify.step_lipschitz_bounds(A0, U, V, S, h * (1 + 1e-6))
+    assert at.max() <= 1.0 < above.max()
+
+
+def test_bsm_norms_obey_theorem2_and_match_the_full_jacobian():
+    keras.utils.set_random_seed(7)
+    layer = CHNODE(steps=10, t1=2.0, solver="rk4", kappa=0.2, eps=0.2, dtype="float64",
+                   discrete_check="ignore",
+                   K_initializer=keras.initializers.RandomNormal(stddev=0.4),
+                   b_initializer=keras.initializers.RandomNormal(stddev=1.0))
+    x = np.random.randn(16, 4) * 2
+    layer(x)
+    c = certify.contraction_constants(layer)
+    exact = certify.bsm_norms(layer, x, method="exact", per_row=True)
+    norms = exact.max(axis=1)
+    times = np.linspace(0.0, 2.0, 11)
+    theorem2 = np.exp(-c["rho"] * (2.0 - times) / 2)
+    sharper = np.exp(certify.log_norm_bound(c["c1"], c["c2"], c["gamma"]) * (2.0 - times))
+    assert np.all(norms <= sharper * (1 + 1e-6))
+    assert np.all(sharper <= theorem2 * (1 + 1e-12))
+    assert norms[0] < 1.0 and norms[-1] == pytest.approx(1.0)
+    full = _step_jacobian_norms(layer, x)
+    np.testing.assert_allclose(exact[0], full, rtol=1e-9)
+    power = certify.bsm_norms(layer, x, method="power", iterations=40, per_row=True)
+    assert np.all(power[0] <= exact[0] * (1 + 1e-9))      # a lower estimate...
+    assert power[0].max() == pytest.approx(norms[0], rel=1e-3)   # ...of the block norm
+    assert np.isnan(power[1:-1]).all()
+
+
+def test_conv_bound_dominates_the_explicit_operator_norm():
+    rng = np.random.default_rng(8)
+    conv = keras.layers.Conv2D(3, 3, padding="same", use_bias=False)
+    conv.build((None, 6, 6, 2))
+    conv.kernel.assign(rng.normal(size=(3, 3, 2, 3)))
+    operator = np.stack([conv(e.reshape(1, 6, 6, 2)).numpy().ravel()
+                         for e in np.eye(72)], axis=1)
+    exact = np.linalg.norm(operator, 2)
+    bound = certify._conv_norm(conv.kernel.numpy().astype(np.float64), (6, 6))
+    assert exact <= bound * (1 + 1e-6)
+    assert bound <= 1.5 * exact
+
+
+def _tiny_classifier(**kwargs):
+    inputs = keras.Input((5, 5, 1))
+    x = keras.layers.Rescaling(2.0, offset=-0.5)(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same")(x)
+    x = CHNODE(steps=3, step_size=0.05, kappa=0.1, discrete_check="ignore", **kwargs)(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
+def test_model_lipschitz_bound_and_certified_radius_hold():
+    keras.utils.set_random_seed(9)
+    model = _tiny_classifier()
+    bound = certify.lipschitz_bound(model)
+    assert [kind for _, kind, _ in bound["factors"]][2:4] == [
+        "conv2d (circulant bound)", "ode block (discrete certificate)"]
+    x = np.random.rand(20, 5, 5, 1).astype("float32")
+    delta = np.random.randn(20, 5, 5, 1).astype("float32") * 0.1
+    diff = model(x + delta).numpy() - model(x).numpy()
+    ratios = np.linalg.norm(diff, axis=1) / np.linalg.norm(delta.reshape(20, -1), axis=1)
+    assert ratios.max() <= bound["lipschitz_bound"]
+    radius, correct = certified_radius = certify.certified_radius(model, x)
+    pred = model(x).numpy().argmax(1)
+    for _ in range(5):
+        d = np.random.randn(*x.shape).astype("float32")
+        d /= np.linalg.norm(d.reshape(20, -1), axis=1)[:, None, None, None]
+        moved = model(x + 0.99 * radius[:, None, None, None].astype("float32") * d)
+        assert np.all(moved.numpy().argmax(1) == pred)
+
+
+def test_summary_reports_the_certificate_scalars():
+    model = _tiny_classifier()
+    values = certify.summary(model)
+    assert set(values) == {"gamma", "alpha", "rho", "c1", "c2", "discrete_lipschitz_bound",
+                           "max_step_size", "step_size"}
+    assert all(isinstance(v, float) for v in values.values())
+    with pytest.raises(ValueError, match="cannot certify"):
+        certify.lipschitz_bound(keras.Sequential([keras.Input((3,)), keras.layers.Dropout(0.1)]))
