@@ -25,6 +25,7 @@ Example:
 TensorShape([2, 3])
 """
 
+from contractive_keras.solvers.dopri5 import Dopri5
 from contractive_keras.solvers.euler import Euler
 from contractive_keras.solvers.gradients import Adjoint
 from contractive_keras.solvers.gradients import Backprop
@@ -39,6 +40,7 @@ from contractive_keras.solvers.interface import solve
 from contractive_keras.solvers.midpoint import Midpoint
 from contractive_keras.solvers.rk4 import RK4
 from contractive_keras.solvers.runge_kutta import ButcherTableau
+from contractive_keras.solvers.runge_kutta import EmbeddedRungeKutta
 from contractive_keras.solvers.runge_kutta import ExplicitRungeKutta
 
 __all__ = [
@@ -47,6 +49,8 @@ __all__ = [
     "Backprop",
     "ButcherTableau",
     "Checkpoint",
+    "Dopri5",
+    "EmbeddedRungeKutta",
     "Euler",
     "ExplicitRungeKutta",
     "FIXED_STEP_METHODS",

@@ -22,6 +22,8 @@ grow like the inverse of the forward contraction).
 
 import tensorflow as tf
 
+from contractive_keras.solvers.arguments import as_time
+from contractive_keras.solvers.arguments import as_times
 from contractive_keras.solvers.gradients import Adjoint
 from contractive_keras.solvers.gradients import Backprop
 
@@ -95,15 +97,11 @@ def solve_adaptive(solver, fn, y0, t0, t1, *, gradient, times, dtype):
         raise ValueError(
             f"gradient={gradient.name!r} is for fixed-step methods; "
             f"adaptive tfp solvers take 'backprop' or 'adjoint'.")
-    from contractive_keras.solvers.interface import as_time
     initial_time = as_time(t0, dtype)
     if times is None:
         solution_times = tf.reshape(as_time(t1, dtype), [1])
     else:
-        solution_times = tf.cast(tf.convert_to_tensor(times), dtype)
-        if solution_times.shape.rank != 1:
-            raise ValueError(f"times must be a 1-D sequence, got shape "
-                             f"{solution_times.shape}.")
+        solution_times = as_times(times, dtype)
     run = solver.solve if isinstance(gradient, Adjoint) else solver._solve  # pylint: disable=protected-access
     results = run(fn, initial_time, y0, solution_times)
     stats = _statistics(solver, results.diagnostics)

@@ -8,17 +8,18 @@ adaptive methods ("dopri5", "bdf" or any ``tfp.math.ode.Solver``) go
 through :mod:`~contractive_keras.solvers.adaptive`.
 """
 
-import math
 import typing
 
-import numpy as np
 import tensorflow as tf
 
+from contractive_keras.solvers import adaptive_loop
+from contractive_keras.solvers import arguments
 from contractive_keras.solvers import fixed_step
 from contractive_keras.solvers.euler import Euler
 from contractive_keras.solvers.gradients import get_gradient
 from contractive_keras.solvers.midpoint import Midpoint
 from contractive_keras.solvers.rk4 import RK4
+from contractive_keras.solvers.runge_kutta import EmbeddedRungeKutta
 from contractive_keras.solvers.runge_kutta import ExplicitRungeKutta
 
 FIXED_STEP_METHODS = {"euler": Euler, "midpoint": Midpoint, "rk4": RK4}
@@ -98,128 +99,6 @@ def get(method):
         f"got {method!r} of type {type(method).__name__}.")
 
 
-def _static_float(value, name):
-    """Python float of ``value`` when known at trace time, else None."""
-    if isinstance(value, (int, float, np.number)) and not isinstance(
-            value, bool):
-        return float(value)
-    static = tf.get_static_value(value)
-    if static is None:
-        return None
-    static = np.asarray(static)
-    if static.shape != ():
-        raise ValueError(f"{name} must be a scalar, got shape {static.shape}.")
-    return float(static)
-
-
-def _check_positive(value, name):
-    static = _static_float(value, name)
-    if static is not None and not static > 0:
-        raise ValueError(f"{name} must be > 0, got {static!r}.")
-
-
-def _state_dtype(y0):
-    leaves = tf.nest.flatten(y0)
-    if not leaves:
-        raise ValueError("y0 must contain at least one tensor.")
-    dtypes = {leaf.dtype for leaf in leaves}
-    if len(dtypes) != 1 or not leaves[0].dtype.is_floating:
-        raise ValueError(
-            f"All leaves of y0 must share one floating dtype, got "
-            f"{sorted(d.name for d in dtypes)}.")
-    return leaves[0].dtype
-
-
-def _checked(fn, y0):
-    """Wraps ``fn`` to check, at trace time, its output against the state."""
-
-    def checked_fn(t, y, *step):
-        dy = fn(t, y, *step)
-        try:
-            tf.nest.assert_same_structure(y, dy, check_types=False)
-        except (ValueError, TypeError) as error:
-            raise ValueError(
-                f"fn(t, y) must return the structure of the state; state "
-                f"{tf.nest.map_structure(lambda x: x.shape, y)}, got "
-                f"{dy!r}: {error}") from None
-        dy = tf.nest.map_structure(tf.convert_to_tensor, dy)
-        for index, (leaf, d_leaf) in enumerate(
-                zip(tf.nest.flatten(y), tf.nest.flatten(dy))):
-            if d_leaf.dtype != leaf.dtype:
-                raise ValueError(
-                    f"fn(t, y) returned dtype {d_leaf.dtype.name} for state "
-                    f"leaf {index} of dtype {leaf.dtype.name}; they must "
-                    f"match (cast in fn, or pass y0 in {d_leaf.dtype.name}).")
-            if not d_leaf.shape.is_compatible_with(leaf.shape):
-                raise ValueError(
-                    f"fn(t, y) returned shape {d_leaf.shape} for state leaf "
-                    f"{index} of shape {leaf.shape}; they must match.")
-        return tf.nest.pack_sequence_as(y, tf.nest.flatten(dy))
-
-    return checked_fn
-
-
-def as_time(value, dtype):
-    """``value`` as a scalar tensor of ``dtype``, without a float32 detour."""
-    if isinstance(value, (tf.Tensor, tf.Variable)):
-        return tf.cast(value, dtype)
-    return tf.constant(value, dtype)
-
-
-def _fixed_step_count(t0, t1, steps, step_size, method):
-    """The number of steps (Python int) from ``steps`` or ``step_size``."""
-    if steps is not None and step_size is not None:
-        raise ValueError(
-            f"Pass steps or step_size, not both (got steps={steps!r}, "
-            f"step_size={step_size!r}).")
-    if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
-            raise ValueError(
-                f"steps must be a positive Python int, got {steps!r}.")
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}.")
-        return int(steps)
-    if step_size is None:
-        raise ValueError(
-            f"The fixed-step method {method!r} needs steps or step_size.")
-    size = _static_float(step_size, "step_size")
-    if size is None:
-        raise ValueError("step_size must be known at trace time; pass steps.")
-    if not size > 0:
-        raise ValueError(f"step_size must be > 0, got {size!r}.")
-    start, end = _static_float(t0, "t0"), _static_float(t1, "t1")
-    if start is None or end is None:
-        raise ValueError(
-            "With step_size, t0 and t1 must be known at trace time; pass "
-            "steps instead.")
-    return max(1, math.ceil((end - start) / size * (1 - 1e-12)))
-
-
-def _static_times(times, t0, t1):
-    values = tf.get_static_value(times) if isinstance(
-        times, (tf.Tensor, tf.Variable)) else times
-    if values is None:
-        raise ValueError(
-            "times must be known at trace time for fixed-step methods "
-            "(a list, a NumPy array or a constant tensor).")
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 1 or values.size == 0:
-        raise ValueError(
-            f"times must be a non-empty 1-D sequence, got shape "
-            f"{values.shape}.")
-    if np.any(np.diff(values) < 0):
-        raise ValueError(f"times must be non-decreasing, got {values}.")
-    if t0 is None or t1 is None:
-        raise ValueError(
-            "With times, t0 and t1 must be known at trace time for "
-            "fixed-step methods.")
-    tolerance = 1e-9 * max(1.0, abs(t1 - t0))
-    if values[0] < t0 - tolerance or values[-1] > t1 + tolerance:
-        raise ValueError(
-            f"times must lie in [t0, t1] = [{t0}, {t1}], got {values}.")
-    return [float(v) for v in values]
-
-
 def solve(fn, y0, t1, *, t0=0.0, method="rk4", steps=None, step_size=None,
           rtol=1e-6, atol=1e-6, gradient="backprop", times=None,
           with_step_index=False, unroll="auto"):
@@ -277,63 +156,82 @@ def solve(fn, y0, t1, *, t0=0.0, method="rk4", steps=None, step_size=None,
     """
     solver = get(method)
     gradient_method = get_gradient(gradient)
-    _check_positive(rtol, "rtol")
-    _check_positive(atol, "atol")
+    arguments.check_positive(rtol, "rtol")
+    arguments.check_positive(atol, "atol")
     if not (isinstance(unroll, bool) or (isinstance(unroll, str)
                                          and unroll == "auto")):
         raise ValueError(
             f"unroll must be True, False or 'auto', got {unroll!r}.")
     y0 = tf.nest.map_structure(tf.convert_to_tensor, y0)
-    dtype = _state_dtype(y0)
-    start, end = _static_float(t0, "t0"), _static_float(t1, "t1")
+    dtype = arguments.state_dtype(y0)
+    start = arguments.static_float(t0, "t0")
+    end = arguments.static_float(t1, "t1")
     if start is not None and end is not None and not end > start:
         raise ValueError(f"t1 must be > t0, got t0={start!r}, t1={end!r}.")
-    checked_fn = _checked(fn, y0)
+    checked_fn = arguments.checked_field(fn, y0)
+    if isinstance(solver, ExplicitRungeKutta) and not isinstance(
+            solver, EmbeddedRungeKutta):
+        return _solve_fixed_step(
+            solver, checked_fn, y0, t0, t1, dtype, steps=steps,
+            step_size=step_size, gradient=gradient_method, times=times,
+            with_step_index=with_step_index, unroll=unroll)
+    if with_step_index:
+        raise ValueError(
+            f"with_step_index=True needs a fixed-step method "
+            f"({', '.join(FIXED_STEP_METHODS)}); the adaptive method "
+            f"{method!r} has no step index.")
+    if steps is not None or step_size is not None:
+        raise ValueError(
+            f"steps/step_size apply to fixed-step methods; the adaptive "
+            f"method {method!r} chooses its steps from rtol and atol.")
+    if isinstance(solver, EmbeddedRungeKutta):
+        return _solve_embedded(solver, checked_fn, y0, t0, t1, dtype,
+                               rtol=rtol, atol=atol,
+                               gradient=gradient_method, times=times)
+    from contractive_keras.solvers import adaptive
+    if isinstance(method, str):
+        solver = adaptive.make_tfp_solver(method.lower(), rtol, atol)
+    ys, ts, stats = adaptive.solve_adaptive(
+        solver, checked_fn, y0, t0, t1, gradient=gradient_method,
+        times=times, dtype=dtype)
+    return Solution(ys=ys, ts=ts, stats=stats)
 
-    if not isinstance(solver, ExplicitRungeKutta):
-        from contractive_keras.solvers import adaptive
-        if with_step_index:
-            raise ValueError(
-                f"with_step_index=True needs a fixed-step method "
-                f"({', '.join(FIXED_STEP_METHODS)}); the adaptive method "
-                f"{method!r} has no step index.")
-        if steps is not None or step_size is not None:
-            raise ValueError(
-                f"steps/step_size apply to fixed-step methods; the adaptive "
-                f"method {method!r} chooses its steps from rtol and atol.")
-        if isinstance(method, str):
-            solver = adaptive.make_tfp_solver(method.lower(), rtol, atol)
-        ys, ts, stats = adaptive.solve_adaptive(
-            solver, checked_fn, y0, t0, t1, gradient=gradient_method,
-            times=times, dtype=dtype)
-        return Solution(ys=ys, ts=ts, stats=stats)
 
-    count = _fixed_step_count(t0, t1, steps, step_size, solver.name)
-    t0_tensor = as_time(t0, dtype)
-    h = (as_time(t1, dtype) - t0_tensor) / count
+def _stack_outputs(outputs):
+    return tf.nest.map_structure(lambda *leaves: tf.stack(leaves), *outputs)
+
+
+def _solve_fixed_step(solver, fn, y0, t0, t1, dtype, *, steps, step_size,
+                      gradient, times, with_step_index, unroll):
+    """``solve`` for fixed-step schemes (see ``fixed_step.py``)."""
+    start = arguments.static_float(t0, "t0")
+    end = arguments.static_float(t1, "t1")
+    count = arguments.fixed_step_count(t0, t1, steps, step_size, solver.name)
+    t0_tensor = arguments.as_time(t0, dtype)
+    h = (arguments.as_time(t1, dtype) - t0_tensor) / count
     stages = solver.stages
     if times is None:
         plan = [(count, 0.0)]
     else:
-        plan = fixed_step.output_plan(
-            _static_times(times, start, end), start, end, count)
+        output_times = arguments.static_times(times, start, end)
+        plan = fixed_step.output_plan(output_times, start, end, count)
 
-    outputs, node, partial_steps = [], 0, 0
+    outputs, node, partial_steps, y = [], 0, 0, y0
     for target, offset in plan:
-        y0 = gradient_method.advance(
-            solver, checked_fn, y0, t0_tensor, h, node, target - node,
-            unroll=unroll, with_step_index=with_step_index)
+        y = gradient.advance(solver, fn, y, t0_tensor, h, node,
+                             target - node, unroll=unroll,
+                             with_step_index=with_step_index)
         node = target
         if offset == 0.0:
-            outputs.append(y0)
+            outputs.append(y)
             continue
         partial_steps += 1
         stage_fn = fixed_step.bind_step_index(
-            checked_fn, with_step_index, tf.constant(node, tf.int32))
-        outputs.append(solver.step(
-            stage_fn, t0_tensor + node * h, y0, tf.constant(offset, dtype)))
+            fn, with_step_index, tf.constant(node, tf.int32))
+        outputs.append(solver.step(stage_fn, t0_tensor + node * h, y,
+                                   tf.constant(offset, dtype)))
 
-    backward = gradient_method.backward_evaluations(stages, node)
+    backward = gradient.backward_evaluations(stages, node)
     backward["vjp"] += stages * partial_steps
     stats = {
         "num_fn_evals": stages * (node + partial_steps),
@@ -345,9 +243,29 @@ def solve(fn, y0, t1, *, t0=0.0, method="rk4", steps=None, step_size=None,
     }
     stats = {key: tf.constant(value, tf.int32) for key, value in stats.items()}
     if times is None:
-        return Solution(ys=outputs[0], ts=as_time(t1, dtype), stats=stats)
-    ys = tf.nest.map_structure(lambda *leaves: tf.stack(leaves), *outputs)
-    ts = tf.constant([t for t in _static_times(times, start, end)], dtype)
+        return Solution(ys=outputs[0], ts=arguments.as_time(t1, dtype),
+                        stats=stats)
+    return Solution(ys=_stack_outputs(outputs),
+                    ts=tf.constant(output_times, dtype), stats=stats)
+
+
+def _solve_embedded(solver, fn, y0, t0, t1, dtype, *, rtol, atol, gradient,
+                    times):
+    """``solve`` for this package's embedded pairs (``adaptive_loop.py``)."""
+    if times is None:
+        ts = arguments.as_time(t1, dtype)
+        output_times = [ts]
+    else:
+        ts = arguments.as_times(times, dtype)
+        if ts.shape[0] is None:
+            raise ValueError(
+                f"times must have a static length for {solver!r}, got shape "
+                f"{ts.shape}.")
+        output_times = tf.unstack(ts)
+    states, stats = adaptive_loop.solve_embedded(
+        solver, fn, y0, arguments.as_time(t0, dtype), output_times,
+        rtol=rtol, atol=atol, gradient=gradient)
+    ys = states[0] if times is None else _stack_outputs(states)
     return Solution(ys=ys, ts=ts, stats=stats)
 
 

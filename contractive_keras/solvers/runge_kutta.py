@@ -29,11 +29,15 @@ class ButcherTableau:
             entries (the coefficients of k_1..k_i in stage i+1).
         b: weights of the stages in the step (sum to 1).
         c: stage times as fractions of the step (c_i = sum_j a_ij).
+        b_error: embedded pairs only: b minus the weights of the embedded
+            lower-order method, so that h sum_i b_error_i k_i estimates the
+            local error.
     """
 
     a: tuple
     b: tuple
     c: tuple
+    b_error: tuple = None
 
     def __post_init__(self):
         stages = len(self.b)
@@ -53,6 +57,12 @@ class ButcherTableau:
                     f"{self.c[i + 1]}.")
         if abs(sum(self.b) - 1.0) > 1e-12:
             raise ValueError(f"Weights b must sum to 1, got {sum(self.b)}.")
+        if self.b_error is not None and (
+                len(self.b_error) != stages
+                or abs(sum(self.b_error)) > 1e-12):
+            raise ValueError(
+                f"b_error (b minus the embedded weights) needs {stages} "
+                f"entries summing to 0, got {self.b_error}.")
 
     @property
     def stages(self):
@@ -128,3 +138,36 @@ class ExplicitRungeKutta:
 
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+
+class EmbeddedRungeKutta(ExplicitRungeKutta):
+    """Base class: an explicit Runge-Kutta pair with an error estimate.
+
+    The last stage must be evaluated at the new state (first same as last,
+    FSAL: c_s = 1 and row s of a equals b), so that it serves as the
+    first stage of the next step. Subclasses set ``tableau`` (with
+    ``b_error``), ``order`` (of the propagated solution) and ``name``.
+    """
+
+    def step_with_error(self, fn, t, y, h, first_derivative):
+        """One step with local error estimate.
+
+        Args:
+            fn: vector field ``fn(t, y)``.
+            t, y, h: as in :meth:`ExplicitRungeKutta.step`.
+            first_derivative: ``fn(t, y)`` (the previous step's last stage).
+
+        Returns:
+            ``(y_next, f_next, error)``: the state at ``t + h``, ``fn`` at
+            that state and time, and the local error estimate
+            ``h sum_i b_error_i k_i`` (all structured like ``y``).
+        """
+        tableau = self.tableau
+        ks = [first_derivative]
+        for i in range(1, tableau.stages):
+            y_stage = _weighted_sum(y, h, tableau.a[i - 1], ks)
+            ks.append(fn(t + tableau.c[i] * h, y_stage))
+        # FSAL: the last stage's state is the new state, its slope f_next.
+        zeros = tf.nest.map_structure(tf.zeros_like, y)
+        error = _weighted_sum(zeros, h, tableau.b_error, ks)
+        return y_stage, ks[-1], error
