@@ -13,7 +13,8 @@ automatically), TensorBoard logs, ``summary.json`` and, with ``--export``,
 float32 images in [0, 1] of shape (N, 28, 28, 1) and ``serve_uint8`` for raw
 uint8 pixels of the same shape; both return logits (N, 10)).
 
-Exit codes: 0 success, 2 bad flags, 3 training diverged (NaN/Inf loss).
+Exit codes: 0 success, 1 no usable data, 2 bad flags or settings, 3 training
+diverged (NaN/Inf loss).
 """
 
 import math
@@ -112,6 +113,8 @@ def make_config(argv_flags=FLAGS):
     from contractive_keras.trainer import TrainConfig
 
     recipe = dict(models.REFERENCE_HPARAMS[argv_flags.model])
+    if "lr" in recipe:  # models.REFERENCE_HPARAMS spells the learning rate "lr"
+        recipe.setdefault("learning_rate", recipe.pop("lr"))
     values = {}
     for field in TrainConfig.__dataclass_fields__:
         if field in argv_flags and argv_flags[field].value is not None:
@@ -152,11 +155,15 @@ def main(argv):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices
         )
+    from contractive_keras import data
     from contractive_keras.trainer import Trainer, TrainingDiverged
 
     config = make_config()
     try:
         trainer = Trainer(config)
+    except (data.DataSourceError, data.CorruptDataError) as e:
+        sys.stderr.write(f"train.py: no usable data: {e}\n")
+        sys.exit(1)
     except ValueError as e:
         sys.stderr.write(f"train.py: error: {e}\n")
         sys.exit(2)

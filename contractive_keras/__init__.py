@@ -27,15 +27,20 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
+    "attacks",
     "callbacks",
     "certify",
     "constraints",
     "data",
+    "evaluate",
+    "export",
     "layers",
     "models",
+    "regularizers",
     "robustness",
     "solvers",
     "stability",
+    "trainer",
     "zoo",
 )
 

@@ -2,8 +2,9 @@
 
 Sources are tried in this order (shared/DESIGN.md, "Data"):
 
-1. a local directory: the ``data_dir`` argument, else the
-   ``CONTRACTIVE_KERAS_DATA`` environment variable. In it, for dataset
+1. a local directory: the ``data_dir`` argument, then the
+   ``CONTRACTIVE_KERAS_DATA`` environment variable, then the source tree's
+   ``data/`` folder (filled by ``make data``). In it, for dataset
    ``name``, either ``<dir>/<name>.npz`` (arrays ``x_train``, ``y_train``,
    ``x_test``, ``y_test``) or the four standard IDX files
    (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
@@ -32,6 +33,8 @@ import numpy as np
 DATASETS = ("mnist", "fashion_mnist")
 SPLITS = ("train", "test")
 ENV_VAR = "CONTRACTIVE_KERAS_DATA"
+#: ``data/`` of the source tree, where ``make data`` writes the offline copies.
+SOURCE_TREE_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 
 #: Per-dataset pixel mean and standard deviation (of uint8 / 255), used by
 #: ``normalize=True``. The MNIST values are those of the reference experiment.
@@ -186,6 +189,8 @@ def local_directories(data_dir=None):
         places.append(("data_dir", os.fspath(data_dir)))
     if os.environ.get(ENV_VAR):
         places.append((f"${ENV_VAR}", os.environ[ENV_VAR]))
+    if os.path.isdir(SOURCE_TREE_DATA) and all(p != SOURCE_TREE_DATA for _, p in places):
+        places.append(("source tree data/", SOURCE_TREE_DATA))
     return places
 
 

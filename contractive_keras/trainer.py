@@ -84,13 +84,20 @@ def select_strategy(name):
     """
     import tensorflow as tf
 
-    gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
         n_tasks = sum(len(v) for v in tf_config.get("cluster", {}).values())
         if n_tasks > 1:
             name = "multi_worker"
-        elif _find_tpu() is not None:
+    if name == "multi_worker":
+        # Collective ops must be configured before TensorFlow initialises its
+        # devices, so this comes before any other TensorFlow call.
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError("--strategy=multi_worker needs the TF_CONFIG environment variable")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        if _find_tpu() is not None:
             name = "tpu"
         elif len(gpus) > 1:
             name = "mirrored"
@@ -102,10 +109,6 @@ def select_strategy(name):
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        if not os.environ.get("TF_CONFIG"):
-            raise ValueError("--strategy=multi_worker needs the TF_CONFIG environment variable")
-        return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         resolver = _find_tpu()
         if resolver is None:
@@ -117,13 +120,20 @@ def select_strategy(name):
 
 
 def _find_tpu():
+    """A TPU cluster resolver when this host is a TPU VM or TPU_NAME is set.
+
+    Nothing is probed otherwise (resolving a TPU with no hint asks a cloud
+    metadata server, which is slow and pointless on other machines).
+    """
+    import glob
+
     import tensorflow as tf
 
+    name = os.environ.get("TPU_NAME")
+    if not name and not glob.glob("/dev/accel*") and not glob.glob("/dev/vfio/[0-9]*"):
+        return None
     try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-        if not resolver.master():
-            return None
-        return resolver
+        return tf.distribute.cluster_resolver.TPUClusterResolver(tpu=name or "local")
     except (ValueError, KeyError, RuntimeError, ImportError):
         return None
 
@@ -250,10 +260,15 @@ class Trainer:
             self.model.build((None, 28, 28, 1))
             self.optimizer = build_optimizer(config, self.steps_per_epoch)
             self.optimizer.build(self.model.trainable_variables)
-            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-            self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+        # The position in the data is host-side bookkeeping: plain variables.
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+        # Keras 3 models are not tracked by tf.train.Checkpoint themselves, so
+        # every model variable (trainable or not) is listed by its path.
+        weights = tf.Module()
+        weights.variables_by_path = {v.path: v for v in self.model.variables}
         self.checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, epoch=self.epoch, step_in_epoch=self.step_in_epoch
+            model=weights, optimizer=self.optimizer, epoch=self.epoch, step_in_epoch=self.step_in_epoch
         )
         self.checkpoint_dir = os.path.join(config.model_dir, "checkpoints")
         self.manager = tf.train.CheckpointManager(

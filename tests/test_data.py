@@ -117,6 +117,14 @@ def test_npz_round_trip_and_env_var(tmp_path, monkeypatch):
     np.testing.assert_array_equal(y, y_te)
 
 
+def test_source_tree_data_is_tried_after_env_var(tmp_path, monkeypatch):
+    tree = _write_idx_set(str(tmp_path / "tree" / "mnist"), seed=3)
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.setattr(data, "SOURCE_TREE_DATA", str(tmp_path / "tree"))
+    x, _ = data.load_numpy("mnist", "test", use_tfds=False)
+    np.testing.assert_array_equal(x, tree["test"][0])
+
+
 def test_explicit_data_dir_takes_precedence_over_env_var(tmp_path, monkeypatch):
     a = _write_idx_set(str(tmp_path / "a" / "mnist"), seed=1)
     _write_idx_set(str(tmp_path / "b" / "mnist"), seed=2)
@@ -153,6 +161,8 @@ def test_repeat_yields_more_than_one_epoch(tmp_path):
 def test_missing_source_names_every_place_tried(tmp_path, monkeypatch):
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "env_dir"))
     os.makedirs(tmp_path / "env_dir")
+    os.makedirs(tmp_path / "tree_data")
+    monkeypatch.setattr(data, "SOURCE_TREE_DATA", str(tmp_path / "tree_data"))
 
     def offline(name, split):
         raise ConnectionError("no network")
@@ -163,9 +173,10 @@ def test_missing_source_names_every_place_tried(tmp_path, monkeypatch):
     message = str(info.value)
     assert f"data_dir={tmp_path / 'nowhere'}" in message
     assert f"${data.ENV_VAR}={tmp_path / 'env_dir'}" in message
+    assert f"source tree data/={tmp_path / 'tree_data'}" in message
     assert "tensorflow_datasets" in message and "no network" in message
     assert "make data" in message
-    assert len(info.value.attempts) == 3
+    assert len(info.value.attempts) == 4
     assert isinstance(info.value, FileNotFoundError)
 
 
