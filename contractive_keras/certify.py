@@ -262,8 +262,9 @@ def _one_step(layer, field, y, k):
     def shifted(t, state, step):
         return field(t, state, step + k)
 
-    return odeint(shifted, y, tf.constant(layer.step_size, y.dtype), method=layer.solver,
-                  steps=1, with_step_index=True)
+    state = odeint(shifted, layer.to_state(y), tf.constant(layer.step_size, y.dtype),
+                   method=layer.solver, steps=1, with_step_index=True)
+    return layer.from_state(state)
 
 
 def _trajectory(layer, rows, field):

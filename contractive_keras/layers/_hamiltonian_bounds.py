@@ -91,7 +91,9 @@ def K_scale_to_cap(K, L, kappa, slope_bound, q_max, dtype):
     with a margin covering the rounding of the product in ``dtype``.
 
     Returns:
-        (factors of shape (W, 1, 1) in ``dtype``, budget float64 (W,)).
+        (factors of shape (W, 1, 1) in ``dtype``, (c1, c2) float64 of the
+        rescaled weights, c1 rounded down and c2 up) -- one eigenvalue
+        computation for both.
     """
     k_max, l_min, l_max = spectral_extremes(K, L, kappa, slope_bound)
     c1 = (kappa + tf.reduce_min(l_min)) * (1.0 - _F64_SLACK)
@@ -104,9 +106,15 @@ def K_scale_to_cap(K, L, kappa, slope_bound, q_max, dtype):
     trigger = radius * (1.0 - 2.0 * unit * np.sqrt(rows))
     target = radius * (1.0 - 4.0 * unit * np.sqrt(rows))
     norm = tf.sqrt(k_max)
-    factor = tf.where(norm > trigger, target / tf.maximum(norm, 1e-300),
-                      tf.ones_like(norm))
-    return tf.cast(factor, dtype)[:, None, None], budget
+    scaled = norm > trigger
+    factor = tf.where(scaled, target / tf.maximum(norm, 1e-300), tf.ones_like(norm))
+    # lambda_max of the rounded product fl(fl(factor) * K): exact when the
+    # factor is 1; else sigma_max <= target (1 + unit/2) (1 + unit/2 sqrt(rows))
+    # (rounding of the factor, then of each entry: ||dK||_2 <= ||dK||_F).
+    k_eff = tf.where(scaled,
+                     tf.square(target) * (1.0 + 1.01 * unit * (1.0 + np.sqrt(rows))), k_max)
+    c2 = (kappa + tf.reduce_max(l_max + slope_bound * k_eff)) * (1.0 + _F64_SLACK)
+    return tf.cast(factor, dtype)[:, None, None], (c1, c2)
 
 
 def round_up(value64, dtype):

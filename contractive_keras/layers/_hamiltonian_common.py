@@ -153,8 +153,11 @@ class PerStepODE(keras.layers.Layer):
     """Skeleton of an ODE layer on the last axis with per-step weights.
 
     Subclasses create their weights in ``build_field(n)`` and provide
-    ``field_closure()``, returning ``fn(t, y, step)`` for 2-D ``y`` of shape
-    (rows, n); this class reshapes inputs, integrates with
+    ``field_closure()``, returning ``fn(t, y, step)`` for a state ``y`` of
+    shape (n, rows): the vectors of the last axis are the *columns*, so each
+    per-vector product is one (n x n) @ (n x rows) matrix product with a long
+    second dimension (measured fastest on CPU, with and without XLA; see
+    benchmarks/README.md).  This class reshapes inputs, integrates with
     ``contractive_keras.solvers.odeint`` and formats the output.
 
     Args:
@@ -249,12 +252,18 @@ class PerStepODE(keras.layers.Layer):
     def field_closure(self):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def call(self, inputs):
+    def to_state(self, rows):
+        """(rows, n) -> the solver state (n, rows)."""
+        return tf.transpose(rows)
+
+    def from_state(self, state):
+        """The solver state (n, rows) -> (rows, n)."""
+        return tf.transpose(state)
+
+    def integrate(self, rows, times=None):
+        """Integrates rows (P, n) to t1, or to ``times`` (stacked first)."""
         from contractive_keras.solvers import odeint
 
-        x = tf.convert_to_tensor(inputs, dtype=self.compute_dtype)
-        shape = tf.shape(x)
-        rows = tf.reshape(x, [-1, self.state_size])
         fn = self.field_closure()
         kwargs = dict(method=self.solver, gradient=self.gradient)
         if self.solver in FIXED_STEP_SOLVERS:
@@ -266,12 +275,21 @@ class PerStepODE(keras.layers.Layer):
         # Times as tensors of the state dtype (a Python float would go
         # through float32 inside the solver).
         t1 = tf.constant(self.t1, rows.dtype)
+        state = self.to_state(rows)
+        if times is None:
+            return self.from_state(odeint(fn, state, t1, **kwargs))
+        traj = odeint(fn, state, t1, times=tf.constant(times, rows.dtype), **kwargs)
+        return tf.transpose(traj, [0, 2, 1])
+
+    def call(self, inputs):
+        x = tf.convert_to_tensor(inputs, dtype=self.compute_dtype)
+        shape = tf.shape(x)
+        rows = tf.reshape(x, [-1, self.state_size])
         if not self.return_trajectory:
-            out = odeint(fn, rows, t1, **kwargs)
-            return tf.reshape(out, shape)
+            return tf.reshape(self.integrate(rows), shape)
         times = [k * self.step_size for k in range(self.steps + 1)]
         times[-1] = self.t1
-        traj = odeint(fn, rows, t1, times=tf.constant(times, rows.dtype), **kwargs)
+        traj = self.integrate(rows, times)
         traj = tf.reshape(traj, tf.concat([[self.steps + 1], shape], 0))
         perm = [1, 0] + list(range(2, len(inputs.shape) + 1))
         return tf.transpose(traj, perm)

@@ -208,11 +208,10 @@ class CHNODE(PerStepODE):
         L = tf.convert_to_tensor(self.L)
         dtype = self.compute_dtype
         Ks, Ls = tf.stop_gradient(K), tf.stop_gradient(L)
-        factor, _ = bounds.K_scale_to_cap(
+        factor, (c1, c2) = bounds.K_scale_to_cap(
             Ks, Ls, self.kappa, self.slope_bound, self.max_ratio, K.dtype)
         K = K * tf.stop_gradient(factor)
         if self.gamma == "auto":
-            c1, c2 = bounds.c1_c2(Ks * factor, Ls, self.kappa, self.slope_bound)
             gamma64 = bounds.theorem1_gamma(c1, c2, self.eps, self.j2)
             gamma = tf.stop_gradient(bounds.round_up(gamma64, dtype))
         else:
@@ -226,17 +225,16 @@ class CHNODE(PerStepODE):
         n = self.state_size
         A = tf.constant(self.J_matrix, dtype) - gamma * tf.eye(n, dtype=dtype)
         M = tf.matmul(L, L, transpose_a=True) + self.kappa * tf.eye(n, dtype=dtype)
-        # Row form of f = A (K^T sigma(K xi + b) + M xi):
-        #   f^T = sigma(xi^T K^T + b^T) (K A^T) + xi^T (M A^T).
-        W_in = tf.transpose(K, [0, 2, 1])                  # (W, n, m)
-        W_act = tf.matmul(K, A, transpose_b=True)          # (W, m, n)
-        W_lin = tf.matmul(M, A, transpose_b=True)          # (W, n, n)
+        # Column form on the state Xi (n, rows): f = (A K^T) sigma(K Xi + b) + (A M) Xi.
+        W_act = tf.matmul(A, K, transpose_b=True)          # (W, n, m)
+        W_lin = tf.matmul(A, M)                            # (W, n, n)
+        b = b[:, :, None]                                  # (W, m, 1)
         sigma = self.activation_fn
 
         def field(t, y, step):
-            z = tf.matmul(y, self.select(W_in, step)) + self.select(b, step)
-            return (tf.matmul(sigma(z), self.select(W_act, step))
-                    + tf.matmul(y, self.select(W_lin, step)))
+            z = tf.matmul(self.select(K, step), y) + self.select(b, step)
+            return (tf.matmul(self.select(W_act, step), sigma(z))
+                    + tf.matmul(self.select(W_lin, step), y))
 
         return field
 

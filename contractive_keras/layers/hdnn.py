@@ -71,14 +71,14 @@ class HDNN(PerStepODE):
         K = tf.cast(tf.convert_to_tensor(self.K), dtype)
         b = tf.cast(tf.convert_to_tensor(self.b), dtype)
         J = tf.constant(self.J_matrix, dtype)
-        # Row form of f = J K^T sigma(K xi + b): sigma(xi^T K^T + b^T) (K J^T).
-        W_in = tf.transpose(K, [0, 2, 1])
-        W_out = tf.matmul(K, J, transpose_b=True)
+        # Column form on the state Xi (n, rows): f = (J K^T) sigma(K Xi + b).
+        W_out = tf.matmul(J, K, transpose_b=True)
+        b = b[:, :, None]
         sigma = self.activation_fn
 
         def field(t, y, step):
-            z = tf.matmul(y, self.select(W_in, step)) + self.select(b, step)
-            return tf.matmul(sigma(z), self.select(W_out, step))
+            z = tf.matmul(self.select(K, step), y) + self.select(b, step)
+            return tf.matmul(self.select(W_out, step), sigma(z))
 
         return field
 

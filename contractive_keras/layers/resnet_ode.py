@@ -64,11 +64,13 @@ class ResNetODE(PerStepODE):
         dtype = self.compute_dtype
         K = tf.cast(tf.convert_to_tensor(self.K), dtype)
         b = tf.cast(tf.convert_to_tensor(self.b), dtype)
+        Kt = tf.transpose(K, [0, 2, 1])
+        b = b[:, :, None]
         sigma = self.activation_fn
 
         def field(t, y, step):
-            # Row form of sigma(K^T xi + b): sigma(xi^T K + b^T).
-            return sigma(tf.matmul(y, self.select(K, step)) + self.select(b, step))
+            # Column form on the state Xi (n, rows): sigma(K^T Xi + b).
+            return sigma(tf.matmul(self.select(Kt, step), y) + self.select(b, step))
 
         return field
 

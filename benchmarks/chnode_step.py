@@ -1,0 +1,257 @@
+"""One training step of the depth-12 MNIST CH-NODE, side by side.
+
+The step: forward, backward, Adam update and the constraints (what Keras
+applies after ``apply_gradients``), batch 100, the reference architecture of
+``contractive_keras.models.build`` (3x3 conv 1 -> 8, per-pixel ODE with 12
+forward-Euler steps, h = 0.5, flatten, dense 10, cross-entropy plus the
+reference regularization).  Timed against
+
+  (i)  the same model written in PyTorch eager (the reference authors'
+       framework; our own re-implementation of their H1_contract forward);
+  (ii) the ResNet-ODE of the same depth built by this package.
+
+Each case is warmed up, then timed in interleaved rounds (every framework
+runs in each round, so load from other processes hits all alike) over a
+pool of different batches (real MNIST when ``make data`` has run, else
+uniform noise): one memorised batch drives tanh into saturation and the
+gradients into subnormal floats, which distorts timings.  TensorFlow flushes
+subnormals to zero on CPU; PyTorch does not by default, so it runs with
+``torch.set_flush_denormal(True)`` (its time without it is reported too).
+The constraint share is the time of applying the constraints alone over
+the step time.
+
+Run: ``python -m benchmarks.chnode_step`` (or ``make bench``).  Results are
+printed and written as JSON (``--output``).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+
+import numpy as np
+
+DEPTH, BATCH, CHANNELS, STEP_SIZE = 12, 100, 8, 0.5
+DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                              "results", "chnode_step.json")
+
+
+def batches(count, seed=0):
+    """``count`` different (images, labels) batches, float32 [0, 1] NHWC."""
+    try:
+        from contractive_keras import data
+
+        pool = []
+        for x, y in data.load("mnist", "train", batch_size=BATCH).take(count):
+            pool.append((np.asarray(x, np.float32), np.asarray(y, np.int32)))
+        if len(pool) == count:
+            return pool, "mnist"
+    except Exception as error:  # noqa: BLE001 - fall back to noise, say so
+        print(f"[chnode_step] MNIST unavailable ({error}); timing on uniform noise",
+              file=sys.stderr)
+    rng = np.random.default_rng(seed)
+    return [(rng.random((BATCH, 28, 28, 1), dtype=np.float32),
+             rng.integers(0, 10, BATCH).astype(np.int32)) for _ in range(count)], "noise"
+
+
+def prepare_keras(name, pool, jit_compile):
+    """Returns (step, constraint_only) callables for a models.build model."""
+    import keras
+    import tensorflow as tf
+
+    from contractive_keras import models
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # the reference h = 0.5 is not certified
+        model = models.build(name, depth=DEPTH)
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(model.trainable_variables)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    constrained = [v for v in model.trainable_variables if v.constraint is not None]
+
+    @tf.function(jit_compile=jit_compile)
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True)) + tf.add_n(model.losses)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    @tf.function(jit_compile=jit_compile)
+    def constrain():
+        for v in constrained:
+            v.assign(v.constraint(v))
+        return tf.constant(0.0)
+
+    tensors = [(tf.constant(x), tf.constant(y)) for x, y in pool]
+    state = {"i": 0}
+
+    def run_step():
+        x, y = tensors[state["i"] % len(tensors)]
+        state["i"] += 1
+        step(x, y).numpy()
+
+    def run_constraint():
+        constrain().numpy()
+
+    run_step()
+    run_constraint()
+    return run_step, run_constraint, len(constrained)
+
+
+def prepare_torch(pool, flush_denormal=True):
+    """The reference CH-NODE in PyTorch eager (H1_contract, forward Euler)."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_flush_denormal(flush_denormal)
+    torch.manual_seed(0)
+
+    class CHNODE(torch.nn.Module):
+        def __init__(self, nf=CHANNELS, layers=DEPTH, h=STEP_SIZE):
+            super().__init__()
+            self.K = torch.nn.Parameter(torch.randn(nf, nf, layers))
+            self.b = torch.nn.Parameter(torch.randn(nf, 1, layers))
+            self.M = 0.02 * torch.eye(nf)
+            half = nf // 2
+            eye, zero = torch.eye(half), torch.zeros(half, half)
+            self.J = torch.cat((torch.cat((zero, eye), 0), torch.cat((-eye, zero), 0)), 1)
+            self.layers, self.h, self.nf, self.eps = layers, h, nf, 1e-6
+            self.r = torch.tensor(1.0)
+            self.update_r()
+
+        def update_r(self):
+            with torch.no_grad():
+                k_max = max(torch.linalg.eigvalsh(self.K[:, :, j].T @ self.K[:, :, j])[-1]
+                            for j in range(self.layers))
+                mtm = torch.linalg.eigvalsh(self.M.T @ self.M)
+                c1, c2 = mtm[0], k_max + mtm[-1]
+                alpha = (c2 - c1) / (c2 + c1)
+                self.r = torch.sqrt((alpha ** 2 + self.eps) / (1 - alpha ** 2 - self.eps))
+
+        def forward(self, y0):
+            y = y0.transpose(1, 3)
+            A = self.J - self.r * torch.eye(self.nf)
+            MtM = self.M.T @ self.M
+            for j in range(self.layers):
+                y = (y + self.h * F.linear(torch.tanh(F.linear(y, self.K[:, :, j].T,
+                                                                self.b[:, 0, j])),
+                                           A @ self.K[:, :, j])
+                     + self.h * F.linear(F.linear(y, MtM.T), A))
+            return y.transpose(1, 3)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, CHANNELS, 3, padding=1)
+            self.ode = CHNODE()
+            self.fc = torch.nn.Linear(CHANNELS * 28 * 28, 10)
+
+        def forward(self, x):
+            x = self.ode(self.conv((x - 0.1307) / 0.3081))
+            return self.fc(x.reshape(-1, CHANNELS * 28 * 28))
+
+    def smoothness(K, b, alpha=1e-3):
+        return alpha * STEP_SIZE * sum(
+            0.5 * (torch.sum((K[:, :, j + 1] - K[:, :, j]) ** 2)
+                   + torch.sum((b[:, :, j + 1] - b[:, :, j]) ** 2))
+            for j in range(K.shape[-1] - 1))
+
+    model = Net()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=2e-4)
+    tensors = [(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()),
+                torch.from_numpy(y.astype(np.int64))) for x, y in pool]
+    state = {"i": 0}
+
+    def run_step():
+        x, y = tensors[state["i"] % len(tensors)]
+        state["i"] += 1
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y) + smoothness(model.ode.K, model.ode.b)
+        loss.backward()
+        optimizer.step()
+        model.ode.update_r()
+
+    run_step()
+    return run_step
+
+
+def time_interleaved(cases, rounds, steps_per_round):
+    """Median seconds per call of each case, rounds interleaved."""
+    samples = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, run in cases.items():
+            start = time.perf_counter()
+            for _ in range(steps_per_round):
+                run()
+            samples[name].append((time.perf_counter() - start) / steps_per_round)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps_per_round", type=int, default=5)
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--output", default=DEFAULT_OUTPUT)
+    parser.add_argument("--no_torch", action="store_true")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    pool, source = batches(args.batches)
+    cases, constraint_cases, info = {}, {}, {}
+    for jit in (True, False):
+        mode = "xla" if jit else "graph"
+        for name in ("chnode", "resnet"):
+            step, constrain, count = prepare_keras(name, pool, jit)
+            cases[f"keras_{name}_{mode}"] = step
+            if count:
+                constraint_cases[f"keras_{name}_{mode}_constraint"] = constrain
+    if not args.no_torch:
+        cases["torch_eager"] = prepare_torch(pool, flush_denormal=True)
+    timings = time_interleaved({**cases, **constraint_cases}, args.rounds,
+                               args.steps_per_round)
+    if not args.no_torch:
+        slow = prepare_torch(pool, flush_denormal=False)
+        timings["torch_eager_no_flush"] = time_interleaved(
+            {"t": slow}, max(2, args.rounds // 3), args.steps_per_round)["t"]
+        import torch
+
+        torch.set_flush_denormal(True)
+        info["torch_threads"] = torch.get_num_threads()
+
+    ratios = {}
+    for mode in ("xla", "graph"):
+        ch = timings[f"keras_chnode_{mode}"]
+        ratios[f"chnode_{mode}_over_resnet_{mode}"] = ch / timings[f"keras_resnet_{mode}"]
+        ratios[f"constraint_share_{mode}"] = timings[f"keras_chnode_{mode}_constraint"] / ch
+        if not args.no_torch:
+            ratios[f"chnode_{mode}_over_torch"] = ch / timings["torch_eager"]
+    import tensorflow as tf
+
+    results = {
+        "setting": {"depth": DEPTH, "batch": BATCH, "channels": CHANNELS,
+                    "step_size": STEP_SIZE, "data": source, "rounds": args.rounds,
+                    "steps_per_round": args.steps_per_round,
+                    "tensorflow": tf.__version__, "cpus": os.cpu_count(), **info},
+        "seconds_per_step": timings,
+        "ratios": ratios,
+        "targets": {"chnode_over_torch": 0.5, "chnode_over_resnet": 1.5,
+                    "constraint_share": 0.03},
+    }
+    print(f"{'case':40s} {'ms/step':>9s}")
+    for name, value in timings.items():
+        print(f"{name:40s} {1e3 * value:9.2f}")
+    for name, value in ratios.items():
+        print(f"{name:40s} {value:9.3f}")
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w") as handle:
+        json.dump(results, handle, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()
