@@ -135,8 +135,10 @@ def solve(fn, y0, t1, *, t0=0.0, method="rk4", steps=None, step_size=None,
             with ``step`` the int32 scalar index (0..steps-1) of the step the
             stage belongs to, e.g. to use weights K[step] per step.
         unroll: fixed-step methods: True (a Python loop, best for few steps),
-            False (``tf.while_loop``), or "auto" (unrolled up to
-            ``fixed_step.UNROLL_THRESHOLD`` steps).
+            False (``tf.while_loop``), or "auto": unrolled up to a step
+            count measured per context (``fixed_step.UNROLL_THRESHOLDS``:
+            8 under XLA with a gradient tape, 32 under XLA without, 32 in
+            graphs with a tape, 16 otherwise).
 
     Returns:
         A :class:`Solution`.

@@ -61,10 +61,27 @@ def test_unrolled_and_while_loop_agree(method):
     np.testing.assert_allclose(unrolled.numpy(), looped.numpy(), rtol=1e-14)
 
 
-def test_auto_unroll_uses_the_threshold():
-    assert fixed_step.use_unrolled_loop("auto", fixed_step.UNROLL_THRESHOLD)
-    assert not fixed_step.use_unrolled_loop(
-        "auto", fixed_step.UNROLL_THRESHOLD + 1)
+def test_auto_unroll_threshold_depends_on_xla_and_tape():
+    thresholds = fixed_step.UNROLL_THRESHOLDS
+    decisions = {}
+
+    def probe(key):
+        decisions[key] = [fixed_step.use_unrolled_loop("auto", n) for n in (
+            thresholds[key], thresholds[key] + 1)]
+
+    def traced(x, jit_compile, with_tape):
+        if with_tape:
+            with tf.GradientTape():
+                probe(("xla" if jit_compile else "graph", True))
+        else:
+            probe(("xla" if jit_compile else "graph", False))
+        return x
+
+    for jit_compile in (True, False):
+        for with_tape in (True, False):
+            tf.function(lambda x, j=jit_compile, w=with_tape: traced(x, j, w),
+                        jit_compile=jit_compile)(tf.constant(1.0))
+    assert decisions == {key: [True, False] for key in thresholds}
     assert fixed_step.use_unrolled_loop(True, 1000)
     assert not fixed_step.use_unrolled_loop(False, 1)
 
