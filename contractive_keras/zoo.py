@@ -392,8 +392,11 @@ def export_model(model, name, zoo_dir, *, description, dataset, metrics, card_te
     folder = os.path.join(zoo_dir, name)
     os.makedirs(folder, exist_ok=True)
     model.save(os.path.join(folder, "model.keras"))
+    from contractive_keras import export
+
     with tempfile.TemporaryDirectory() as tmp:
-        model.export(os.path.join(tmp, "sm"), verbose=False)
+        # Endpoints "serve" (float32 pixels in [0, 1]) and "serve_uint8".
+        export.export_saved_model(model, os.path.join(tmp, "sm"))
         _tar_gz_directory(os.path.join(tmp, "sm"), os.path.join(folder, "saved_model.tar.gz"))
     with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
         f.write(card_text)

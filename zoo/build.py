@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""Retrains, evaluates and exports the zoo's models; every number is regenerated.
+
+    python zoo/build.py                       # every entry, resuming where it stopped
+    python zoo/build.py chnode_mnist_n4       # some entries
+    python zoo/build.py --list                # the entries and their status
+
+For each entry, three resumable stages (a finished stage is skipped):
+
+1. train: ``python train.py <the entry's flags> --model_dir=runs/zoo/<name>
+   --export`` (train.py itself resumes from its checkpoints after a kill);
+2. evaluate: ``contractive_keras.robustness.evaluate`` on the test set:
+   clean accuracy, the reference noise protocol (10 draws), FGSM (L-inf, full
+   test set) and PGD (L-inf, first ``--pgd_take`` test images), certified
+   accuracy from the model's certified Lipschitz bound; plus the clean
+   accuracy on the whole training set; written to
+   ``runs/zoo/<name>/evaluation.json``;
+3. export: ``zoo/<name>/`` (model.keras, saved_model.tar.gz, README.md model
+   card) and the entry of ``zoo/manifest.json`` with sha256 and metrics.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ZOO_DIR = os.path.join(ROOT, "zoo")
+RUNS_DIR = os.path.join(ROOT, "runs", "zoo")
+sys.path.insert(0, ROOT)
+
+HAMILTONIAN_NAMES = {"chnode": "CH-NODE", "hdnn": "H-DNN", "resnet": "ResNet-ODE"}
+
+#: name -> (train.py flags, one-line description)
+ENTRIES = {}
+for _model, _title in HAMILTONIAN_NAMES.items():
+    for _depth in (4, 8, 12):
+        ENTRIES[f"{_model}_mnist_n{_depth}"] = (
+            {"model": _model, "depth": _depth, "dataset": "mnist"},
+            f"{_title}, {_depth} Euler steps (h = 0.5), reference MNIST recipe",
+        )
+for _dataset, _title in (("mnist", "MNIST"), ("fashion_mnist", "Fashion-MNIST")):
+    ENTRIES[f"node_{_dataset}"] = (
+        {"model": "node", "dataset": _dataset},
+        f"Neural ODE u' = sigma(A u + b), standard training, {_title}",
+    )
+    ENTRIES[f"stable_node_{_dataset}"] = (
+        {"model": "stable_node", "dataset": _dataset},
+        f"Stabilized neural ODE (delta_bar constraint), {_title}",
+    )
+
+EPS = (0.05, 0.1, 0.2, 0.3)
+
+
+def log(message):
+    print(f"[zoo/build] {message}", flush=True)
+
+
+def run_dir(name):
+    return os.path.join(RUNS_DIR, name)
+
+
+def train_command(name):
+    flags, _ = ENTRIES[name]
+    args = [f"--{k}={v}" for k, v in flags.items()]
+    return ["train.py", *args, "--seed=0", "--export", "--verbose=2", f"--model_dir=runs/zoo/{name}"]
+
+
+# --- stages --------------------------------------------------------------------
+
+
+def stage_train(name):
+    summary = os.path.join(run_dir(name), "summary.json")
+    if os.path.isfile(summary) and os.path.isfile(os.path.join(run_dir(name), "export", "model.keras")):
+        log(f"{name}: trained (summary.json present)")
+        return
+    command = [sys.executable, *train_command(name)]
+    log(f"{name}: training: {' '.join(command[1:])}")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    subprocess.run(command, cwd=ROOT, env=env, check=True)
+
+
+def load_trained(name):
+    import keras
+
+    import contractive_keras.layers  # noqa: F401  registers the layers
+    from contractive_keras import zoo
+
+    zoo.register_custom_objects()
+    return keras.saving.load_model(os.path.join(run_dir(name), "export", "model.keras"), safe_mode=True)
+
+
+def certificate(model):
+    """Certificate values and a certified L2 Lipschitz bound of the logits, or None."""
+    from contractive_keras import certify, stability
+
+    values, lipschitz = {}, None
+    try:
+        values.update(certify.summary(model))
+        lipschitz = float(certify.lipschitz_bound(model)["lipschitz_bound"])
+    except (ValueError, TypeError, NotImplementedError) as e:
+        values["certify_error"] = str(e).splitlines()[0]
+    if hasattr(stability, "model_certificate"):
+        try:
+            report = stability.model_certificate(model)
+            values.update({k: v for k, v in report.items() if k != "lipschitz_l2"})
+            lipschitz = report.get("lipschitz_l2", lipschitz)
+        except (ValueError, TypeError) as e:
+            values["stability_error"] = str(e).splitlines()[0]
+    return values, lipschitz
+
+
+def stage_evaluate(name, pgd_take, draws):
+    path = os.path.join(run_dir(name), "evaluation.json")
+    if os.path.isfile(path):
+        log(f"{name}: evaluated ({path})")
+        return
+    import numpy as np
+
+    from contractive_keras import data, robustness
+
+    flags, _ = ENTRIES[name]
+    model = load_trained(name)
+    x_test, y_test = data.load_numpy(flags["dataset"], "test")
+    x_train, y_train = data.load_numpy(flags["dataset"], "train")
+    certificate_values, lipschitz = certificate(model)
+    t0 = time.perf_counter()
+    log(f"{name}: noise, FGSM and certified accuracy on {len(y_test)} test images")
+    full = robustness.evaluate(model, (x_test, y_test), attacks=("fgsm",), eps=EPS, draws=draws,
+                               lipschitz_constant=lipschitz, verbose=0)
+    log(f"{name}: PGD on the first {pgd_take} test images")
+    pgd = robustness.evaluate(model, (x_test[:pgd_take], y_test[:pgd_take]), attacks=("pgd",),
+                              eps=EPS, noise=(), draws=1, verbose=0)
+    first500 = robustness.evaluate(model, (x_test[:500], y_test[:500]), attacks=(), noise=(), draws=1)
+    train_accuracy = robustness.evaluate(model, (x_train, y_train), attacks=(), noise=(), draws=1)
+    result = {
+        "test": full.to_dict(),
+        "pgd_subset": pgd.to_dict(),
+        "pgd_take": pgd_take,
+        "test_accuracy_first500": first500.lookup("clean", 0.0).mean,
+        "train_accuracy": train_accuracy.lookup("clean", 0.0).mean,
+        "certificate": certificate_values,
+        "lipschitz_l2": lipschitz,
+        "seconds": time.perf_counter() - t0,
+    }
+    os.makedirs(run_dir(name), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(result, f, indent=2, default=float)
+    os.replace(path + ".tmp", path)
+    del np
+
+
+def _rows(table_dict):
+    return table_dict["rows"]
+
+
+def metrics_of(name):
+    with open(os.path.join(run_dir(name), "evaluation.json")) as f:
+        evaluation = json.load(f)
+    with open(os.path.join(run_dir(name), "summary.json")) as f:
+        summary = json.load(f)
+    metrics = {
+        "test_accuracy": None,
+        "test_accuracy_first500": evaluation["test_accuracy_first500"],
+        "train_accuracy": evaluation["train_accuracy"],
+    }
+    for table in (evaluation["test"], evaluation["pgd_subset"]):
+        for row in _rows(table):
+            kind, level = row["kind"], row["level"]
+            if kind == "clean":
+                if table is evaluation["test"]:
+                    metrics["test_accuracy"] = row["mean"]
+                continue
+            key = f"{kind}_{level:g}" if row.get("norm") is None else f"{kind}_{row['norm']}_{level:g}"
+            metrics[key] = row["mean"]
+            if row.get("std"):
+                metrics[key + "_std"] = row["std"]
+    if evaluation.get("lipschitz_l2") is not None:
+        metrics["lipschitz_l2"] = evaluation["lipschitz_l2"]
+    for key, value in evaluation["certificate"].items():
+        if isinstance(value, (int, float)):
+            metrics[f"certificate/{key}"] = value
+    timings = summary.get("timings", {})
+    metrics["train_seconds"] = sum(r.get("seconds", 0.0) for r in summary.get("history", []))
+    if timings.get("examples_per_second"):
+        metrics["examples_per_second"] = timings["examples_per_second"]
+    return metrics, evaluation, summary
+
+
+def model_card(name, metrics, evaluation, summary):
+    flags, description = ENTRIES[name]
+    hardware = summary.get("hardware", {})
+    used = summary.get("flags", {})
+    lines = [
+        f"# {name}",
+        "",
+        description + ".",
+        "",
+        "Input: float32 images in [0, 1], shape (N, 28, 28, 1); output: logits (N, 10).",
+        "Normalisation is a layer inside the model.",
+        "",
+        "## Training",
+        "",
+        "    python " + " ".join(train_command(name)),
+        "",
+        "Regenerate this entry (training, evaluation, export): `python zoo/build.py " + name + "`.",
+        "",
+        "Settings used: " + ", ".join(
+            f"{k}={used[k]}" for k in ("model", "depth", "dataset", "epochs", "batch_size", "learning_rate",
+                                       "lr_decay", "weight_decay", "smoothness", "step_size", "delta_bar",
+                                       "alpha", "seed") if used.get(k) is not None) + ".",
+        f"Data: {flags['dataset']}, official 60,000 / 10,000 split.",
+        f"Training time: {metrics['train_seconds']:.0f} s on {hardware.get('cpu', '?')} "
+        f"({hardware.get('cpu_count', '?')} cores, {hardware.get('strategy', '?')}, "
+        f"{', '.join(hardware.get('gpus', [])) or 'no GPU'}).",
+        "",
+        "## Accuracy (measured by contractive_keras.robustness)",
+        "",
+        "| setting | accuracy (mean ± std over draws) |",
+        "| --- | --- |",
+        f"| train (60,000 images) | {metrics['train_accuracy']:.4f} |",
+    ]
+    for table, where in ((evaluation["test"], "test set"),
+                         (evaluation["pgd_subset"], f"first {evaluation['pgd_take']} test images")):
+        for row in _rows(table):
+            if row["kind"] == "clean" and table is evaluation["pgd_subset"]:
+                continue
+            label = "clean" if row["kind"] == "clean" else f"{row['kind']} {row['level']:g}"
+            if row.get("norm"):
+                label += f" ({row['norm']})"
+            std = f" ± {row['std']:.4f}" if row.get("std") else ""
+            lines.append(f"| {label}, {where} | {row['mean']:.4f}{std} |")
+    lines += [
+        "",
+        "Noise follows the reference protocol on normalised images (Gaussian variance, salt & pepper",
+        "amount; clipped to [-1, 1]); FGSM / PGD act on [0, 1] pixels with the L-inf radius given;",
+        "certified rows count test images whose logit margin exceeds sqrt(2) * L * radius (L2 radius",
+        "bound from the L-inf ball) with L the certified Lipschitz bound below.",
+        "",
+        "## Certificate",
+        "",
+    ]
+    if metrics.get("lipschitz_l2") is not None:
+        lines.append(f"- certified L2 Lipschitz bound of the logits: {metrics['lipschitz_l2']:.6g}")
+    for key, value in evaluation["certificate"].items():
+        lines.append(f"- {key}: {value:.6g}" if isinstance(value, (int, float)) else f"- {key}: {value}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def stage_export(name):
+    from contractive_keras import zoo
+
+    metrics, evaluation, summary = metrics_of(name)
+    _, description = ENTRIES[name]
+    model = load_trained(name)
+    entry = zoo.export_model(model, name, ZOO_DIR, description=description, dataset=ENTRIES[name][0]["dataset"],
+                             metrics=metrics, card_text=model_card(name, metrics, evaluation, summary))
+    zoo.add_to_manifest(ZOO_DIR, name, entry)
+    log(f"{name}: exported to zoo/{name}/ (test accuracy {metrics['test_accuracy']:.4f})")
+
+
+def status(name):
+    done = []
+    if os.path.isfile(os.path.join(run_dir(name), "summary.json")):
+        done.append("trained")
+    if os.path.isfile(os.path.join(run_dir(name), "evaluation.json")):
+        done.append("evaluated")
+    manifest = os.path.join(ZOO_DIR, "manifest.json")
+    if os.path.isfile(manifest):
+        with open(manifest) as f:
+            if name in json.load(f).get("models", {}):
+                done.append("exported")
+    return ", ".join(done) or "not started"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"entries (default: all): {', '.join(ENTRIES)}")
+    parser.add_argument("--list", action="store_true", help="list the entries and their status")
+    parser.add_argument("--stages", default="train,evaluate,export", help="comma-separated stages to run")
+    parser.add_argument("--pgd_take", type=int, default=1000, help="test images attacked with PGD")
+    parser.add_argument("--draws", type=int, default=10, help="noise draws over the test set")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in ENTRIES]
+    if unknown:
+        parser.error(f"unknown entries {unknown}; known: {', '.join(ENTRIES)}")
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    bad = set(stages) - {"train", "evaluate", "export"}
+    if bad:
+        parser.error(f"unknown stages {sorted(bad)}; allowed: train, evaluate, export")
+    names = args.names or list(ENTRIES)
+    if args.list:
+        for name in names:
+            print(f"{name:28s} {status(name)}")
+        return 0
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in names:
+        if "train" in stages:
+            stage_train(name)
+        if "evaluate" in stages:
+            stage_evaluate(name, args.pgd_take, args.draws)
+        if "export" in stages:
+            stage_export(name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
