@@ -24,7 +24,7 @@ Example:
 >>> A = np.array([[0.5, 2.0], [-1.0, 0.3]])
 >>> result = stability.delta(A, alpha=0.1)
 >>> result.kind, round(result.value, 4)
-('exact', 1.0405)
+('exact', 1.2436)
 >>> fix = stability.min_perturbation(A, alpha=0.1, delta_bar=0.0)
 >>> fix.delta.kind, abs(fix.delta.value) < 1e-6
 ('exact', True)
