@@ -38,19 +38,25 @@ def _clip_singular_values(stacked, max_norms):
     margin = 1.0 - 4.0 * float(np.finfo(dtype.as_numpy_dtype).eps) * np.sqrt(rows)
     target = tf.constant(np.asarray(max_norms, np.float64) * margin, tf.float64)
     target = tf.broadcast_to(target, tf.shape(w)[:1])
-    # Cheap test first (largest eigenvalue of W^T W, relative error ~1e-15);
-    # the SVD runs only when some slice is outside its ball.
-    gram = tf.matmul(w, w, transpose_a=True)
-    norm = tf.sqrt(tf.maximum(tf.reduce_max(tf.linalg.eigvalsh(gram), axis=-1), 0.0))
-    inside = norm * (1.0 + 1e-13) <= target
 
-    def project():
-        s, u, v = tf.linalg.svd(w)
-        clipped = tf.minimum(s, target[:, None])
-        projected = tf.matmul(u * clipped[:, None, :], v, adjoint_b=True)
-        return tf.where(inside[:, None, None], w, projected)
+    # Cheapest test first: ||W||_2 <= ||W||_F.  Then the largest eigenvalue of
+    # W^T W (relative error ~1e-15); the SVD runs only for a slice outside.
+    def check_spectral():
+        gram = tf.matmul(w, w, transpose_a=True)
+        norm = tf.sqrt(tf.maximum(tf.reduce_max(tf.linalg.eigvalsh(gram), axis=-1), 0.0))
+        inside = norm * (1.0 + 1e-13) <= target
 
-    out = tf.cond(tf.reduce_all(inside), lambda: w, project)
+        def project():
+            s, u, v = tf.linalg.svd(w)
+            clipped = tf.minimum(s, target[:, None])
+            projected = tf.matmul(u * clipped[:, None, :], v, adjoint_b=True)
+            return tf.where(inside[:, None, None], w, projected)
+
+        return tf.cond(tf.reduce_all(inside), lambda: w, project)
+
+    frobenius = tf.sqrt(tf.reduce_sum(tf.square(w), axis=[-2, -1]))
+    out = tf.cond(tf.reduce_all(frobenius * (1.0 + 1e-13) <= target), lambda: w,
+                  check_spectral)
     return tf.reshape(tf.cast(out, dtype), tf.shape(value))
 
 
