@@ -114,8 +114,11 @@ def solve(fn, y0, t1, *, t0=0.0, method="rk4", steps=None, step_size=None,
         t1: final time, > t0.
         t0: initial time.
         method: "euler", "midpoint", "rk4" (fixed step), "dopri5", "bdf"
-            (adaptive, from tfp), an ``ExplicitRungeKutta`` instance or a
-            ``tfp.math.ode.Solver`` instance.
+            (adaptive, from tfp), an ``ExplicitRungeKutta`` instance, this
+            package's adaptive :class:`~contractive_keras.solvers.Dopri5`
+            (XLA-compilable, exact step statistics) or a
+            ``tfp.math.ode.Solver`` instance (which keeps its own
+            tolerances; ``rtol``/``atol`` then do not apply).
         steps: fixed-step methods: number of equal steps, h = (t1-t0)/steps.
         step_size: fixed-step methods, instead of ``steps``: the largest
             step size; ``steps = ceil((t1-t0)/step_size)`` equal steps are
@@ -125,12 +128,17 @@ def solve(fn, y0, t1, *, t0=0.0, method="rk4", steps=None, step_size=None,
         gradient: "backprop", "checkpoint" or "adjoint" (see
             :mod:`~contractive_keras.solvers.gradients`), or an instance of
             those classes. Adaptive methods: "backprop" differentiates
-            through tfp's solver loop (not under XLA), "adjoint" uses tfp's
-            own adjoint; "checkpoint" is fixed-step only.
+            through the solver loop (tfp's: not under XLA; ``Dopri5``: also
+            under XLA), "adjoint" is tfp's own adjoint for tfp solvers and
+            the continuous adjoint for ``Dopri5``; "checkpoint" is
+            fixed-step only.
         times: optional non-decreasing output times in [t0, t1]. Fixed-step
             methods integrate on the same uniform grid and reach an output
             time between grid nodes by one partial step of the same scheme
-            from the node before it (same order of accuracy).
+            from the node before it (same order of accuracy); they need
+            ``times`` known at trace time. ``Dopri5`` shortens the step
+            that crosses an output time to land on it; tfp solvers
+            interpolate.
         with_step_index: fixed-step methods only: call ``fn(t, y, step)``
             with ``step`` the int32 scalar index (0..steps-1) of the step the
             stage belongs to, e.g. to use weights K[step] per step.
