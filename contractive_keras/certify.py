@@ -268,10 +268,24 @@ def _one_step(layer, field, y, k):
 
 
 def _trajectory(layer, rows, field):
+    step = tf.function(lambda y, k: _one_step(layer, field, y, k))
     states = [rows]
     for k in range(layer.steps):
-        states.append(_one_step(layer, field, states[-1], k))
+        states.append(step(states[-1], tf.constant(k, tf.int32)))
     return states
+
+
+def _step_jacobian_fn(layer, field):
+    """A compiled (y, k) -> d step_k(y) / dy, per row: one trace for all k."""
+
+    @tf.function
+    def jacobian(y, k):
+        with tf.GradientTape() as tape:
+            tape.watch(y)
+            out = _one_step(layer, field, y, k)
+        return tape.batch_jacobian(out, y)
+
+    return jacobian
 
 
 def bsm_norms(layer, inputs, method="auto", iterations=20, per_row=False,
@@ -308,12 +322,9 @@ def bsm_norms(layer, inputs, method="auto", iterations=20, per_row=False,
     if method == "exact":
         phi = tf.eye(n, batch_shape=[tf.shape(rows)[0]], dtype=tf.float64)
         norms = [tf.ones([tf.shape(rows)[0]], tf.float64)]
+        step_jacobian = _step_jacobian_fn(layer, field)
         for k in reversed(range(N)):
-            y = states[k]
-            with tf.GradientTape() as tape:
-                tape.watch(y)
-                out = _one_step(layer, field, y, k)
-            jac = tf.cast(tape.batch_jacobian(out, y), tf.float64)
+            jac = tf.cast(step_jacobian(states[k], tf.constant(k, tf.int32)), tf.float64)
             phi = tf.matmul(phi, jac)
             norms.append(tf.reduce_max(tf.linalg.svd(phi, compute_uv=False), axis=-1))
         result = np.stack([x.numpy() for x in reversed(norms)])

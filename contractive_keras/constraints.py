@@ -144,6 +144,12 @@ class GammaProjection(keras.constraints.Constraint):
             l_min, l_max = np.maximum(eig[:, 0], 0.0), eig[:, -1]
         c1 = self.kappa + float(np.min(l_min))
         self.squared_budget = ((q_max * c1 - self.kappa - l_max) / self.slope_bound).tolist()
+        if min(self.squared_budget) < 0.0:
+            raise ValueError(
+                f"gamma={gamma} is unreachable with this L and kappa={kappa}: even "
+                f"K = 0 violates Theorem 1 (budget for S ||K_k||^2 = "
+                f"{min(self.squared_budget):.3g} < 0); raise gamma or kappa, lower "
+                "eps, or use a better conditioned L.")
         self.max_norms = [float(np.sqrt(max(x, 0.0))) for x in self.squared_budget]
 
     def __call__(self, w):
@@ -155,3 +161,123 @@ class GammaProjection(keras.constraints.Constraint):
 
 
 # --- Stabilized-NODE constraints ---------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="contractive_keras")
+class DeltaBarProjection(keras.constraints.Constraint):
+    """Projects a square kernel A onto a certified set {delta(A) <= delta_bar}.
+
+    shared/DESIGN.md, "Stabilized NODE": delta(A) = max over D = diag in
+    [alpha, 1]^d of mu_2(D A) bounds the flow of u' = sigma(A u + b) as
+    Lip <= exp(delta t1).  After every optimizer step this replaces A by
+    A + Delta so that a *certified upper bound* of delta (the relaxation of
+    ``stability.delta(..., method="upper")``; for d = 64 no exact value is
+    affordable) is <= delta_bar.  For a positive diagonal T (the warm-started
+    state) the certified set is a weighted spectral-norm ball
+    ||L (A - B0) W||_2 <= 1 (L, W, B0 diagonal, see ``_stability_tf``), and
+    Delta is the exact projection onto it in the metric ||L Delta W||_F: one
+    eigendecomposition of a d x d matrix per step, float64, in graph mode,
+    XLA-compatible, under any tf.distribute strategy.  (The Frobenius-minimal
+    perturbation is ``stability.min_perturbation``; the benchmarks report the
+    ratio of the two norms.)  T follows the kernel with one fixed-point step per
+    call and is re-optimised when the kernel is far outside the ball.
+
+    With ``step_size=h`` the projection also covers the explicit Euler
+    discretisation: the certified set becomes max_D ||I + h D A||_2 <=
+    1 + h delta_bar, which bounds the Lipschitz constant of N Euler steps by
+    (1 + h delta_bar)^N <= exp(delta_bar t1) and delta by delta_bar.
+
+    Args:
+        alpha: slope lower bound of the activation, in (0, 1].
+        delta_bar: target bound on delta (finite).
+        step_size: None (certify the ODE flow) or the Euler step h of the
+            layer (certify the computed map as well).
+        reoptimize_iterations: eigendecompositions spent re-optimising T
+            when the kernel is far outside the current ball.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from contractive_keras import stability
+    >>> A = np.random.default_rng(0).normal(size=(6, 6)).astype("float32")
+    >>> B = np.asarray(DeltaBarProjection(alpha=0.1, delta_bar=0.0)(A))
+    >>> bool(stability.delta(B, 0.1, "upper").value <= 1e-6)
+    True
+    """
+
+    def __init__(self, alpha, delta_bar, step_size=None, reoptimize_iterations=40):
+        import math
+
+        from contractive_keras import _stability_bounds as bounds
+
+        self.alpha = bounds.check_alpha(alpha)
+        self.delta_bar = bounds.check_delta_bar(delta_bar)
+        if not math.isfinite(self.delta_bar):
+            raise ValueError(f"DeltaBarProjection needs a finite delta_bar, got {delta_bar!r}.")
+        self.step_size = None if step_size is None else bounds.check_step(step_size)
+        if self.step_size is not None:
+            # min over A of max_D ||I + h D A||_2 is (1 - alpha) / (1 + alpha).
+            floor = (1 - self.alpha) / (1 + self.alpha)
+            if 1 + self.step_size * self.delta_bar <= floor * (1 + 1e-6):
+                raise ValueError(
+                    f"No kernel reaches delta_bar = {self.delta_bar} for Euler steps of size "
+                    f"{self.step_size} with alpha = {self.alpha}: every A has max_D "
+                    f"||I + h D A||_2 >= (1 - alpha)/(1 + alpha) = {floor:.6g} > "
+                    f"1 + h delta_bar.")
+        self.reoptimize_iterations = int(reoptimize_iterations)
+        self._state = None
+
+    def build(self, shape):
+        """Creates the warm-start state (call under the strategy's scope)."""
+        import tensorflow as tf
+
+        d = int(shape[-1])
+        if len(shape) != 2 or int(shape[0]) != d:
+            raise ValueError(f"DeltaBarProjection needs a square kernel, got shape {tuple(shape)}.")
+        if self._state is None:
+            options = dict(trainable=False, synchronization=tf.VariableSynchronization.ON_READ,
+                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            self._state = (tf.Variable(tf.zeros([d], tf.float64), name="delta_bar_log_scaling",
+                                       **options),
+                           tf.Variable(False, name="delta_bar_initialized", **options))
+
+    def scaling(self):
+        """The current diagonal T of the certificate (NumPy), or None."""
+        if self._state is None or not bool(self._state[1].numpy()):
+            return None
+        import numpy as np
+
+        return np.exp(self._state[0].numpy())
+
+    def __call__(self, w):
+        import numpy as np
+        import tensorflow as tf
+
+        from contractive_keras import _stability_tf
+
+        value = tf.convert_to_tensor(w)
+        shape = value.shape
+        if shape.rank != 2 or shape[0] != shape[1] or shape[0] is None:
+            raise ValueError(f"DeltaBarProjection needs a square kernel, got shape {shape}.")
+        if self._state is None and (not tf.distribute.has_strategy()
+                                    or tf.distribute.in_cross_replica_context()):
+            with tf.init_scope():
+                self.build(shape)
+        geometry = _stability_tf.Geometry(self.alpha, self.delta_bar, self.step_size)
+        eps = float(np.finfo(value.dtype.as_numpy_dtype).eps)
+        if self._state is None:
+            B, _ = _stability_tf.projection(
+                geometry, value, tf.ones([shape[0]], tf.float64), eps,
+                self.reoptimize_iterations, initialized=False)
+            return tf.cast(B, value.dtype)
+        log_t, initialized = self._state
+        B, t = _stability_tf.projection(geometry, value, tf.exp(log_t), eps,
+                                        self.reoptimize_iterations,
+                                        initialized=tf.convert_to_tensor(initialized))
+        log_t.assign(tf.math.log(t))
+        initialized.assign(True)
+        return tf.cast(B, value.dtype)
+
+    def get_config(self):
+        return {"alpha": self.alpha, "delta_bar": self.delta_bar, "step_size": self.step_size,
+                "reoptimize_iterations": self.reoptimize_iterations}

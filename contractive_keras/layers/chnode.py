@@ -174,12 +174,6 @@ class CHNODE(PerStepODE):
             constraint = GammaProjection(
                 kappa=self.kappa, eps=self.eps, slope_bound=self.slope_bound,
                 gamma=fixed, j2=self.j2, L=np.asarray(self.L.numpy()).tolist())
-            if fixed is not None and min(constraint.max_norms) <= 0.0:
-                raise ValueError(
-                    f"gamma={self.gamma} is unreachable with this L and kappa="
-                    f"{self.kappa}: the budget for S ||K_k||^2 is "
-                    f"{min(constraint.squared_budget):.3g} <= 0; raise gamma, kappa "
-                    "or lower eps.")
         self.K = self.add_step_weight(
             "K", (m, n), self.K_initializer, self.K_regularizer,
             constraint=constraint)
