@@ -103,6 +103,8 @@ def _split(name, depth, overrides):
 
 
 def _ode_regularizer(hp):
+    if not (hp["smoothness"] or hp["weight_decay"]):
+        return None
     return PiecewiseSmoothness(smoothness=hp["smoothness"] * hp["step_size"],
                                l2=hp["weight_decay"] / 2.0)
 

@@ -1,0 +1,87 @@
+"""models.build: the reference MNIST architectures and their hyperparameters."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from contractive_keras import certify, models
+from contractive_keras.layers import CHNODE, HDNN, ResNetODE
+
+
+def build(name, depth=2, **overrides):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # h = 0.5 is not certified
+        return models.build(name, depth=depth, **overrides)
+
+
+@pytest.mark.parametrize("name, layer_cls", [("chnode", CHNODE), ("hdnn", HDNN),
+                                             ("resnet", ResNetODE)])
+def test_reference_architecture_and_regularization(name, layer_cls):
+    model = build(name, depth=3)
+    assert model.input_shape == (None, 28, 28, 1)
+    assert model.output_shape == (None, 10)
+    ode = [l for l in model.layers if isinstance(l, layer_cls)][0]
+    assert ode.steps == 3 and ode.step_size == 0.5 and ode.solver == "euler"
+    assert ode.K.shape == (3, 8, 8)
+    hp = models.REFERENCE_HPARAMS[name]
+    # Weight decay on conv / dense kernels and biases, smoothness + decay on K and b.
+    assert len(model.losses) == 6
+    K = ode.K.numpy()
+    smooth = hp["smoothness"] * 0.5 * sum(0.5 * np.sum((K[j + 1] - K[j]) ** 2) for j in range(2))
+    expected_K = smooth + hp["weight_decay"] / 2 * np.sum(K ** 2)
+    assert float(ode.K.regularizer(ode.K)) == pytest.approx(expected_K, rel=1e-5)
+    x = np.random.rand(2, 28, 28, 1).astype("float32")
+    assert model(x).shape == (2, 10)
+
+
+def test_normalisation_is_inside_the_model():
+    model = build("resnet")
+    rescale = model.get_layer("normalize")
+    x = np.full((1, 28, 28, 1), 0.1307, "float32")
+    np.testing.assert_allclose(rescale(x).numpy(), 0.0, atol=1e-6)
+    np.testing.assert_allclose(rescale(x + 0.3081).numpy(), 1.0, atol=1e-5)
+
+
+def test_reference_hyperparameters():
+    hp = models.REFERENCE_HPARAMS
+    assert hp["chnode"]["weight_decay"] == 2e-4 and hp["hdnn"]["weight_decay"] == 4e-3
+    assert hp["chnode"]["smoothness"] == 1e-3 and hp["hdnn"]["smoothness"] == 8e-3
+    for entry in hp.values():
+        assert (entry["lr"], entry["lr_decay"], entry["batch_size"], entry["epochs"]) == (
+            0.04, 0.8, 100, 10)
+    chnode = build("chnode").get_layer("chnode")
+    assert not chnode.L_trainable and np.allclose(chnode.L.numpy()[0], 0.02 * np.eye(8))
+
+
+def test_overrides_reach_the_layer_and_training_settings_are_ignored():
+    model = build("chnode", depth=2, gamma=50.0, eps=1e-3, step_size=0.1, lr=0.1,
+                  batch_size=7, weight_decay=0.0, smoothness=0.0)
+    ode = model.get_layer("chnode")
+    assert ode.gamma == 50.0 and ode.step_size == 0.1
+    assert len(model.losses) == 0
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"known: \['chnode', 'hdnn', 'resnet'"):
+        models.build("transformer")
+
+
+def test_trains_with_fit_saves_with_safe_mode_and_reports_certificates(tmp_path):
+    model = build("chnode", depth=2)
+    x = np.random.rand(8, 28, 28, 1).astype("float32")
+    y = np.random.randint(0, 10, 8)
+    model.compile(keras.optimizers.Adam(0.04),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    path = str(tmp_path / "c.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        values = certify.summary(model)
+    assert values["discrete_lipschitz_bound"] > 1.0    # the reference h = 0.5: no guarantee
+    assert values["gamma"] > 1.0
