@@ -61,7 +61,7 @@ class BSMLogger(keras.callbacks.Callback):
         """The dict of floats logged now (also usable outside training)."""
         layer = self._ode_layer()
         values = certify.summary(layer)
-        feeder = keras.Model(self.model.inputs, layer.input)
+        feeder = keras.Model(self.model.input, layer.input)
         states = feeder(self.inputs, training=False)
         norms = certify.bsm_norms(layer, states, method=self.method)
         values["bsm_norm"] = float(norms[0])
