@@ -306,9 +306,9 @@ def test_keras_file_and_savedmodel_round_trips_give_identical_outputs(tmp_path):
     export = str(tmp_path / "export")
     model.export(export, verbose=False)
     tfsm = keras.layers.TFSMLayer(export, call_endpoint="serve")
-    np.testing.assert_allclose(tfsm(x).numpy(), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(tfsm(x).numpy(), expected)
     restored = tf.saved_model.load(export)
-    np.testing.assert_allclose(restored.serve(x).numpy(), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(restored.serve(x).numpy(), expected)
 
 
 def test_training_with_fit_keeps_fixed_gamma_theorem1_after_every_step():
