@@ -196,39 +196,57 @@ class CHNODE(PerStepODE):
                 self.check_discrete_guarantee()
 
     # -- Theorem 1 in the graph --------------------------------------------
-    def effective_weights(self):
-        """(K, b, L, gamma) used by ``call``: K inside the Theorem 1 set, gamma."""
-        K = tf.convert_to_tensor(self.K)
-        L = tf.convert_to_tensor(self.L)
+    def _scale_and_gamma(self):
+        """Constants of ``call`` (no gradient): per-step K factors and gamma."""
+        Ks = tf.stop_gradient(tf.convert_to_tensor(self.K))
+        Ls = tf.stop_gradient(tf.convert_to_tensor(self.L))
         dtype = self.compute_dtype
-        Ks, Ls = tf.stop_gradient(K), tf.stop_gradient(L)
         factor, (c1, c2) = bounds.K_scale_to_cap(
-            Ks, Ls, self.kappa, self.slope_bound, self.max_ratio, K.dtype)
-        K = K * tf.stop_gradient(factor)
+            Ks, Ls, self.kappa, self.slope_bound, self.max_ratio, Ks.dtype)
         if self.gamma == "auto":
             gamma64 = bounds.theorem1_gamma(c1, c2, self.eps, self.j2)
             gamma = tf.stop_gradient(bounds.round_up(gamma64, dtype))
         else:
             gamma = tf.constant(self.gamma, dtype)
+        return tf.stop_gradient(factor), gamma
+
+    def effective_weights(self):
+        """(K, b, L, gamma) used by ``call``: K inside the Theorem 1 set, gamma."""
+        factor, gamma = self._scale_and_gamma()
+        dtype = self.compute_dtype
+        K = tf.convert_to_tensor(self.K) * factor
         return (tf.cast(K, dtype), tf.cast(tf.convert_to_tensor(self.b), dtype),
-                tf.cast(L, dtype), gamma)
+                tf.cast(tf.convert_to_tensor(self.L), dtype), gamma)
 
     def field_closure(self):
-        K, b, L, gamma = self.effective_weights()
+        factor, gamma = self._scale_and_gamma()
         dtype = self.compute_dtype
         n = self.state_size
         A = tf.constant(self.J_matrix, dtype) - gamma * tf.eye(n, dtype=dtype)
-        M = tf.matmul(L, L, transpose_a=True) + self.kappa * tf.eye(n, dtype=dtype)
-        # Column form on the state Xi (n, rows): f = (A K^T) sigma(K Xi + b) + (A M) Xi.
-        W_act = tf.matmul(A, K, transpose_b=True)          # (W, n, m)
-        W_lin = tf.matmul(A, M)                            # (W, n, n)
-        b = b[:, :, None]                                  # (W, m, 1)
+        kappa_eye = self.kappa * tf.eye(n, dtype=dtype)
         sigma = self.activation_fn
 
-        def field(t, y, step):
-            z = tf.matmul(self.select(K, step), y) + self.select(b, step)
-            return (tf.matmul(self.select(W_act, step), sigma(z))
-                    + tf.matmul(self.select(W_lin, step), y))
+        def matrices(K, b, L):
+            # Column form on the state Xi (n, rows):
+            #   f = (A K^T) sigma(K Xi + b) + (A M) Xi,  M = L^T L + kappa I.
+            K = tf.cast(K, dtype)
+            M = tf.matmul(tf.cast(L, dtype), tf.cast(L, dtype), transpose_a=True) + kappa_eye
+            return (K, tf.cast(b, dtype)[..., None],
+                    tf.matmul(A, K, transpose_b=True), tf.matmul(A, M))
+
+        if self.gradient == "backprop":
+            stacked = matrices(tf.convert_to_tensor(self.K) * factor, self.b, self.L)
+
+            def field(t, y, step):
+                K, b, W_act, W_lin = (self.select(w, step) for w in stacked)
+                return tf.matmul(W_act, sigma(tf.matmul(K, y) + b)) + tf.matmul(W_lin, y)
+        else:
+            # "checkpoint" / "adjoint" differentiate only variables read inside fn.
+            def field(t, y, step):
+                K = self.select(self.K, step) * self.select(factor, step)
+                K, b, W_act, W_lin = matrices(K, self.select(self.b, step),
+                                              self.select(self.L, step))
+                return tf.matmul(W_act, sigma(tf.matmul(K, y) + b)) + tf.matmul(W_lin, y)
 
         return field
 

@@ -68,17 +68,27 @@ class HDNN(PerStepODE):
 
     def field_closure(self):
         dtype = self.compute_dtype
-        K = tf.cast(tf.convert_to_tensor(self.K), dtype)
-        b = tf.cast(tf.convert_to_tensor(self.b), dtype)
         J = tf.constant(self.J_matrix, dtype)
-        # Column form on the state Xi (n, rows): f = (J K^T) sigma(K Xi + b).
-        W_out = tf.matmul(J, K, transpose_b=True)
-        b = b[:, :, None]
         sigma = self.activation_fn
 
+        def matrices(K, b):
+            # Column form on the state Xi (n, rows): f = (J K^T) sigma(K Xi + b).
+            K = tf.cast(K, dtype)
+            return K, tf.cast(b, dtype)[..., None], tf.matmul(J, K, transpose_b=True)
+
+        if self.gradient == "backprop":
+            stacked = matrices(tf.convert_to_tensor(self.K), tf.convert_to_tensor(self.b))
+
+            def weights(step):
+                return [self.select(w, step) for w in stacked]
+        else:
+            # "checkpoint" / "adjoint" differentiate only variables read inside fn.
+            def weights(step):
+                return matrices(self.select(self.K, step), self.select(self.b, step))
+
         def field(t, y, step):
-            z = tf.matmul(self.select(K, step), y) + self.select(b, step)
-            return tf.matmul(self.select(W_out, step), sigma(z))
+            K, b, W_out = weights(step)
+            return tf.matmul(W_out, sigma(tf.matmul(K, y) + b))
 
         return field
 

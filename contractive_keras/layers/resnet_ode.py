@@ -62,15 +62,25 @@ class ResNetODE(PerStepODE):
 
     def field_closure(self):
         dtype = self.compute_dtype
-        K = tf.cast(tf.convert_to_tensor(self.K), dtype)
-        b = tf.cast(tf.convert_to_tensor(self.b), dtype)
-        Kt = tf.transpose(K, [0, 2, 1])
-        b = b[:, :, None]
         sigma = self.activation_fn
 
-        def field(t, y, step):
+        def matrices(K, b):
             # Column form on the state Xi (n, rows): sigma(K^T Xi + b).
-            return sigma(tf.matmul(self.select(Kt, step), y) + self.select(b, step))
+            return tf.linalg.matrix_transpose(tf.cast(K, dtype)), tf.cast(b, dtype)[..., None]
+
+        if self.gradient == "backprop":
+            stacked = matrices(tf.convert_to_tensor(self.K), tf.convert_to_tensor(self.b))
+
+            def weights(step):
+                return [self.select(w, step) for w in stacked]
+        else:
+            # "checkpoint" / "adjoint" differentiate only variables read inside fn.
+            def weights(step):
+                return matrices(self.select(self.K, step), self.select(self.b, step))
+
+        def field(t, y, step):
+            Kt, b = weights(step)
+            return sigma(tf.matmul(Kt, y) + b)
 
         return field
 

@@ -375,3 +375,26 @@ def test_mirrored_strategy_with_two_cpu_devices():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, timeout=300)
     assert "OK 2" in done.stdout, done.stderr[-3000:]
+
+
+def _gradients(gradient, steps, t1=0.4):
+    keras.utils.set_random_seed(0)
+    layer = quiet(steps=steps, t1=t1, gradient=gradient, dtype="float64", kappa=0.1,
+                  time_varying=False)
+    x = tf.constant(np.random.default_rng(0).normal(size=(5, 4)))
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(layer(x) ** 2)
+    return [tf.convert_to_tensor(g).numpy() for g in tape.gradient(value, [layer.K, layer.b])]
+
+
+def test_checkpoint_gradients_equal_backprop_and_adjoint_converges():
+    exact = _gradients("backprop", 8)
+    for a, b in zip(_gradients("checkpoint", 8), exact):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    # The adjoint is the continuous gradient: it and the discrete one converge
+    # to each other as h -> 0 (first order for Euler).
+    errors = []
+    for steps in (8, 32):
+        adjoint, backprop = _gradients("adjoint", steps), _gradients("backprop", steps)
+        errors.append(np.linalg.norm(adjoint[0] - backprop[0]) / np.linalg.norm(backprop[0]))
+    assert errors[1] < errors[0] / 2
