@@ -42,6 +42,14 @@ import numpy as np
 import tensorflow as tf
 
 NORMS = ("linf", "l2")
+#: Attack objectives: "ce", the cross-entropy of the logits (Goodfellow et
+#: al.; Madry et al.), and "margin", max_{i != y} z_i - z_y (Carlini & Wagner
+#: 2017). The margin does not saturate: when a model's logits are huge
+#: (softmax probabilities exactly 0 or 1 in float32), the cross-entropy and its
+#: gradient vanish at correctly classified points and a cross-entropy attack
+#: does nothing there (gradient masking; seen on the reference-recipe CH-NODE,
+#: whose logits reach 1e4).
+LOSSES = ("ce", "margin")
 
 # Guards the division by a gradient's L2 norm when the gradient is zero.
 _TINY = 1e-12
@@ -50,6 +58,11 @@ _TINY = 1e-12
 def _check_norm(norm):
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
+
+def _check_loss(loss):
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
 def _check_eps(eps, name="eps"):
@@ -143,13 +156,22 @@ def _signature_function(signature):
     return lambda x: signature(**{input_name: x})[output_name]
 
 
-def _loss_and_gradient(logits_fn, x, y):
-    """Per-example cross-entropy of the logits and its gradient in x."""
+def attack_loss(logits, labels, loss="ce"):
+    """Per-example attack objective of float32 logits (see ``LOSSES``)."""
+    if loss == "ce":
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    true = tf.gather(logits, labels, axis=1, batch_dims=1)
+    others = tf.where(tf.one_hot(labels, tf.shape(logits)[1]) > 0, -np.inf, logits)
+    return tf.reduce_max(others, axis=1) - true
+
+
+def _loss_and_gradient(logits_fn, x, y, loss="ce"):
+    """Per-example attack objective and its gradient in x."""
     with tf.GradientTape() as tape:
         tape.watch(x)
         logits = tf.cast(logits_fn(x), tf.float32)
-        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-    return loss, tape.gradient(loss, x)
+        value = attack_loss(logits, y, loss)
+    return value, tape.gradient(value, x)
 
 
 def _flat_l2_norm(t):
@@ -180,8 +202,8 @@ def _inputs(images, labels):
     return x, y
 
 
-def fgsm(model, images, labels, eps, *, norm="linf", clip_min=0.0, clip_max=1.0):
-    """Fast gradient (sign) method: one step up the cross-entropy.
+def fgsm(model, images, labels, eps, *, norm="linf", loss="ce", clip_min=0.0, clip_max=1.0):
+    """Fast gradient (sign) method: one step up the cross-entropy (or margin).
 
     ``x_adv = clip(x + eps * sign(grad))`` for ``norm="linf"`` (Goodfellow et
     al. 2015, eq. 3), ``x_adv = clip(x + eps * grad / ||grad||_2)`` for
@@ -195,6 +217,7 @@ def fgsm(model, images, labels, eps, *, norm="linf", clip_min=0.0, clip_max=1.0)
         labels: integer labels ``(N,)``.
         eps: radius of the attack in pixel units (>= 0).
         norm: ``"linf"`` or ``"l2"`` (the L2 norm over all pixels of one image).
+        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (see ``LOSSES``).
         clip_min, clip_max: the valid pixel range.
 
     Returns:
@@ -204,10 +227,11 @@ def fgsm(model, images, labels, eps, *, norm="linf", clip_min=0.0, clip_max=1.0)
         >>> x_adv = fgsm(model, x, y, eps=0.1)            # doctest: +SKIP
     """
     _check_norm(norm)
+    _check_loss(loss)
     eps = _check_eps(eps)
     logits_fn = logit_function(model)
     x, y = _inputs(images, labels)
-    _, gradient = _loss_and_gradient(logits_fn, x, y)
+    _, gradient = _loss_and_gradient(logits_fn, x, y, loss)
     x_adv = x + eps * _ascent_direction(gradient, norm)
     return _project(x_adv, x, eps, norm, clip_min, clip_max)
 
@@ -246,6 +270,7 @@ def pgd(
     eps,
     *,
     norm="linf",
+    loss="ce",
     steps=40,
     step_size=None,
     random_start=True,
@@ -269,6 +294,7 @@ def pgd(
         labels: integer labels ``(N,)``.
         eps: radius in pixel units (>= 0).
         norm: ``"linf"`` or ``"l2"``.
+        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (see ``LOSSES``).
         steps: number of gradient steps (>= 1).
         step_size: step length; default ``2.5 * eps / steps`` (Madry et al.).
         random_start: start from a uniform point of the ball (else from x).
@@ -284,6 +310,7 @@ def pgd(
         >>> x_adv = pgd(model, x, y, eps=0.1, steps=20, seed=0)   # doctest: +SKIP
     """
     _check_norm(norm)
+    _check_loss(loss)
     eps = _check_eps(eps)
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
@@ -297,7 +324,7 @@ def pgd(
     seeds = tf.random.experimental.stateless_split(_as_seed(seed), restarts)
 
     def body(i, x_adv):
-        _, gradient = _loss_and_gradient(logits_fn, x_adv, y)
+        _, gradient = _loss_and_gradient(logits_fn, x_adv, y, loss)
         x_adv = x_adv + step_size * _ascent_direction(gradient, norm)
         return i + 1, _project(x_adv, x, eps, norm, clip_min, clip_max)
 
@@ -308,15 +335,15 @@ def pgd(
         if restarts == 1:
             return x_adv
         logits = tf.cast(logits_fn(x_adv), tf.float32)
-        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        value = attack_loss(logits, y, loss)
         wrong = tf.argmax(logits, -1, output_type=tf.int32) != y
         if best is None:
-            best, best_loss, best_wrong = x_adv, loss, wrong
+            best, best_loss, best_wrong = x_adv, value, wrong
             continue
         # A misclassified result beats a correct one; otherwise the higher loss wins.
-        better = (wrong & ~best_wrong) | ((wrong == best_wrong) & (loss > best_loss))
+        better = (wrong & ~best_wrong) | ((wrong == best_wrong) & (value > best_loss))
         mask = tf.reshape(better, tf.concat([tf.shape(better), tf.ones_like(tf.shape(x)[1:])], 0))
         best = tf.where(mask, x_adv, best)
-        best_loss = tf.where(better, loss, best_loss)
+        best_loss = tf.where(better, value, best_loss)
         best_wrong = best_wrong | wrong
     return best

@@ -231,6 +231,9 @@ def build_parser():
     p.add_argument("--attacks", default="fgsm,pgd", help="comma list of fgsm, pgd; '' for none")
     p.add_argument("--eps", type=_floats, default=(0.05, 0.1, 0.2, 0.3), help="radii, pixel units")
     p.add_argument("--norm", choices=("linf", "l2"), default="linf")
+    p.add_argument("--loss", choices=("margin", "ce"), default="margin",
+                   help="attack objective: margin max_{i!=y} z_i - z_y (does not saturate) or "
+                        "the cross-entropy of the papers")
     p.add_argument("--noise", type=_noise_specs, default=None,
                    help="KIND:LEVEL list, default the reference gaussian:0.05,gaussian:0.2,"
                         "salt_pepper:0.05,salt_pepper:0.2; '' for none")
@@ -295,7 +298,7 @@ def main(argv=None):
     if args.take:
         images, labels = images[:args.take], labels[:args.take]
     table = robustness.evaluate(
-        model, (images, labels), attacks=attacks, eps=args.eps, norm=args.norm,
+        model, (images, labels), attacks=attacks, eps=args.eps, norm=args.norm, loss=args.loss,
         noise=robustness.REFERENCE_NOISE if args.noise is None else args.noise,
         draws=args.draws, seed=args.seed, normalization=data.normalization(dataset),
         pgd_steps=args.pgd_steps, pgd_step_size=args.pgd_step_size, lipschitz_constant=lipschitz,

@@ -47,7 +47,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from contractive_keras.attacks import NORMS, fgsm, logit_function, pgd
+from contractive_keras.attacks import LOSSES, NORMS, fgsm, logit_function, pgd
 from contractive_keras.evaluate import Row, RobustnessTable
 
 __all__ = [
@@ -303,7 +303,7 @@ def _batches(dataset, batch_size):
     return batches
 
 
-def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm="linf",
+def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm="linf", loss="margin",
              noise=REFERENCE_NOISE, draws=10, attack_draws=1, seed=0,
              normalization=REFERENCE_NORMALIZATION, pgd_steps=40, pgd_step_size=None,
              lipschitz_constant=None, batch_size=500, verbose=0):
@@ -327,6 +327,8 @@ def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm
         attacks: subset of ``("fgsm", "pgd")`` (or a comma-separated string).
         eps: attack (and certificate) radii in pixel units.
         norm: "linf" or "l2", the attack and certificate norm.
+        loss: attack objective, "margin" (default: it does not saturate, see
+            ``attacks.LOSSES``) or "ce" (the cross-entropy of the papers).
         noise: sequence of ``NoiseSpec``; default ``REFERENCE_NOISE``.
         draws: noise draws (>= 1). attack_draws: PGD random-start draws.
         seed: base seed of all randomness (int).
@@ -352,6 +354,8 @@ def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm
         raise ValueError(f"unknown attacks {sorted(unknown)}; allowed: {ATTACKS}")
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     for name, value in (("draws", draws), ("attack_draws", attack_draws)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -376,8 +380,9 @@ def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm
 
     def attacked(name, e):
         if name == "fgsm":
-            return tf.function(lambda x, y, s: fgsm(logits_fn, x, y, e, norm=norm), reduce_retracing=True)
-        return tf.function(lambda x, y, s: pgd(logits_fn, x, y, e, norm=norm, steps=pgd_steps,
+            return tf.function(lambda x, y, s: fgsm(logits_fn, x, y, e, norm=norm, loss=loss),
+                               reduce_retracing=True)
+        return tf.function(lambda x, y, s: pgd(logits_fn, x, y, e, norm=norm, loss=loss, steps=pgd_steps,
                                                step_size=pgd_step_size, seed=s), reduce_retracing=True)
 
     settings = [("clean", 0.0, None, 1, lambda x, y, s: x)]
@@ -409,6 +414,6 @@ def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm
         accuracies = certified_accuracy(logits, labels, lipschitz_constant, eps, norm=norm, input_dim=d)
         rows += [Row.from_draws("certified", e, norm, [a]) for e, a in zip(eps, accuracies)]
     metadata = {"n_examples": n, "draws": draws, "attack_draws": attack_draws, "seed": seed,
-                "normalization": list(normalization), "pgd_steps": pgd_steps,
+                "normalization": list(normalization), "attack_loss": loss, "pgd_steps": pgd_steps,
                 "pgd_step_size": pgd_step_size, "lipschitz_constant": lipschitz_constant}
     return RobustnessTable(rows, metadata)

@@ -206,3 +206,38 @@ def test_logit_function_refuses_what_is_not_a_model(tmp_path):
         attacks.logit_function(42)
     with pytest.raises(ValueError, match="neither a .keras file nor a SavedModel directory"):
         attacks.logit_function(str(tmp_path / "missing.keras"))
+
+
+def _saturated_linear_model(scale):
+    """A linear classifier whose logits are ``scale`` times a trained one's."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    w = rng.normal(size=(784, 10)).astype("float32") * scale
+    model.layers[-1].set_weights([w, np.zeros(10, "float32")])
+    return model
+
+
+def test_margin_loss_attacks_where_saturated_cross_entropy_is_blind():
+    """Huge logits make softmax exactly one-hot in float32: the cross-entropy
+    gradient vanishes at correctly classified points and FGSM-CE changes
+    nothing there, while the margin objective still finds adversarial steps."""
+    model = _saturated_linear_model(1e4)
+    x = np.random.default_rng(1).random((64, 28, 28, 1)).astype("float32")
+    y = np.asarray(model(x)).argmax(1)  # every point "correct"
+    ce = np.asarray(model(attacks.fgsm(model, x, y, 0.1, loss="ce"))).argmax(1)
+    margin = np.asarray(model(attacks.fgsm(model, x, y, 0.1, loss="margin"))).argmax(1)
+    assert (ce == y).mean() == 1.0
+    assert (margin == y).mean() < 0.5
+
+
+def test_margin_loss_is_max_other_logit_minus_true_logit():
+    logits = tf.constant([[1.0, 5.0, 2.0], [0.5, -1.0, 3.0]])
+    value = attacks.attack_loss(logits, tf.constant([1, 0]), "margin").numpy()
+    np.testing.assert_allclose(value, [2.0 - 5.0, 3.0 - 0.5])
+
+
+def test_unknown_attack_loss_is_refused():
+    with pytest.raises(ValueError, match="loss must be one of"):
+        attacks.fgsm(lambda x: x, np.zeros((1, 2), "float32"), [0], 0.1, loss="hinge")
