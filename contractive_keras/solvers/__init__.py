@@ -14,7 +14,10 @@ Pieces (diffrax style, each in its own module): the schemes
 ``runge_kutta.py``); the fixed-step loop (``fixed_step.py``); the gradient
 methods :class:`Backprop`, :class:`Checkpoint`, :class:`Adjoint`
 (``gradients.py``); the adapters for ``tfp.math.ode.DormandPrince`` and
-``BDF`` (``adaptive.py``).
+``BDF`` (``adaptive.py``); this package's own adaptive :class:`Dopri5`
+(``dopri5.py``) with its step-size controller (``step_size_control.py``)
+and loop (``adaptive_loop.py``); :func:`write_summaries` puts solver
+statistics into TensorBoard (``statistics.py``).
 
 Example:
 
@@ -39,6 +42,7 @@ from contractive_keras.solvers.interface import odeint
 from contractive_keras.solvers.interface import solve
 from contractive_keras.solvers.midpoint import Midpoint
 from contractive_keras.solvers.rk4 import RK4
+from contractive_keras.solvers.statistics import write_summaries
 from contractive_keras.solvers.runge_kutta import ButcherTableau
 from contractive_keras.solvers.runge_kutta import EmbeddedRungeKutta
 from contractive_keras.solvers.runge_kutta import ExplicitRungeKutta
@@ -61,4 +65,5 @@ __all__ = [
     "get",
     "odeint",
     "solve",
+    "write_summaries",
 ]

@@ -17,7 +17,7 @@ class Euler(ExplicitRungeKutta):
     Example:
 
     >>> import tensorflow as tf
-    >>> Euler().step(lambda t, y: -y, 0.0, tf.constant(1.0), 0.5).numpy()
+    >>> float(Euler().step(lambda t, y: -y, 0.0, tf.constant(1.0), 0.5))
     0.5
     """
 

@@ -18,7 +18,7 @@ class Midpoint(ExplicitRungeKutta):
     Example:
 
     >>> import tensorflow as tf
-    >>> Midpoint().step(lambda t, y: -y, 0.0, tf.constant(1.0), 0.5).numpy()
+    >>> float(Midpoint().step(lambda t, y: -y, 0.0, tf.constant(1.0), 0.5))
     0.625
     """
 

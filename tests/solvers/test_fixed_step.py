@@ -169,7 +169,7 @@ def test_mirrored_strategy_replica_context(gradient):
 
     def replica_step(x):
         with tf.GradientTape() as tape:
-            y1 = solvers.odeint(fn, x, 1.0, steps=20, gradient=gradient)
+            y1 = solvers.odeint(fn, x, 1.0, steps=8, gradient=gradient)
             loss = tf.reduce_sum(y1)
         return tape.gradient(loss, weights)
 
@@ -181,7 +181,7 @@ def test_mirrored_strategy_replica_context(gradient):
 
     x = tf.constant([[1.0, 2.0]])
     with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(solvers.odeint(fn, x, 1.0, steps=20))
+        loss = tf.reduce_sum(solvers.odeint(fn, x, 1.0, steps=8))
     expected = tape.gradient(loss, weights) * strategy.num_replicas_in_sync
     np.testing.assert_allclose(distributed_step(x).numpy(), expected.numpy(),
                                rtol=1e-4, atol=1e-6)

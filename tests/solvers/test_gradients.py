@@ -184,3 +184,48 @@ def test_checkpoint_segments_cover_every_step_once():
         assert len(segments) <= int(np.ceil(np.sqrt(count))) + 1
     with pytest.raises(ValueError, match="segment_steps"):
         solvers.Checkpoint(segment_steps=0)
+
+
+@pytest.mark.parametrize("gradient", GRADIENTS)
+def test_gradients_compile_with_xla_and_match_eager(gradient):
+    field = _MLPField(seed=5)
+
+    def value_and_gradients(y0):
+        with tf.GradientTape() as tape:
+            tape.watch(y0)
+            loss = _loss(field, y0, 1.0, steps=6, gradient=gradient)
+        return [loss] + tape.gradient(loss, [y0] + field.variables)
+
+    y0 = tf.constant(_Y0)
+    eager = value_and_gradients(y0)
+    compiled = tf.function(value_and_gradients, jit_compile=True)(y0)
+    for e, c in zip(eager, compiled):
+        np.testing.assert_allclose(c.numpy(), e.numpy(), rtol=1e-10,
+                                   atol=1e-12)
+
+
+@pytest.mark.parametrize("gradient", ["checkpoint", "adjoint"])
+def test_nested_states_get_the_same_gradients_as_backprop(gradient):
+    weight = tf.Variable(tf.constant([[0.3, -1.2], [0.8, 0.1]], tf.float64))
+
+    def fn(t, state):
+        q, p = state
+        return (p, -tf.tanh(tf.matmul(q, weight)))
+
+    state0 = (tf.constant([[1.0, 0.5]], tf.float64),
+              tf.constant([[0.0, -0.3]], tf.float64))
+
+    def gradients(method):
+        with tf.GradientTape() as tape:
+            tape.watch(state0)
+            q1, p1 = solvers.odeint(fn, state0, 2.0, steps=40,
+                                    gradient=method)
+            loss = tf.reduce_sum(q1 ** 2) + tf.reduce_sum(p1)
+        return tape.gradient(loss, [state0, weight])
+
+    expected = tf.nest.flatten(gradients("backprop"))
+    got = tf.nest.flatten(gradients(gradient))
+    tolerance = 1e-12 if gradient == "checkpoint" else 1e-5
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=tolerance,
+                                   atol=tolerance)

@@ -1,0 +1,1 @@
+"""Side-by-side timing scripts; each module ``benchmarks/<name>.py`` has ``main()``."""
