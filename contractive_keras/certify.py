@@ -137,29 +137,32 @@ def worst_case_max_step_size(c1, c2, gamma, j2=1.0):
 # --- discrete certificate ----------------------------------------------------
 
 def _vertex_jacobians(A0, U, V, slope_bound):
-    """All B(s) = A0 + U diag(s) V^T for s in {0, S}^m: shape (2^m, n, n)."""
+    """All B_k(s) = A0_k + U_k diag(s) V_k^T, s in {0, S}^m: shape (W, 2^m, n, n)."""
     m = U.shape[-1]
     patterns = np.array(list(itertools.product((0.0, slope_bound), repeat=m)))
-    return A0[None] + np.einsum("vi,ai,bi->vab", patterns, U, V)
+    return A0[:, None] + np.einsum("vi,kai,kbi->kvab", patterns, U, V)
 
 
 def _spectral_norms(mats):
-    return np.linalg.norm(mats, ord=2, axis=(-2, -1)) * (1.0 + _F64_SLACK)
+    """||X||_2 = sqrt(lambda_max(X^T X)) (eigvalsh: ~2x faster than an SVD here)."""
+    gram = np.swapaxes(mats, -1, -2) @ mats
+    return np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[..., -1], 0.0)) * (1.0 + _F64_SLACK)
 
 
-class _StepBound:
-    """h -> certified bound on the Lipschitz constant of one step k."""
+class _StepBounds:
+    """h (W,) -> certified bounds (W,) on the Lipschitz constant of each step."""
 
     def __init__(self, A0, U, V, slope_bound, solver):
         self.n = A0.shape[-1]
         self.exact = U.shape[-1] <= MAX_EXACT_UNITS
         if self.exact:
             self.vertices = _vertex_jacobians(A0, U, V, slope_bound)
-            self.field_norm = float(np.max(_spectral_norms(self.vertices)))
+            self.field_norm = np.max(_spectral_norms(self.vertices), axis=1)
         else:
-            self.centre = A0 + 0.5 * slope_bound * U @ V.T
-            self.radius = 0.5 * slope_bound * np.linalg.norm(U, 2) * np.linalg.norm(V, 2)
-            self.field_norm = float(_spectral_norms(self.centre)) + self.radius
+            self.centre = A0 + 0.5 * slope_bound * U @ np.swapaxes(V, -1, -2)
+            self.radius = (0.5 * slope_bound * np.linalg.norm(U, 2, axis=(-2, -1))
+                           * np.linalg.norm(V, 2, axis=(-2, -1)))
+            self.field_norm = _spectral_norms(self.centre) + self.radius
         A, b = TABLEAUX[solver]
         self.coefficients = []
         power = np.ones(len(b))
@@ -170,39 +173,43 @@ class _StepBound:
     def euler_part(self, h):
         eye = np.eye(self.n)
         if self.exact:
-            return float(np.max(_spectral_norms(eye + h * self.vertices)))
-        return float(_spectral_norms(eye + h * self.centre)) + h * self.radius
+            return np.max(_spectral_norms(eye + h[:, None, None, None] * self.vertices), axis=1)
+        return _spectral_norms(eye + h[:, None, None] * self.centre) + h * self.radius
 
     def __call__(self, h):
+        h = np.asarray(h, np.float64)
         value = self.euler_part(h)
         x = h * self.field_norm
         for k, c in enumerate(self.coefficients, start=2):
-            value += c * x ** k
+            value = value + c * x ** k
         return value
 
 
-def _largest_step(bound, h_start):
-    """Largest h >= 0 with bound(h) <= 1, to 1e-9 relative (bound convex, bound(0) = 1).
+def _largest_steps(bound, h_start, count):
+    """Per step, the largest h >= 0 with bound(h) <= 1 (to 1e-6 relative).
 
-    The feasible set of a convex function with value 1 at 0 is an interval
-    [0, h*]; bisection returns a certified (feasible) lower end.
+    Each bound is convex in h with value 1 at h = 0, so its feasible set is
+    an interval [0, h*]; a vectorized bisection returns certified (feasible)
+    lower ends (inf where no h fails up to 1e12).
     """
-    lo, hi = 0.0, max(h_start, 1e-30)
-    while bound(hi) <= 1.0:
-        lo, hi = hi, 2.0 * hi
-        if hi > 1e12:
-            return math.inf
+    lo = np.zeros(count)
+    hi = np.full(count, max(h_start, 1e-30))
+    growing = np.ones(count, bool)
+    while growing.any():
+        ok = bound(hi) <= 1.0
+        growing = ok & (hi < 1e12)
+        lo = np.where(ok, hi, lo)
+        hi = np.where(growing, 2.0 * hi, hi)
+    unbounded = lo >= 1e12
     for _ in range(200):
-        mid = 0.5 * (lo + hi) if lo > 0.0 else (hi * 1e-3 if hi > 1e-300 * 1e3 else 0.5 * hi)
-        if bound(mid) <= 1.0:
-            lo = mid
-        else:
-            hi = mid
-        if lo > 0.0 and hi - lo <= 1e-9 * hi:
+        mid = np.where(lo > 0.0, 0.5 * (lo + hi), 1e-3 * hi)
+        ok = bound(mid) <= 1.0
+        lo = np.where(ok, mid, lo)
+        hi = np.where(ok, hi, mid)
+        done = ((lo > 0.0) & (hi - lo <= 1e-6 * hi)) | (hi < 1e-300) | unbounded
+        if done.all():
             break
-        if hi < 1e-300:
-            break
-    return lo
+    return np.where(unbounded, math.inf, lo)
 
 
 def step_lipschitz_bounds(A0, U, V, slope_bound, step_size, solver="euler"):
@@ -223,11 +230,10 @@ def step_lipschitz_bounds(A0, U, V, slope_bound, step_size, solver="euler"):
         raise ValueError(f"no discrete certificate for solver={solver!r}; "
                          f"fixed-step schemes: {sorted(TABLEAUX)}.")
     A0, U, V = (np.asarray(x, np.float64) for x in (A0, U, V))
-    step_bounds = [_StepBound(A0[k], U[k], V[k], slope_bound, solver)
-                   for k in range(A0.shape[0])]
-    values = np.array([sb(step_size) for sb in step_bounds])
-    largest = np.array([_largest_step(sb, step_size) for sb in step_bounds])
-    return values, largest, all(sb.exact for sb in step_bounds)
+    bound = _StepBounds(A0, U, V, slope_bound, solver)
+    count = A0.shape[0]
+    values = bound(np.full(count, float(step_size)))
+    return values, _largest_steps(bound, step_size, count), bound.exact
 
 
 def discrete_certificate(layer):
