@@ -477,11 +477,13 @@ def certified_radius(model, inputs, labels=None):
     return radius, correct
 
 
-def summary(model_or_layer):
+def summary(model_or_layer, warn=True):
     """Flat dict of floats for logging: gamma, alpha, rho, c1, c2 and the discrete bound.
 
     For a model, every fixed-step ODE layer contributes; keys are prefixed
-    with the layer name when there is more than one.
+    with the layer name when there is more than one.  With ``warn=True`` a
+    CHNODE whose step size is not certified warns (or raises) per its
+    ``discrete_check``; ``warn=False`` only reports the numbers.
     """
     from contractive_keras.layers._hamiltonian_common import PerStepODE
 
@@ -497,7 +499,7 @@ def summary(model_or_layer):
             c = layer.theorem1_constants()
             values.update({k: c[k] for k in ("gamma", "alpha", "rho", "c1", "c2")})
         if layer.solver in TABLEAUX:
-            cert = layer.check_discrete_guarantee() if hasattr(
+            cert = layer.check_discrete_guarantee() if warn and hasattr(
                 layer, "check_discrete_guarantee") else discrete_certificate(layer)
             values["discrete_lipschitz_bound"] = cert["lipschitz_bound"]
             values["max_step_size"] = cert["max_step_size"]

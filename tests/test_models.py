@@ -80,8 +80,10 @@ def test_trains_with_fit_saves_with_safe_mode_and_reports_certificates(tmp_path)
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+    with pytest.warns(RuntimeWarning, match="NOT certified"):
+        certify.summary(model)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        values = certify.summary(model)
+        warnings.simplefilter("error")
+        values = certify.summary(model, warn=False)
     assert values["discrete_lipschitz_bound"] > 1.0    # the reference h = 0.5: no guarantee
     assert values["gamma"] > 1.0
