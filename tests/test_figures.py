@@ -1,0 +1,107 @@
+"""Smoke tests of docs/figures.py: every figure function runs on tiny inputs.
+
+The toy figures train for one epoch on a few dozen points (``size="quick"``);
+the accuracy figures read synthetic ``evaluation.json`` files written here in
+a temporary directory (never the committed figures' data).
+"""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib", reason="docs/figures.py needs the 'plots' extra (matplotlib)")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def figures():
+    spec = importlib.util.spec_from_file_location(
+        "docs_figures", os.path.join(ROOT, "docs", "figures.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def assert_png(path):
+    assert os.path.getsize(path) > 10_000, f"{path} is suspiciously small"
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_SIGNATURE
+
+
+def write_evaluation(runs_dir, name, accuracy_drop):
+    """A synthetic evaluation.json in zoo/build.py's format."""
+    from contractive_keras.evaluate import RobustnessTable, Row
+
+    rng = np.random.default_rng(len(name))
+
+    def draws(mean, count):
+        return np.clip(mean + 0.01 * rng.standard_normal(count), 0, 1)
+
+    rows = [Row.from_draws("clean", 0.0, None, [0.95])]
+    for kind in ("gaussian", "salt_pepper"):
+        for level in (0.05, 0.2):
+            rows.append(Row.from_draws(kind, level, None, draws(0.95 - accuracy_drop * level, 10)))
+    for eps in (0.05, 0.1, 0.2, 0.3):
+        rows.append(Row.from_draws("fgsm", eps, "linf", [max(0.0, 0.95 - accuracy_drop * eps)]))
+        rows.append(Row.from_draws("certified", eps, "l2", [0.5]))
+    pgd = [Row.from_draws("clean", 0.0, None, [0.95])] + [
+        Row.from_draws("pgd", eps, "linf", [max(0.0, 0.9 - accuracy_drop * eps)])
+        for eps in (0.05, 0.1, 0.2, 0.3)]
+    os.makedirs(os.path.join(runs_dir, name))
+    with open(os.path.join(runs_dir, name, "evaluation.json"), "w") as f:
+        json.dump({"test": RobustnessTable(rows).to_dict(), "pgd_subset": RobustnessTable(pgd).to_dict(),
+                   "pgd_take": 100}, f)
+
+
+def test_list_names_every_figure(figures, capsys):
+    assert figures.main(["--list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == list(figures.FIGURES)
+    assert {"toy_trajectories", "bsm_training", "accuracy_vs_noise",
+            "accuracy_vs_fgsm"} <= set(listed)
+
+
+def test_double_circles_lift_zero_pads_the_middle_coordinates(figures):
+    points, labels = figures.double_circles(40, seed=0)
+    radius = np.linalg.norm(points, axis=1)
+    for ring_radius, label in figures.RINGS:
+        assert np.all(np.abs(radius[labels == label] - ring_radius) <= 0.3 * np.sqrt(2) + 1e-6)
+    state = figures.lift(points)
+    assert state.shape == (40, figures.STATE_SIZE)
+    np.testing.assert_array_equal(state[:, 1:-1], 0.0)
+    np.testing.assert_array_equal(state[:, [0, -1]], points)
+
+
+def test_toy_figures_write_pngs(figures, tmp_path):
+    values = figures.toy_trajectories(str(tmp_path / "toy.png"), size="quick")
+    assert_png(tmp_path / "toy.png")
+    # The CH-NODE block is certified non-expansive, so no measured ratio exceeds the bound.
+    assert values["chnode/certified_lipschitz_bound"] <= 1.0
+    assert values["chnode/ratio_p100"] <= values["chnode/certified_lipschitz_bound"] * (1 + 1e-4)
+    values = figures.bsm_training(str(tmp_path / "bsm.png"), size="quick")
+    assert_png(tmp_path / "bsm.png")
+    assert values["chnode/max_bsm"] <= 1.0 + 1e-5
+
+
+def test_accuracy_figures_read_evaluation_files(figures, tmp_path):
+    runs = str(tmp_path / "runs")
+    write_evaluation(runs, "chnode_mnist_n4", accuracy_drop=0.5)
+    write_evaluation(runs, "resnet_mnist_n8", accuracy_drop=2.0)
+    write_evaluation(runs, "stable_node_fashion_mnist", accuracy_drop=1.0)
+    values = figures.accuracy_vs_noise(str(tmp_path / "noise.png"), runs_dir=runs)
+    assert_png(tmp_path / "noise.png")
+    assert values["resnet_mnist_n8/gaussian_0.2"] == pytest.approx(0.95 - 2.0 * 0.2, abs=0.02)
+    assert values["chnode_mnist_n4/salt_pepper_0"] == pytest.approx(0.95)
+    values = figures.accuracy_vs_fgsm(str(tmp_path / "fgsm.png"), runs_dir=runs)
+    assert_png(tmp_path / "fgsm.png")
+    assert values["resnet_mnist_n8/fgsm_0.3"] == pytest.approx(0.35)
+
+
+def test_accuracy_figures_explain_missing_runs(figures, tmp_path):
+    with pytest.raises(FileNotFoundError, match="zoo/build.py"):
+        figures.accuracy_vs_noise(str(tmp_path / "noise.png"), runs_dir=str(tmp_path))
