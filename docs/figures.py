@@ -492,8 +492,8 @@ def _require(evaluations, runs_dir):
 
 def _accuracy_panels(evaluations, panels, output, suptitle):
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels) + 2.2, 4.8),
-                             sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels) + 2.4, 4.8),
+                             sharey=True, layout="constrained")
     axes = np.atleast_1d(axes)
     for ax, (table_key, kind, norm, xlabel, title) in zip(axes, panels):
         for name, evaluation in evaluations.items():
@@ -511,10 +511,9 @@ def _accuracy_panels(evaluations, panels, output, suptitle):
     axes[0].set_ylabel("test accuracy (%)")
     handles, labels = axes[0].get_legend_handles_labels()
     order = np.argsort(labels, kind="stable")
-    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="center right",
-               fontsize=8, frameon=True)
+    fig.legend([handles[i] for i in order], [labels[i] for i in order],
+               loc="outside right center", fontsize=8, frameon=True)
     fig.suptitle(suptitle, fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1 - 2.0 / fig.get_figwidth(), 1))
     fig.savefig(output)
     plt.close(fig)
 
