@@ -187,12 +187,21 @@ def build_optimizer(config, steps_per_epoch):
 
 
 def certificate_scalars(model):
-    """Certificate values (gamma, rho, delta, Lipschitz bounds...) of a model.
+    """Certificate values of a model's ODE layers, for logging.
 
-    Collected from every layer that offers a ``certificate()`` method
-    returning a dict of numbers; keys are prefixed with the layer name when
-    several layers report.
+    CH-NODE / H-DNN / ResNet-ODE layers report through
+    ``contractive_keras.certify.summary`` (gamma, alpha, rho, c1, c2 and the
+    discrete Lipschitz bound); any other layer with a ``certificate()`` method
+    (e.g. the stabilized NODE: delta, its kind, the Lipschitz bound) adds its
+    numbers, prefixed with the layer name when several layers report.
     """
+    from contractive_keras import certify
+
+    scalars = {}
+    try:
+        scalars.update(certify.summary(model, warn=False))
+    except (ValueError, TypeError, NotImplementedError) as e:  # logging must not stop training
+        scalars["certify_error"] = str(e).splitlines()[0]
     reports = []
     for layer in model._flatten_layers(include_self=False):
         method = getattr(layer, "certificate", None)
@@ -201,7 +210,6 @@ def certificate_scalars(model):
                 reports.append((layer.name, method()))
             except Exception as e:  # a logging aid must not stop training
                 reports.append((layer.name, {"error": repr(e)}))
-    scalars = {}
     for name, report in reports:
         for key, value in report.items():
             scalars[key if len(reports) == 1 else f"{name}/{key}"] = _to_python(value)
