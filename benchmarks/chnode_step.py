@@ -207,11 +207,23 @@ def main(argv=None):
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--output", default=DEFAULT_OUTPUT)
     parser.add_argument("--no_torch", action="store_true")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="intra-op threads of both frameworks (0: their defaults); "
+                             "1 is steadier on a machine shared with other jobs")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    info = {}
+    if args.threads:
+        import tensorflow as tf
+        import torch
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+        torch.set_num_threads(args.threads)
+        info["threads"] = args.threads
 
     pool, source = batches(args.batches)
-    cases, constraint_cases, info = {}, {}, {}
+    cases, constraint_cases = {}, {}
     for jit in (True, False):
         mode = "xla" if jit else "graph"
         for name in ("chnode", "resnet"):
