@@ -17,6 +17,11 @@ Every class is registered with
 import keras
 
 # --- CH-NODE constraints -----------------------------------------------------
+# gamma="auto" needs no gamma variable: CHNODE.call recomputes gamma from the
+# current K, L, kappa (Theorem 1, float64, rounded up), so it is consistent
+# after every optimizer step, set_weights, .keras loads and inside exported
+# SavedModels.  GammaProjection keeps K in the Theorem 1 set of a fixed gamma
+# (or, for "auto", caps alpha so that gamma stays finite).
 
 
 def _clip_singular_values(stacked, max_norms):
