@@ -87,3 +87,16 @@ def test_trains_with_fit_saves_with_safe_mode_and_reports_certificates(tmp_path)
         values = certify.summary(model, warn=False)
     assert values["discrete_lipschitz_bound"] > 1.0    # the reference h = 0.5: no guarantee
     assert values["gamma"] > 1.0
+
+
+@pytest.mark.slow
+def test_chnode_learns_mnist_in_one_epoch():
+    from contractive_keras import data
+
+    model = build("chnode", depth=4)
+    model.compile(keras.optimizers.Adam(0.04),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(data.load("mnist", "train", batch_size=100), epochs=1, verbose=0)
+    _, accuracy = model.evaluate(data.load("mnist", "test", batch_size=500).take(4), verbose=0)
+    assert accuracy >= 0.8
