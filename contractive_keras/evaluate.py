@@ -38,7 +38,8 @@ class Row:
     """Accuracy of one setting.
 
     Attributes:
-        kind: "clean", "gaussian", "salt_pepper", "fgsm", "pgd" or "certified".
+        kind: "clean", "gaussian", "salt_pepper", "fgsm", "pgd", "worst_case"
+            (union of the attacks at every radius <= level) or "certified".
         level: noise variance (gaussian), amount (salt_pepper), radius eps
             (attacks, certified); 0 for clean.
         norm: "linf" or "l2" for attacks and certificates, else None.

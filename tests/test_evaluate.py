@@ -32,7 +32,8 @@ def test_table_has_every_setting_with_mean_and_spread_over_draws(small_table):
     assert labels == [
         "clean", "gaussian var=0.05", "gaussian var=0.2", "salt_pepper amount=0.05",
         "salt_pepper amount=0.2", "fgsm linf eps=0.05", "fgsm linf eps=0.1",
-        "pgd linf eps=0.05", "pgd linf eps=0.1", "certified linf eps=0.05", "certified linf eps=0.1"]
+        "pgd linf eps=0.05", "pgd linf eps=0.1", "worst_case linf eps=0.05", "worst_case linf eps=0.1",
+        "certified linf eps=0.05", "certified linf eps=0.1"]
     for row in small_table:
         expected_draws = 3 if row.kind in ("gaussian", "salt_pepper") else 1
         assert len(row.draws) == expected_draws
@@ -48,10 +49,29 @@ def test_table_rows_equal_direct_computation(small_table):
     model = tiny_mnist_model(hidden=32)
     x, y = mnist_test(200)
     assert small_table.lookup("clean").mean == np.mean(np.argmax(model(x), -1) == y)
-    fgsm_adv = attacks.fgsm(model, x, y, 0.1)
+    fgsm_adv = attacks.fgsm(model, x, y, 0.1, loss="margin")  # evaluate's default objective
     assert small_table.lookup("fgsm", 0.1).mean == np.mean(np.argmax(model(fgsm_adv), -1) == y)
     certified = robustness.certified_accuracy(model, y, 40.0, 0.05, norm="linf", images=x)
     assert small_table.lookup("certified", 0.05, "linf").mean == certified
+
+
+def test_worst_case_is_the_union_of_attacks_over_smaller_radii(small_table):
+    for e in (0.05, 0.1):
+        worst = small_table.lookup("worst_case", e).mean
+        for kind in ("fgsm", "pgd"):
+            for smaller in (0.05, 0.1):
+                if smaller <= e:
+                    assert worst <= small_table.lookup(kind, smaller).mean
+    assert small_table.lookup("worst_case", 0.1).mean <= small_table.lookup("worst_case", 0.05).mean
+
+
+def test_worst_case_equals_per_example_intersection():
+    model = tiny_mnist_model(hidden=32)
+    x, y = mnist_test(200)
+    table = robustness.evaluate(model, (x, y), attacks=("fgsm",), noise=(), eps=(0.02, 0.05))
+    ok = [np.argmax(model(attacks.fgsm(model, x, y, e, loss="margin")), -1) == y for e in (0.02, 0.05)]
+    assert table.lookup("worst_case", 0.02).mean == np.mean(ok[0])
+    assert table.lookup("worst_case", 0.05).mean == np.mean(ok[0] & ok[1])
 
 
 def test_attacks_and_noise_lower_accuracy_in_the_table(small_table):
@@ -142,7 +162,7 @@ def test_cli_on_a_zoo_name_uses_its_dataset_and_lipschitz_bound(tmp_path, monkey
     for model_format in ("keras", "saved_model"):
         table = main([f"--model={NAME}", f"--format={model_format}", "--attacks=fgsm", "--noise=", *CLI_FAST])
         assert table.metadata["lipschitz_constant"] == 12.5  # from the card
-        assert [r.kind for r in table] == ["clean", "fgsm", "certified"]
+        assert [r.kind for r in table] == ["clean", "fgsm", "worst_case", "certified"]
     assert f"{NAME} on mnist test (100 examples)" in capsys.readouterr().out
 
 
