@@ -469,6 +469,14 @@ def zoo_style(name):
     return f"{label} ({dataset})", color, "-" if dataset == "MNIST" else "-.", "s"
 
 
+def zoo_order(name):
+    """Sort key: family (as in ``FAMILIES``), then dataset, then depth."""
+    family = "stable_node" if name.startswith("stable_node") else name.split("_")[0]
+    rank = list(FAMILIES).index(family) if family in FAMILIES else len(FAMILIES)
+    depth = name.rsplit("_n", 1)[-1]
+    return rank, "fashion" in name, int(depth) if depth.isdigit() else 0, name
+
+
 def _series(table, kind, norm=None):
     """(levels, means, stds) of ``kind`` with the clean row as level 0."""
     from contractive_keras.evaluate import RobustnessTable
@@ -496,7 +504,7 @@ def _accuracy_panels(evaluations, panels, output, suptitle):
                              sharey=True, layout="constrained")
     axes = np.atleast_1d(axes)
     for ax, (table_key, kind, norm, xlabel, title) in zip(axes, panels):
-        for name, evaluation in evaluations.items():
+        for name, evaluation in sorted(evaluations.items(), key=lambda item: zoo_order(item[0])):
             if table_key not in evaluation:
                 continue
             levels, means, stds = _series(evaluation[table_key], kind, norm)
@@ -510,9 +518,7 @@ def _accuracy_panels(evaluations, panels, output, suptitle):
         ax.set_ylim(-2, 102)
     axes[0].set_ylabel("test accuracy (%)")
     handles, labels = axes[0].get_legend_handles_labels()
-    order = np.argsort(labels, kind="stable")
-    fig.legend([handles[i] for i in order], [labels[i] for i in order],
-               loc="outside right center", fontsize=8, frameon=True)
+    fig.legend(handles, labels, loc="outside right center", fontsize=8, frameon=True)
     fig.suptitle(suptitle, fontsize=11)
     fig.savefig(output)
     plt.close(fig)
@@ -542,29 +548,41 @@ def accuracy_vs_noise(output, runs_dir=RUNS_ZOO):
     return values
 
 
+def _has_rows(evaluations, table_key, kind):
+    return any(row["kind"] == kind for e in evaluations.values()
+               for row in e.get(table_key, {}).get("rows", []))
+
+
 @figure
 def accuracy_vs_fgsm(output, runs_dir=RUNS_ZOO):
     """Test accuracy of every zoo model vs the L-inf attack radius eps (pixels in [0, 1]).
 
-    Left: FGSM on the whole test set (eps = 0 is the clean accuracy);
-    right: PGD (40 steps, random start) on the first ``pgd_take`` test images,
-    for comparison (``zoo/build.py``'s evaluation).
+    Left: FGSM on the whole test set (eps = 0 is the clean accuracy).  Where
+    ``zoo/build.py`` wrote them, on the first ``pgd_take`` test images: PGD
+    (40 steps, random start) and the worst case, an image counting as robust
+    at eps only if neither FGSM nor PGD broke it at any radius <= eps (the
+    union of the attacks; monotone in eps even when one attack is not).
     """
     evaluations = zoo_evaluations(runs_dir)
     _require(evaluations, runs_dir)
     take = {e.get("pgd_take") for e in evaluations.values()} - {None}
-    pgd_title = "PGD, first %s test images" % "/".join(str(t) for t in sorted(take)) \
-        if take else "PGD"
-    panels = [("test", "fgsm", "linf", r"FGSM radius $\epsilon$ ($L_\infty$)", "FGSM, test set")]
-    if any("pgd_subset" in e for e in evaluations.values()):
-        panels.append(("pgd_subset", "pgd", "linf", r"PGD radius $\epsilon$ ($L_\infty$)",
-                       pgd_title))
+    subset = "first %s test images" % "/".join(str(t) for t in sorted(take)) if take else "subset"
+    radius = r"radius $\epsilon$ ($L_\infty$, pixels in [0, 1])"
+    panels = [("test", "fgsm", "linf", radius, "FGSM, test set")]
+    if _has_rows(evaluations, "pgd_subset", "pgd"):
+        panels.append(("pgd_subset", "pgd", "linf", radius, f"PGD-40, {subset}"))
+    if _has_rows(evaluations, "pgd_subset", "worst_case"):
+        panels.append(("pgd_subset", "worst_case", "linf", radius,
+                       f"worst case of FGSM and PGD, {subset}"))
     _accuracy_panels(evaluations, panels, output,
                      "Accuracy under adversarial attack (zoo models)")
     values = {}
     for name, evaluation in evaluations.items():
-        levels, means, _ = _series(evaluation["test"], "fgsm", "linf")
-        values.update({f"{name}/fgsm_{l:g}": float(m) for l, m in zip(levels, means)})
+        for table_key, kind in (("test", "fgsm"), ("pgd_subset", "pgd"),
+                                ("pgd_subset", "worst_case")):
+            if _has_rows({name: evaluation}, table_key, kind):
+                levels, means, _ = _series(evaluation[table_key], kind, "linf")
+                values.update({f"{name}/{kind}_{l:g}": float(m) for l, m in zip(levels, means)})
     report("accuracy_vs_fgsm", values)
     return values
 

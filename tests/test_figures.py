@@ -49,9 +49,10 @@ def write_evaluation(runs_dir, name, accuracy_drop):
     for eps in (0.05, 0.1, 0.2, 0.3):
         rows.append(Row.from_draws("fgsm", eps, "linf", [max(0.0, 0.95 - accuracy_drop * eps)]))
         rows.append(Row.from_draws("certified", eps, "l2", [0.5]))
-    pgd = [Row.from_draws("clean", 0.0, None, [0.95])] + [
-        Row.from_draws("pgd", eps, "linf", [max(0.0, 0.9 - accuracy_drop * eps)])
-        for eps in (0.05, 0.1, 0.2, 0.3)]
+    pgd = [Row.from_draws("clean", 0.0, None, [0.95])]
+    for kind, offset in (("fgsm", 0.0), ("pgd", 0.05), ("worst_case", 0.1)):
+        pgd += [Row.from_draws(kind, eps, "linf", [max(0.0, 0.95 - offset - accuracy_drop * eps)])
+                for eps in (0.05, 0.1, 0.2, 0.3)]
     os.makedirs(os.path.join(runs_dir, name))
     with open(os.path.join(runs_dir, name, "evaluation.json"), "w") as f:
         json.dump({"test": RobustnessTable(rows).to_dict(), "pgd_subset": RobustnessTable(pgd).to_dict(),
@@ -100,6 +101,7 @@ def test_accuracy_figures_read_evaluation_files(figures, tmp_path):
     values = figures.accuracy_vs_fgsm(str(tmp_path / "fgsm.png"), runs_dir=runs)
     assert_png(tmp_path / "fgsm.png")
     assert values["resnet_mnist_n8/fgsm_0.3"] == pytest.approx(0.35)
+    assert values["chnode_mnist_n4/worst_case_0.2"] == pytest.approx(0.95 - 0.1 - 0.5 * 0.2)
 
 
 def test_accuracy_figures_explain_missing_runs(figures, tmp_path):
