@@ -94,7 +94,9 @@ class ExactOracle:
         value = float(w[k, -1])
         if cuts:
             near = value - max(1e-9, self.margin * 1e-3 * (1 + abs(value)))
-            for i, j in zip(*np.nonzero(w > near)):
+            rows, cols = np.nonzero(w > near)
+            order = np.argsort(-w[rows, cols])[:2 * d + 4]   # the most active pieces
+            for i, j in zip(rows[order], cols[order]):
                 self.cuts.append((Ds[i].copy(), X[i][:, j].copy()))
         x = X[k][:, -1]
         return value, Ds[k][:, None] * np.outer(x, x)
@@ -148,7 +150,9 @@ def two_level(A, delta_bar, g, *, eps=None, E=None, tol=1e-6, max_outer=30, max_
 
     Returns (eps, E, value, outer, inner) with value ~ g(A + eps E) ~ delta_bar.
     """
-    value0, G0 = g(A)
+    record = getattr(g, "__call__")
+    g = lambda B: record(B, cuts=False)
+    value0, G0 = record(A)
     if E is None:
         E = -G0 / max(np.linalg.norm(G0), 1e-300)
     if eps is None:
@@ -158,6 +162,7 @@ def two_level(A, delta_bar, g, *, eps=None, E=None, tol=1e-6, max_outer=30, max_
     outer = 0
     for outer in range(1, max_outer + 1):
         E, value, G, inner, step = _inner_flow(A, eps, E, g, max_inner, 1e-8, max(step, 1e-3))
+        record(A + eps * E)      # the cuts at the inner minimiser
         inner_total += inner
         if abs(value - delta_bar) <= tol * (1 + abs(delta_bar)):
             break
@@ -266,7 +271,7 @@ def refine_exact(A, alpha, delta_bar, oracle, start, tol, max_iter, root_tol):
         oracle(B)                        # and at the boundary point
         if np.linalg.norm(B - A) < upper:
             best, upper = B, np.linalg.norm(B - A)
-        if len(oracle.cuts) > 3000:       # keep the active cuts only
+        if len(w) > 300:   # keep the active cuts and the newest
             oracle.cuts = [cut for cut, weight in zip(oracle.cuts, w) if weight > 0] + \
                 oracle.cuts[len(w):]
     return best, upper, lower, it, upper - lower <= tol * max(upper, 1e-300)
