@@ -356,22 +356,25 @@ def refine_upper(A, alpha, delta_bar, t, max_evals, tol):
 
     r = (1 - alpha) / 2
     floor = max(-2 * r * delta_bar / alpha, 0.0) * (1 + 1e-6) + 1e-12
-    t = np.maximum(t, floor * 1.01)
+    cap = 1e6 * (np.abs(A).sum(axis=1).max() + abs(delta_bar) + 1.0) + 2 * floor
+    t = np.clip(t, floor * 1.01, cap)
     state = {"B": None, "best": (math.inf, None, None), "evals": 0}
 
     def value(t):
-        t = np.maximum(t, floor)
+        t = np.clip(t, floor, cap)
         L, W, B0, _ = flow_ball(alpha, delta_bar, t)
         Y0 = None if state["B"] is None else L[:, None] * (state["B"] - np.diag(B0)) * W[None, :]
         B, Y = project_ball(A, L, W, B0, Y0=Y0, tol=1e-13, iters=20000)
-        state["B"] = B
         state["evals"] += 1
         f = 0.5 * float(np.sum((B - A) ** 2))
+        if not np.isfinite(f):
+            return math.inf, np.zeros_like(t)
+        state["B"] = B
         if f < state["best"][0]:
             state["best"] = (f, B, t.copy())
         return f, _scaling_gradient(alpha, B, _multiplier(A, B, Y, L, W, B0), t)
 
-    result = minimize(value, t, jac=True, method="L-BFGS-B", bounds=[(floor, None)] * len(t),
+    result = minimize(value, t, jac=True, method="L-BFGS-B", bounds=[(floor, cap)] * len(t),
                       options=dict(maxfun=max_evals, maxiter=max_evals, ftol=tol * 1e-3,
                                    gtol=1e-14))
     _, B, t = state["best"]

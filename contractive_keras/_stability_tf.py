@@ -150,7 +150,7 @@ def project(geometry, A, t, dtype_eps):
 
 
 def projection(geometry, A, t, dtype, reopt_iterations=40, reopt_threshold=1e-2,
-               initialized=True, refresh=False, refresh_iterations=8):
+               initialized=True, refresh=False, refresh_iterations=8, reopt_rounds=4):
     """One constraint application: returns (B, t) with B in the certified set of t.
 
     When the state is uninitialised or the kernel lies outside the ball by
@@ -168,7 +168,13 @@ def projection(geometry, A, t, dtype, reopt_iterations=40, reopt_threshold=1e-2,
     stale = tf.logical_not(initialized) | (sigma_max > 1 + reopt_threshold)
 
     def reoptimized():
+        # T for A itself, then rounds of: project A, improve T at the projection
+        # (which enlarges the ball around it), so the final projection of A
+        # moves less than the first.
         t_new = optimize_scaling(geometry, A, t, reopt_iterations)
+        for _ in range(reopt_rounds):
+            B_round = project(geometry, A, t_new, eps)[0]
+            t_new = optimize_scaling(geometry, B_round, t_new, max(reopt_iterations // 4, 1))
         return (t_new,) + project(geometry, A, t_new, eps)
 
     t, B, inside, sigma_max = tf.cond(stale, reoptimized, lambda: (t, B, inside, sigma_max))

@@ -184,8 +184,10 @@ class DeltaBarProjection(keras.constraints.Constraint):
     eigendecomposition of a d x d matrix per step, float64, in graph mode,
     XLA-compatible, under any tf.distribute strategy.  (The Frobenius-minimal
     perturbation is ``stability.min_perturbation``; the benchmarks report the
-    ratio of the two norms.)  T follows the kernel with one fixed-point step per
-    call and is re-optimised when the kernel is far outside the ball.
+    ratio of the two norms.)  T is improved at the current kernel every
+    ``refresh_every`` calls by descent steps that keep the kernel certified,
+    and re-optimised when the kernel is far outside the ball (first step,
+    weights loaded or set by hand).
 
     With ``step_size=h`` the projection also covers the explicit Euler
     discretisation: the certified set becomes max_D ||I + h D A||_2 <=
@@ -199,6 +201,9 @@ class DeltaBarProjection(keras.constraints.Constraint):
             layer (certify the computed map as well).
         reoptimize_iterations: eigendecompositions spent re-optimising T
             when the kernel is far outside the current ball.
+        refresh_every, refresh_iterations: every ``refresh_every`` calls, T
+            is improved by ``refresh_iterations`` descent steps (one
+            eigendecomposition each) at the new kernel.
 
     Example:
 
@@ -210,7 +215,8 @@ class DeltaBarProjection(keras.constraints.Constraint):
     True
     """
 
-    def __init__(self, alpha, delta_bar, step_size=None, reoptimize_iterations=40):
+    def __init__(self, alpha, delta_bar, step_size=None, reoptimize_iterations=40,
+                 refresh_every=25, refresh_iterations=8):
         import math
 
         from contractive_keras import _stability_bounds as bounds
@@ -230,6 +236,10 @@ class DeltaBarProjection(keras.constraints.Constraint):
                     f"||I + h D A||_2 >= (1 - alpha)/(1 + alpha) = {floor:.6g} > "
                     f"1 + h delta_bar.")
         self.reoptimize_iterations = int(reoptimize_iterations)
+        self.refresh_every = int(refresh_every)
+        self.refresh_iterations = int(refresh_iterations)
+        if self.refresh_every < 1 or self.refresh_iterations < 0 or self.reoptimize_iterations < 0:
+            raise ValueError("refresh_every must be >= 1 and the iteration counts >= 0.")
         self._state = None
 
     def build(self, shape):
@@ -244,7 +254,8 @@ class DeltaBarProjection(keras.constraints.Constraint):
                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self._state = (tf.Variable(tf.zeros([d], tf.float64), name="delta_bar_log_scaling",
                                        **options),
-                           tf.Variable(False, name="delta_bar_initialized", **options))
+                           tf.Variable(False, name="delta_bar_initialized", **options),
+                           tf.Variable(tf.zeros([], tf.int64), name="delta_bar_calls", **options))
 
     def scaling(self):
         """The current diagonal T of the certificate (NumPy), or None."""
@@ -255,7 +266,6 @@ class DeltaBarProjection(keras.constraints.Constraint):
         return np.exp(self._state[0].numpy())
 
     def __call__(self, w):
-        import numpy as np
         import tensorflow as tf
 
         from contractive_keras import _stability_tf
@@ -269,20 +279,25 @@ class DeltaBarProjection(keras.constraints.Constraint):
             with tf.init_scope():
                 self.build(shape)
         geometry = _stability_tf.Geometry(self.alpha, self.delta_bar, self.step_size)
-        eps = float(np.finfo(value.dtype.as_numpy_dtype).eps)
+        options = dict(reopt_iterations=self.reoptimize_iterations,
+                       refresh_iterations=self.refresh_iterations)
         if self._state is None:
-            B, _ = _stability_tf.projection(
-                geometry, value, tf.ones([shape[0]], tf.float64), eps,
-                self.reoptimize_iterations, initialized=False)
+            B, _ = _stability_tf.projection(geometry, value, tf.ones([shape[0]], tf.float64),
+                                            value.dtype, initialized=False,
+                                            refresh=tf.constant(False), **options)
             return tf.cast(B, value.dtype)
-        log_t, initialized = self._state
-        B, t = _stability_tf.projection(geometry, value, tf.exp(log_t), eps,
-                                        self.reoptimize_iterations,
-                                        initialized=tf.convert_to_tensor(initialized))
+        log_t, initialized, calls = self._state
+        refresh = tf.equal(calls % self.refresh_every, self.refresh_every - 1)
+        B, t = _stability_tf.projection(geometry, value, tf.exp(log_t), value.dtype,
+                                        initialized=tf.convert_to_tensor(initialized),
+                                        refresh=refresh, **options)
         log_t.assign(tf.math.log(t))
         initialized.assign(True)
+        calls.assign_add(1)
         return tf.cast(B, value.dtype)
 
     def get_config(self):
         return {"alpha": self.alpha, "delta_bar": self.delta_bar, "step_size": self.step_size,
-                "reoptimize_iterations": self.reoptimize_iterations}
+                "reoptimize_iterations": self.reoptimize_iterations,
+                "refresh_every": self.refresh_every,
+                "refresh_iterations": self.refresh_iterations}
