@@ -497,7 +497,8 @@ class Trainer:
             with self.writer.as_default(step=epoch + 1):
                 for key, value in record.items():
                     if key != "epoch" and isinstance(value, (int, float)):
-                        tf.summary.scalar(key, value)
+                        # float64: certificate bounds such as 1e60 overflow float32
+                        tf.summary.scalar(key, tf.constant(float(value), tf.float64))
             self.writer.flush()
         return record
 
@@ -533,8 +534,11 @@ class Trainer:
     def _robustness_table(self):
         from contractive_keras import robustness
 
+        from contractive_keras import data
+
         table = robustness.evaluate(
-            self.model, (self.x_test, self.y_test), dataset=self.config.dataset
+            self.model, (self.x_test, self.y_test), normalization=data.normalization(self.config.dataset),
+            verbose=1 if self.chief and self.config.verbose else 0,
         )
         return table.to_dict() if hasattr(table, "to_dict") else table
 
