@@ -536,8 +536,12 @@ class Trainer:
 
         from contractive_keras import data
 
+        take = self.config.eval_take or len(self.y_test)
+        # The reference noise protocol (10 draws) and FGSM; PGD is left to
+        # `python -m contractive_keras.evaluate`, which takes much longer.
         table = robustness.evaluate(
-            self.model, (self.x_test, self.y_test), normalization=data.normalization(self.config.dataset),
+            self.model, (self.x_test[:take], self.y_test[:take]), attacks=("fgsm",),
+            normalization=data.normalization(self.config.dataset),
             verbose=1 if self.chief and self.config.verbose else 0,
         )
         return table.to_dict() if hasattr(table, "to_dict") else table

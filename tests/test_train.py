@@ -167,6 +167,21 @@ def test_every_model_trains_a_few_steps(tmp_path, model):
 
 
 @needs_mnist
+def test_eval_noise_adds_the_robustness_table_to_the_summary(tmp_path):
+    from contractive_keras.trainer import TrainConfig, Trainer
+
+    config = TrainConfig(model="resnet", depth=2, epochs=1, steps_per_epoch=3, batch_size=20,
+                         learning_rate=1e-3, model_dir=str(tmp_path), verbose=0, eval_take=100,
+                         eval_noise=True)
+    summary = Trainer(config).run()
+    kinds = {row["kind"] for row in summary["robustness"]["rows"]}
+    assert {"clean", "gaussian", "salt_pepper", "fgsm", "worst_case"} <= kinds
+    assert summary["robustness"]["metadata"]["n_examples"] == 100
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["robustness"]["rows"][0]["kind"] == "clean"
+
+
+@needs_mnist
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     args = ["--model=resnet", "--depth=2", "--epochs=2", "--steps_per_epoch=40", "--batch_size=20",
             "--verbose=0", "--checkpoint_every=4", "--eval_batch_size=1000"]
