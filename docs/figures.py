@@ -25,6 +25,9 @@ import time
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The certificates do thousands of small (64 x 64) eigen-decompositions; a
+# multi-threaded OpenBLAS makes each one ~10x slower on a busy 2-core machine.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 
