@@ -99,8 +99,21 @@ def _top_weights(values, beta):
     return p / tf.reduce_sum(p)
 
 
-def optimize_scaling(geometry, B, t, iterations):
+def scaling_bounds(geometry, A):
+    """[lo, hi] for t: six decades either side of the kernel's scale.
+
+    Any t > 0 certifies whatever it certifies; the band only keeps the ball's
+    coordinates well conditioned (a zero kernel with delta_bar = 0 would
+    otherwise drive t to 0 and the ball to a point).
+    """
+    d = A.shape[-1]
+    scale = tf.norm(A) / np.sqrt(d) + abs(geometry.delta_bar) + 1e-6
+    return scale * 1e-6, scale * 1e6
+
+
+def optimize_scaling(geometry, B, t, iterations, bounds=None):
     """Descent on log t of lambda_max(relaxation), smoothed direction, exact acceptance."""
+    lo, hi = scaling_bounds(geometry, B) if bounds is None else bounds
 
     def value_and_direction(t):
         M, w, P, Q = geometry.relaxation(B, t)
@@ -115,7 +128,7 @@ def optimize_scaling(geometry, B, t, iterations):
 
     def body(i, t, value, grad, step):
         direction = grad / tf.maximum(tf.reduce_max(tf.abs(grad)), 1e-300)
-        trial = t * tf.exp(-step * direction)
+        trial = tf.clip_by_value(t * tf.exp(-step * direction), lo, hi)
         trial_value, trial_grad = value_and_direction(trial)
         accept = (trial_value < value) & geometry.valid(trial)
         t = tf.where(accept, trial, t)
@@ -162,8 +175,10 @@ def projection(geometry, A, t, dtype, reopt_iterations=40, reopt_threshold=1e-2,
     """
     eps = float(np.finfo(dtype.as_numpy_dtype).eps)
     A = tf.cast(A, _F64)
+    bounds = scaling_bounds(geometry, A)
     t = tf.where(initialized, t, geometry.initial_scaling(A))
     t = tf.where(geometry.valid(t), t, geometry.initial_scaling(A))
+    t = tf.clip_by_value(t, *bounds)
     B, inside, sigma_max = project(geometry, A, t, eps)
     stale = tf.logical_not(initialized) | (sigma_max > 1 + reopt_threshold)
 
@@ -171,15 +186,19 @@ def projection(geometry, A, t, dtype, reopt_iterations=40, reopt_threshold=1e-2,
         # T for A itself, then rounds of: project A, improve T at the projection
         # (which enlarges the ball around it), so the final projection of A
         # moves less than the first.
-        t_new = optimize_scaling(geometry, A, t, reopt_iterations)
-        for _ in range(reopt_rounds):
-            B_round = project(geometry, A, t_new, eps)[0]
-            t_new = optimize_scaling(geometry, B_round, t_new, max(reopt_iterations // 4, 1))
+        t_new = optimize_scaling(geometry, A, t, reopt_iterations, bounds)
+
+        def round_(i, t_round):
+            B_round = project(geometry, A, t_round, eps)[0]
+            return i + 1, optimize_scaling(geometry, B_round, t_round,
+                                           max(reopt_iterations // 4, 1), bounds)
+
+        _, t_new = tf.while_loop(lambda i, _: i < reopt_rounds, round_, (tf.constant(0), t_new))
         return (t_new,) + project(geometry, A, t_new, eps)
 
     t, B, inside, sigma_max = tf.cond(stale, reoptimized, lambda: (t, B, inside, sigma_max))
     B = tf.where(inside, A, B)
     B = tf.cast(tf.cast(B, dtype), _F64)   # certify what will be stored
-    t = tf.cond(refresh, lambda: optimize_scaling(geometry, B, t, refresh_iterations),
+    t = tf.cond(refresh, lambda: optimize_scaling(geometry, B, t, refresh_iterations, bounds),
                 lambda: t)
     return B, t
