@@ -1,0 +1,159 @@
+"""StabilizedNODE: the ODE it integrates, bad input, certificates vs measured ratios, saving."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from contractive_keras import stability
+from contractive_keras.layers import StabilizedNODE
+
+
+def euler_reference(u, A, b, alpha, t1, steps):
+    h = t1 / steps
+    for _ in range(steps):
+        z = u @ A.T + b
+        u = u + h * np.maximum(z, alpha * z)
+    return u
+
+
+def test_forward_is_explicit_euler_on_leaky_relu_field():
+    layer = StabilizedNODE(alpha=0.2, t1=0.5, steps=5, dtype="float64")
+    x = np.random.default_rng(0).standard_normal((7, 6))
+    y = layer(x).numpy()
+    A, b = layer.kernel.numpy(), layer.bias.numpy()
+    np.testing.assert_allclose(y, euler_reference(x, A, b, 0.2, 0.5, 5), rtol=1e-12)
+    assert layer.step_size == pytest.approx(0.1)
+
+
+def test_smooth_activation_has_slopes_in_the_band_and_rk4_converges_to_dopri5():
+    x = tf.constant(np.linspace(-30, 30, 2001))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = StabilizedNODE(alpha=0.3, activation="smooth_leaky_relu")._activation_fn(x)
+    slopes = tape.gradient(y, x).numpy()
+    assert slopes.min() >= 0.3 and slopes.max() <= 1.0 and float(y[1000]) == pytest.approx(0.0)
+    u = np.random.default_rng(1).standard_normal((3, 4))
+    fine = StabilizedNODE(alpha=0.3, activation="smooth_leaky_relu", solver="rk4", steps=64,
+                          dtype="float64")
+    adaptive = StabilizedNODE(alpha=0.3, activation="smooth_leaky_relu", solver="dopri5",
+                              dtype="float64", rtol=1e-8, atol=1e-8)
+    fine.build(u.shape)
+    adaptive.build(u.shape)
+    adaptive.set_weights(fine.get_weights())
+    # The layer runs any solver; the accuracy of the tfp dopri5 adapter is the
+    # solvers' business (it stalls near 1e-6 here whatever rtol is, while RK4
+    # with 64 steps agrees with 1024 steps to 1e-12).
+    np.testing.assert_allclose(fine(u).numpy(), adaptive(u).numpy(), atol=1e-5)
+    assert stability.lipschitz_bound(adaptive).certifies == "flow"
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(alpha=0.0), "alpha"),
+    (dict(alpha=1.01), "alpha"),
+    (dict(activation="relu"), "relu"),
+    (dict(activation="tanh"), "tanh"),
+    (dict(activation=tf.nn.relu6), "activation_slopes"),
+    (dict(activation=tf.tanh, activation_slopes=(0.1, 1.0)), "secant slopes"),
+    (dict(activation=lambda x: 2 * x, activation_slopes=(0.5, 2.0)), r"\[alpha, 1\]"),
+    (dict(delta_bar=float("nan")), "NaN"),
+    (dict(delta_bar=float("inf")), "finite"),
+    (dict(t1=0.0), "t1"),
+    (dict(steps=0), "steps"),
+    (dict(solver="heun"), "Unknown solver"),
+    (dict(delta_bar=-50.0, steps=10), "No kernel reaches"),
+])
+def test_bad_arguments_raise_value_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        StabilizedNODE(**kwargs)
+
+
+def test_custom_activation_with_declared_slopes_is_accepted():
+    fn = lambda x: 0.5 * x + 0.25 * tf.sin(x)       # slopes in [0.25, 0.75]
+    layer = StabilizedNODE(alpha=0.25, activation=fn, activation_slopes=(0.25, 0.75), steps=2)
+    assert layer(np.ones((1, 3), "float32")).shape == (1, 3)
+
+
+def pair_ratios(fn, u, v):
+    return np.linalg.norm(fn(u) - fn(v), axis=1) / np.linalg.norm(u - v, axis=1)
+
+
+def adversarial_ratio(layer, d, rng, starts=8, iterations=60):
+    """Gradient ascent on ||phi(u) - phi(v)|| / ||u - v|| over pairs (u, v)."""
+    u = tf.Variable(rng.standard_normal((starts, d)))
+    v = tf.Variable(u.numpy() + 1e-2 * rng.standard_normal((starts, d)))
+    optimizer = keras.optimizers.Adam(0.05)
+    best = 0.0
+    for _ in range(iterations):
+        with tf.GradientTape() as tape:
+            ratio = tf.norm(layer(u) - layer(v), axis=1) / tf.norm(u - v, axis=1)
+            loss = -tf.reduce_sum(ratio)
+        best = max(best, float(tf.reduce_max(ratio)))
+        grads = tape.gradient(loss, [u, v])
+        optimizer.apply_gradients(zip(grads, [u, v]))
+    return best
+
+
+@pytest.mark.parametrize("d,solver", [(6, "euler"), (6, "rk4"), (64, "euler")])
+def test_trained_constrained_layer_never_exceeds_its_certificate(d, solver):
+    rng = np.random.default_rng(d)
+    keras.utils.set_random_seed(d)
+    layer = StabilizedNODE(alpha=0.1, delta_bar=0.2, steps=5, solver=solver, name="node",
+                           kernel_initializer=keras.initializers.RandomNormal(stddev=2.0 / np.sqrt(d)))
+    model = keras.Sequential([keras.Input((d,)), layer, keras.layers.Dense(2)])
+    model.compile(keras.optimizers.Adam(0.05),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = rng.standard_normal((128, d)).astype("float32")
+    model.fit(x, (x[:, 0] * x[:, 1] > 0).astype("int32"), batch_size=32, epochs=2, verbose=0)
+    certificate = stability.lipschitz_bound(layer)
+    assert certificate.certifies == "map" and certificate.delta.kind in ("exact", "upper")
+    if solver == "euler":       # the projection covers the Euler map
+        assert certificate.value <= np.exp(0.2 * 1.0) + 1e-5
+        assert certificate.delta.value <= 0.2 + 1e-6
+    f64 = StabilizedNODE(alpha=0.1, steps=5, solver=solver, dtype="float64")
+    f64.build((None, d))
+    f64.set_weights(layer.get_weights())
+    run = lambda z: f64(z).numpy()
+    u = rng.standard_normal((500, d)) * 3
+    v = u + rng.standard_normal((500, d)) * 10.0 ** rng.uniform(-5, 0.5, (500, 1))
+    assert pair_ratios(run, u, v).max() <= certificate.value * (1 + 1e-9)
+    assert adversarial_ratio(f64, d, rng) <= certificate.value * (1 + 1e-9)
+
+
+def test_unconstrained_layer_certifies_what_it_computes():
+    rng = np.random.default_rng(3)
+    layer = StabilizedNODE(alpha=0.5, steps=3, dtype="float64",
+                           kernel_initializer=keras.initializers.RandomNormal(stddev=1.5))
+    layer.build((None, 5))
+    certificate = stability.lipschitz_bound(layer)
+    assert certificate.value == pytest.approx(stability.step_lipschitz_bound(
+        layer.kernel.numpy(), 0.5, 1 / 3, "euler").value ** 3)
+    assert adversarial_ratio(layer, 5, rng) <= certificate.value * (1 + 1e-9)
+    report = layer.certificate()
+    assert report["delta_kind"] == "exact" and report["delta_bar"] is None
+
+
+def test_keras_file_and_saved_model_round_trip(tmp_path):
+    layer = StabilizedNODE(alpha=0.2, delta_bar=0.0, steps=3, activation="smooth_leaky_relu",
+                           kernel_regularizer=keras.regularizers.L2(1e-3))
+    inputs = keras.Input((5,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(layer(inputs)))
+    x = np.random.default_rng(4).standard_normal((6, 5)).astype("float32")
+    model.compile("adam", "mse")
+    model.fit(x, x[:, :2], verbose=0)
+    expected = model.predict(x, verbose=0)
+    path = os.path.join(tmp_path, "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-6)
+    node = [l for l in loaded.layers if isinstance(l, StabilizedNODE)][0]
+    assert node.get_config() == layer.get_config()
+    assert node.kernel.constraint.get_config() == layer.kernel.constraint.get_config()
+    export = os.path.join(tmp_path, "export")
+    model.export(export, verbose=False)
+    reloaded = tf.saved_model.load(export)     # keep a reference while serving
+    np.testing.assert_allclose(reloaded.serve(x).numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(keras.layers.TFSMLayer(export, call_endpoint="serve")(x).numpy(),
+                               expected, rtol=1e-6)
