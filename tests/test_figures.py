@@ -89,6 +89,17 @@ def test_toy_figures_write_pngs(figures, tmp_path):
     assert values["chnode/max_bsm"] <= 1.0 + 1e-5
 
 
+def test_stabilized_figure_measured_ratios_stay_below_the_certificate(figures, tmp_path):
+    values = figures.lipschitz_vs_delta_bar(str(tmp_path / "lip.png"), size="quick")
+    assert_png(tmp_path / "lip.png")
+    for delta_bar in figures.STABILIZED["quick"]["delta_bars"]:
+        tag = f"delta_bar={delta_bar:g}"
+        certified = values[f"{tag}/certified_map"]
+        assert certified <= values[f"{tag}/design_bound"] * (1 + 1e-6)
+        assert values[f"{tag}/adversarial_pairs"] <= certified * (1 + 1e-4)
+        assert values[f"{tag}/random_pairs"] <= certified * (1 + 1e-4)
+
+
 def test_accuracy_figures_read_evaluation_files(figures, tmp_path):
     runs = str(tmp_path / "runs")
     write_evaluation(runs, "chnode_mnist_n4", accuracy_drop=0.5)
