@@ -289,8 +289,8 @@ def toy_trajectories(output, size="full"):
     """Vanilla NODE vs CH-NODE on the toy: trajectories of inputs and of perturbed copies.
 
     Two panels (one per model) show the projection on the two input
-    coordinates (xi_1, xi_4) of: the trajectories xi(t_k), k = 0..16, of a
-    few test inputs (grey), a circle of perturbed copies of each input
+    coordinates (xi_1, xi_4) of: the trajectories xi(t_k), k = 0..16, of 12
+    points on the two rings (grey), a circle of perturbed copies of each input
     (radius 0.3 in the input plane, purple) and its image at t = T (orange).
     A third panel gives, over the whole test set, the distribution of the
     ratio ||xi(T) - xi'(T)|| / ||xi(0) - xi'(0)|| for random perturbations of
