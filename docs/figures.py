@@ -390,8 +390,6 @@ def bsm_training(output, size="full"):
     certified bounds prod_{j >= k} ||step j|| (``certify.discrete_certificate``,
     recorded with the norms) of depth l = 1 and l = N are drawn dashed.
     """
-    from contractive_keras import certify
-
     plt = pyplot()
     import matplotlib as mpl
 
@@ -427,9 +425,10 @@ def bsm_training(output, size="full"):
         values[f"{kind}/certified_whole_block_bound_max"] = float(certified[:, 0].max())
         values[f"{kind}/test_accuracy"] = runs[kind]["test_accuracy"]
     axes[0].set_ylabel(r"$\|\partial \xi(T) / \partial \xi(T - t_\ell)\|_2$ (max over inputs)")
+    chnode = runs["chnode"]
     fig.suptitle(f"Backward sensitivity during training on the toy ({steps} Euler steps, "
-                 f"h = {runs['chnode']['layer'].step_size:g}; exact Jacobians, max over {runs['chnode']['bsm_inputs']} "
-                 "training inputs; black line: 1)", fontsize=11)
+                 f"h = {chnode['layer'].step_size:g}; exact Jacobians, max over "
+                 f"{chnode['bsm_inputs']} training inputs; black line: 1)", fontsize=11)
     bar = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, pad=0.01,
                        fraction=0.02)
     bar.set_label(r"depth $\ell$ (steps from the output)")

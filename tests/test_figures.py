@@ -55,8 +55,8 @@ def write_evaluation(runs_dir, name, accuracy_drop):
                 for eps in (0.05, 0.1, 0.2, 0.3)]
     os.makedirs(os.path.join(runs_dir, name))
     with open(os.path.join(runs_dir, name, "evaluation.json"), "w") as f:
-        json.dump({"test": RobustnessTable(rows).to_dict(), "pgd_subset": RobustnessTable(pgd).to_dict(),
-                   "pgd_take": 100}, f)
+        json.dump({"test": RobustnessTable(rows).to_dict(),
+                   "pgd_subset": RobustnessTable(pgd).to_dict(), "pgd_take": 100}, f)
 
 
 def test_list_names_every_figure(figures, capsys):
