@@ -33,10 +33,12 @@ projection of A onto a convex set, and its solution has g = delta_bar.
    Certified upper bound (large d): for fixed T the relaxation's sublevel set
    is a weighted spectral-norm ball ||L (B - B0) W||_2 <= 1 (L, W, B0
    diagonal), onto which the exact Frobenius projection is computed by
-   accelerated projected gradient in the ball's coordinates; T is then
-   re-optimised at the result, which can only enlarge the set, and the two
-   steps alternate (the fixed point is the optimum of the jointly convex
-   problem over (B, T)).  The lower bound uses cuts from the ascent.
+   accelerated projected gradient in the ball's coordinates.  The distance
+   v(T) to that ball is convex in T (the constraint is jointly convex in
+   (B, T)), with gradient <Z, dM/dT> from the projection's multiplier Z, and
+   is minimised over T by L-BFGS-B: the result is the Frobenius projection
+   onto {B : min_T relaxation(B, T) <= delta_bar}.  The lower bound for the
+   exact problem uses cuts from the ascent.
 """
 
 import dataclasses

@@ -90,7 +90,7 @@ class Geometry:
         else:
             ok = R >= tf.reduce_max(R) * 0.5
         index = tf.argmax(tf.cast(ok, tf.int32))
-        return tf.fill([d], grid[index])
+        return tf.fill([d], tf.gather(grid, index))   # gather: no compile-time constant for XLA
 
 
 def _top_weights(values, beta):
