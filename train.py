@@ -21,6 +21,11 @@ import math
 import os
 import sys
 
+# NumPy's certificate computations (many small eigen-decompositions) run
+# 20-90x slower with multi-threaded OpenBLAS beside TensorFlow's own threads;
+# must be set before NumPy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from absl import app, flags
 
 MODELS = ["chnode", "hdnn", "resnet", "node", "stable_node"]

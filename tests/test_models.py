@@ -49,7 +49,8 @@ def test_reference_hyperparameters():
     hp = models.REFERENCE_HPARAMS
     assert hp["chnode"]["weight_decay"] == 2e-4 and hp["hdnn"]["weight_decay"] == 4e-3
     assert hp["chnode"]["smoothness"] == 1e-3 and hp["hdnn"]["smoothness"] == 8e-3
-    for entry in hp.values():
+    for name in ("chnode", "hdnn", "resnet"):  # the Hamiltonian reference recipe
+        entry = hp[name]
         assert (entry["lr"], entry["lr_decay"], entry["batch_size"], entry["epochs"]) == (
             0.04, 0.8, 100, 10)
     chnode = build("chnode").get_layer("chnode")
@@ -65,7 +66,7 @@ def test_overrides_reach_the_layer_and_training_settings_are_ignored():
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"known: \['chnode', 'hdnn', 'resnet'"):
+    with pytest.raises(ValueError, match=r"known: \['chnode', 'hdnn', 'node', 'resnet', 'stable_node'\]"):
         models.build("transformer")
 
 

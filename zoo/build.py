@@ -27,6 +27,11 @@ import subprocess
 import sys
 import time
 
+# NumPy's certificate computations (many small eigen-decompositions) run
+# 20-90x slower with multi-threaded OpenBLAS beside TensorFlow's own threads;
+# must be set before NumPy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZOO_DIR = os.path.join(ROOT, "zoo")
 RUNS_DIR = os.path.join(ROOT, "runs", "zoo")
