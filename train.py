@@ -61,6 +61,7 @@ flags.DEFINE_boolean("export", False, "At the end, write export/model.keras and 
 flags.DEFINE_boolean("mixed_precision", False, "Compute in float16 (GPU) or bfloat16 (CPU/TPU); variables stay float32.")
 flags.DEFINE_boolean("jit_compile", False, "Compile the forward and backward pass with XLA.")
 flags.DEFINE_integer("eval_batch_size", 500, "Global batch size for evaluation.")
+flags.DEFINE_string("init_from", None, "Fine-tune: start from the weights of a trained model of the same architecture (a .keras file, or a --model_dir run with --export), e.g. a node model for --model=stable_node; constraints are applied before the first step. Ignored when resuming from a checkpoint.")
 flags.DEFINE_integer("cpu_devices", None, "Split the CPU into this many logical devices (to run --strategy=mirrored without accelerators, e.g. in tests).")
 flags.DEFINE_integer("verbose", 1, "0 = silent, 1 = progress bar, 2 = one line per epoch.")
 

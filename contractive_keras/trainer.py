@@ -65,6 +65,7 @@ class TrainConfig:
     jit_compile: bool = False
     eval_batch_size: int = 500
     eval_take: int | None = None
+    init_from: str | None = None
     verbose: int = 1
 
 
@@ -289,6 +290,7 @@ class Trainer:
         self.writer = None
         if self.chief:
             self.writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "logs"))
+        self.restored = self.restore()
 
     # -- checkpoints --------------------------------------------------------
 
@@ -300,13 +302,43 @@ class Trainer:
         return os.path.join(self.config.model_dir, ".worker_scratch", f"worker_{task_id}")
 
     def restore(self):
-        """Restores the latest checkpoint of ``model_dir``; returns its path."""
+        """Restores the latest checkpoint of ``model_dir``; returns its path.
+
+        Without a checkpoint and with ``init_from``, the weights of that
+        trained model are copied in instead (fine-tuning) and every weight
+        constraint is applied once, so the guarantees hold from step 0.
+        """
         import tensorflow as tf
 
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
+        elif self.config.init_from:
+            self.initialize_from(self.config.init_from)
         return latest
+
+    def initialize_from(self, path):
+        """Copies the weights of a trained model (``.keras`` file or a
+        train.py ``--model_dir``) into this one, then applies the constraints."""
+        import keras
+
+        import contractive_keras.layers  # noqa: F401  registers the layers
+
+        if os.path.isdir(path):
+            path = os.path.join(path, "export", "model.keras")
+        if not os.path.isfile(path):
+            raise ValueError(f"--init_from: no .keras file at {path} (give a .keras file or a "
+                             f"train.py --model_dir that was run with --export)")
+        source = keras.saving.load_model(path, safe_mode=True)
+        mine = [tuple(w.shape) for w in self.model.weights]
+        theirs = [tuple(w.shape) for w in source.weights]
+        if mine != theirs:
+            raise ValueError(f"--init_from: {path} has weight shapes {theirs}, this model {mine}; "
+                             f"fine-tuning needs the same architecture (e.g. node -> stable_node)")
+        self.model.set_weights(source.get_weights())
+        for variable in self.model.trainable_variables:
+            if variable.constraint is not None:
+                variable.assign(variable.constraint(variable))
 
     def save(self):
         path = self.manager.save(checkpoint_number=self.optimizer.iterations)
@@ -420,7 +452,7 @@ class Trainer:
         import tensorflow as tf
 
         config = self.config
-        restored = self.restore()
+        restored = self.restored
         if restored and self.chief and config.verbose:
             print(
                 f"Resuming from {restored} (epoch {int(self.epoch) + 1}, "

@@ -182,6 +182,32 @@ def test_eval_noise_adds_the_robustness_table_to_the_summary(tmp_path):
 
 
 @needs_mnist
+def test_fine_tuning_a_node_into_a_stable_node_starts_constrained(tmp_path):
+    from contractive_keras import stability
+    from contractive_keras.trainer import TrainConfig, Trainer
+
+    common = dict(epochs=1, steps_per_epoch=3, batch_size=32, learning_rate=1e-3, verbose=0,
+                  eval_take=100)
+    Trainer(TrainConfig(model="node", model_dir=str(tmp_path / "node"), export=True, **common)).run()
+    tuned = Trainer(TrainConfig(model="stable_node", delta_bar=0.0, model_dir=str(tmp_path / "tuned"),
+                                init_from=str(tmp_path / "node"), **common))
+    lift = tuned.model.get_layer("lift").kernel.numpy()
+    import keras
+
+    source = keras.saving.load_model(tmp_path / "node" / "export" / "model.keras")
+    np.testing.assert_array_equal(lift, source.get_layer("lift").kernel.numpy())
+    layer = tuned.model.get_layer("stabilized_node")
+    assert stability.lipschitz_bound(layer).value <= 1.0 + 1e-6  # constrained before any step
+    tuned.run()
+
+
+def test_init_from_a_different_architecture_is_refused(tmp_path):
+    result = run_train("--model=stable_node", "--init_from=" + str(tmp_path / "missing.keras"),
+                       f"--model_dir={tmp_path}", timeout=120)
+    assert result.returncode == 2 and "--init_from: no .keras file" in result.stderr
+
+
+@needs_mnist
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     args = ["--model=resnet", "--depth=2", "--epochs=2", "--steps_per_epoch=40", "--batch_size=20",
             "--verbose=0", "--checkpoint_every=4", "--eval_batch_size=1000"]
