@@ -158,6 +158,25 @@ def _noise(kind, images, level, seed):
     raise ValueError(f"noise kind must be one of {NOISE_KINDS}, got {kind!r}")
 
 
+def model_normalization(model, default=REFERENCE_NORMALIZATION):
+    """The ``(mean, std)`` a Keras model normalises its [0, 1] pixels with.
+
+    Read from its first ``keras.layers.Rescaling`` layer (``models.build``
+    names it "normalize"): ``z = scale * x + offset`` means
+    ``mean = -offset / scale`` and ``std = 1 / scale``. ``default`` when the
+    model has none (e.g. a SavedModel). The noise protocol must use the
+    model's own normalisation, whatever the dataset's statistics are.
+    """
+    import keras
+
+    layers = getattr(model, "layers", None) or []
+    for layer in layers:
+        if isinstance(layer, keras.layers.Rescaling):
+            scale, offset = float(np.ravel(layer.scale)[0]), float(np.ravel(layer.offset)[0])
+            return (-offset / scale, 1.0 / scale)
+    return default
+
+
 def reference_noise(pixels, kind, level, seed, *, normalization=REFERENCE_NORMALIZATION):
     """The reference noise protocol for a model that takes [0, 1] pixels.
 

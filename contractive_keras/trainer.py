@@ -573,7 +573,8 @@ class Trainer:
         # `python -m contractive_keras.evaluate`, which takes much longer.
         table = robustness.evaluate(
             self.model, (self.x_test[:take], self.y_test[:take]), attacks=("fgsm",),
-            normalization=data.normalization(self.config.dataset),
+            normalization=robustness.model_normalization(
+                self.model, default=data.normalization(self.config.dataset)),
             verbose=1 if self.chief and self.config.verbose else 0,
         )
         return table.to_dict() if hasattr(table, "to_dict") else table

@@ -172,3 +172,14 @@ def test_a_false_lipschitz_constant_is_caught_by_the_attack(certified_setting):
     eps = float(np.median(radii[radii > 0]))
     certified = robustness.margins(logits, y) > math.sqrt(2) * fake * eps
     assert np.any(certified & broken_by_pgd(model, x, y, eps, "l2"))
+
+
+def test_model_normalization_reads_the_models_rescaling_layer():
+    import keras
+
+    from contractive_keras import models
+
+    mean, std = robustness.model_normalization(models.build("resnet", depth=1))
+    assert mean == pytest.approx(0.1307, rel=1e-6) and std == pytest.approx(0.3081, rel=1e-6)
+    plain = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    assert robustness.model_normalization(plain, default=(0.5, 0.25)) == (0.5, 0.25)

@@ -153,6 +153,7 @@ def stage_evaluate(name, pgd_take, draws):
     t0 = time.perf_counter()
     log(f"{name}: noise, FGSM and certified accuracy on {len(y_test)} test images")
     full = robustness.evaluate(model, (x_test, y_test), attacks=("fgsm",), eps=EPS, draws=draws,
+                               normalization=robustness.model_normalization(model),
                                lipschitz_constant=lipschitz, verbose=0)
     log(f"{name}: FGSM and PGD (and their union) on the first {pgd_take} test images")
     pgd = robustness.evaluate(model, (x_test[:pgd_take], y_test[:pgd_take]), attacks=("fgsm", "pgd"),
