@@ -79,8 +79,8 @@ def _tableau(solver):
     if isinstance(solver, str) and solver.lower() in _TABLEAUS:
         return _TABLEAUS[solver.lower()]
     tableau = getattr(solver, "tableau", None)
-    if tableau is None:
-        return None
+    if tableau is None or getattr(tableau, "b_error", None) is not None:
+        return None                       # adaptive (embedded pairs included)
     s = len(tableau.b)
     a = np.zeros((s, s))
     for i, row in enumerate(tableau.a):

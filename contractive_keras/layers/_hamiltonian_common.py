@@ -15,6 +15,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from contractive_keras.solvers.serialization import layer_solver
+from contractive_keras.solvers.serialization import serialize as serialize_solver
+
 FIXED_STEP_SOLVERS = ("euler", "midpoint", "rk4")
 ADAPTIVE_SOLVERS = ("dopri5", "bdf")
 
@@ -167,7 +170,17 @@ class PerStepODE(keras.layers.Layer):
             ``step_size`` and ``t1``; with neither, h = 0.5 (reference).
         t1: final time T (then h = T / N).
         solver: "euler" (default), "midpoint", "rk4" (fixed step), or
-            "dopri5", "bdf" (adaptive, only with ``time_varying=False``).
+            "dopri5", "bdf" (adaptive, only with ``time_varying=False``);
+            or a solver instance: ``Euler()``, ``Midpoint()``, ``RK4()``
+            (stored as their names), a ``tfp.math.ode.Solver`` (e.g.
+            ``DormandPrince(rtol=1e-5)``; it keeps its own tolerances, so
+            ``rtol``/``atol`` do not apply) or
+            ``contractive_keras.solvers.Dopri5`` (XLA-compilable; it uses
+            ``rtol``/``atol``), adaptive ones only with
+            ``time_varying=False``.  ``get_config`` stores names, and
+            DormandPrince, BDF and Dopri5 as ``{"class_name", "config"}``
+            (``contractive_keras.solvers.serialize``); other instances are
+            refused there.
         time_varying: per-step weights K_k, b_k (... ) if True, else shared.
         return_trajectory: output the states at t_0..t_N, shape
             (batch, N + 1, ..., n), instead of xi(T).
@@ -194,10 +207,8 @@ class PerStepODE(keras.layers.Layer):
             t1 = float(t1)
             if not t1 > 0.0:
                 raise ValueError(f"t1 must be > 0, got {t1}.")
-        if solver not in FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS:
-            raise ValueError(
-                f"solver={solver!r}; allowed: {FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS}.")
-        if solver in ADAPTIVE_SOLVERS and time_varying:
+        solver, fixed_step = layer_solver(solver)
+        if not fixed_step and time_varying:
             raise ValueError(
                 f"solver={solver!r} is adaptive: per-step weights need a fixed-step "
                 f"solver {FIXED_STEP_SOLVERS}; pass time_varying=False.")
@@ -205,6 +216,7 @@ class PerStepODE(keras.layers.Layer):
         self._step_size_arg = step_size
         self._t1_arg = t1
         self.solver = solver
+        self.fixed_step = fixed_step
         self.time_varying = bool(time_varying)
         self.return_trajectory = bool(return_trajectory)
         self.gradient = gradient
@@ -266,7 +278,7 @@ class PerStepODE(keras.layers.Layer):
 
         fn = self.field_closure()
         kwargs = dict(method=self.solver, gradient=self.gradient)
-        if self.solver in FIXED_STEP_SOLVERS:
+        if self.fixed_step:
             kwargs.update(steps=self.steps, with_step_index=True)
         else:
             kwargs.update(rtol=self.rtol, atol=self.atol)
@@ -306,7 +318,7 @@ class PerStepODE(keras.layers.Layer):
             "steps": self.steps,
             "step_size": self._step_size_arg,
             "t1": self._t1_arg,
-            "solver": self.solver,
+            "solver": serialize_solver(self.solver),
             "time_varying": self.time_varying,
             "return_trajectory": self.return_trajectory,
             "gradient": self.gradient,

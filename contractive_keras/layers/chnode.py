@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from contractive_keras.layers import _hamiltonian_bounds as bounds
 from contractive_keras.layers._hamiltonian_common import (
-    FIXED_STEP_SOLVERS, PerStepODE, StepwiseIdentity, check_skew,
+    PerStepODE, StepwiseIdentity, check_skew,
     resolve_activation, serialize, structure_matrix)
 
 DISCRETE_CHECKS = ("warn", "raise", "ignore")
@@ -57,7 +57,9 @@ class CHNODE(PerStepODE):
         step_size: h (default 0.5, the reference), or give ``t1`` = N h.
         t1: final time T.
         solver: "euler" (reference), "midpoint", "rk4", or adaptive
-            "dopri5" / "bdf" (then ``time_varying=False``).
+            "dopri5" / "bdf" or a ``tfp.math.ode.Solver`` /
+            ``contractive_keras.solvers.Dopri5`` instance (then
+            ``time_varying=False``); see ``PerStepODE``.
         activation: a name with a known slope bound (tanh: S = 1, sigmoid:
             1/4, relu, softplus, ...) or a callable with
             ``activation_slope_bound``.
@@ -191,7 +193,7 @@ class CHNODE(PerStepODE):
                     "lower eps or initialize K smaller.")
 
     def after_build(self):
-        if tf.executing_eagerly() and self.solver in FIXED_STEP_SOLVERS:
+        if tf.executing_eagerly() and self.fixed_step:
             if self.discrete_check != "ignore":
                 self.check_discrete_guarantee()
 

@@ -3,8 +3,8 @@
 import keras
 import tensorflow as tf
 
-from contractive_keras.layers._hamiltonian_common import (
-    ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS)
+from contractive_keras.solvers.serialization import layer_solver
+from contractive_keras.solvers.serialization import serialize as serialize_solver
 
 
 @keras.saving.register_keras_serializable(package="contractive_keras")
@@ -19,7 +19,12 @@ class NeuralODE(keras.layers.Layer):
             (batch, ...) to the same shape.
         t1: final time T.
         steps: fixed-step solvers: number of steps.
-        solver: "euler", "midpoint", "rk4" (default) or "dopri5", "bdf".
+        solver: "euler", "midpoint", "rk4" (default) or "dopri5", "bdf", or
+            an instance: ``Euler()``, ``Midpoint()``, ``RK4()``, a
+            ``tfp.math.ode.Solver`` (keeps its own tolerances) or
+            ``contractive_keras.solvers.Dopri5``; ``get_config`` stores
+            names and DormandPrince / BDF / Dopri5 configs
+            (``contractive_keras.solvers.serialize``).
         time_input: if True, f receives the state with t appended as an extra
             last feature (state of shape (batch, d) only).
         return_trajectory: output the states at the ``steps + 1`` grid times,
@@ -49,9 +54,7 @@ class NeuralODE(keras.layers.Layer):
         if not isinstance(vector_field, keras.layers.Layer):
             raise ValueError(
                 f"vector_field must be a Keras layer or model, got {type(vector_field).__name__}.")
-        if solver not in FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS:
-            raise ValueError(
-                f"solver={solver!r}; allowed: {FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS}.")
+        solver, self.fixed_step = layer_solver(solver)
         if isinstance(steps, bool) or int(steps) != steps or steps < 1:
             raise ValueError(f"steps must be an integer >= 1, got {steps!r}.")
         if not float(t1) > 0.0:
@@ -90,7 +93,7 @@ class NeuralODE(keras.layers.Layer):
 
         y0 = tf.convert_to_tensor(inputs, self.compute_dtype)
         kwargs = dict(method=self.solver, gradient=self.gradient)
-        if self.solver in FIXED_STEP_SOLVERS:
+        if self.fixed_step:
             kwargs["steps"] = self.steps
         else:
             kwargs.update(rtol=self.rtol, atol=self.atol)
@@ -112,7 +115,7 @@ class NeuralODE(keras.layers.Layer):
         config = super().get_config()
         config.update({
             "vector_field": keras.saving.serialize_keras_object(self.vector_field),
-            "t1": self.t1, "steps": self.steps, "solver": self.solver,
+            "t1": self.t1, "steps": self.steps, "solver": serialize_solver(self.solver),
             "time_input": self.time_input,
             "return_trajectory": self.return_trajectory,
             "gradient": self.gradient, "rtol": self.rtol, "atol": self.atol,

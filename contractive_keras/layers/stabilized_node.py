@@ -76,9 +76,15 @@ class StabilizedNODE(keras.layers.Layer):
             leaky ReLU on the negative side).
         delta_bar: None (plain NODE) or the target bound on delta (finite).
         t1: final time, > 0.
-        solver: "euler", "midpoint", "rk4", "dopri5", "bdf" or a
-            ``tfp.math.ode.Solver`` / explicit Runge-Kutta instance (named
-            solvers serialize).
+        solver: "euler", "midpoint", "rk4", "dopri5", "bdf", or an
+            instance: ``Euler()``, ``Midpoint()``, ``RK4()`` (taken as their
+            names), another explicit Runge-Kutta scheme, a
+            ``tfp.math.ode.Solver`` (keeps its own tolerances: ``rtol`` and
+            ``atol`` do not apply) or ``contractive_keras.solvers.Dopri5``.
+            ``get_config`` stores names, and DormandPrince, BDF and Dopri5
+            as ``{"class_name", "config"}``
+            (``contractive_keras.solvers.serialize``); it refuses other
+            instances.
         steps: number of fixed steps (fixed-step solvers), h = t1 / steps.
         activation: "leaky_relu" (max(x, alpha x)), "smooth_leaky_relu"
             (alpha x + (1 - alpha)(softplus(x) - log 2)), "linear", or a
@@ -123,9 +129,10 @@ class StabilizedNODE(keras.layers.Layer):
         self.t1 = float(t1)
         if not (self.t1 > 0 and math.isfinite(self.t1)):
             raise ValueError(f"t1 must be a positive finite number, got {t1!r}.")
-        self._solver = solvers.get(solver)
+        from contractive_keras.solvers.serialization import layer_solver
+
+        solver, self.fixed_step = layer_solver(solver, allow_custom_schemes=True)
         self.solver = solver
-        self.fixed_step = isinstance(self._solver, solvers.ExplicitRungeKutta)
         if self.fixed_step:
             if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
                 raise ValueError(f"steps must be a positive int for solver {solver!r}, got {steps!r}.")
@@ -150,7 +157,7 @@ class StabilizedNODE(keras.layers.Layer):
         if delta_bar is not None:
             from contractive_keras.constraints import DeltaBarProjection
 
-            euler = isinstance(solver, str) and solver.lower() == "euler"
+            euler = isinstance(solver, str) and solver == "euler"
             self.kernel_constraint = DeltaBarProjection(
                 self.alpha, delta_bar, step_size=self.step_size if euler else None,
                 **self.projection_options)
@@ -206,7 +213,8 @@ class StabilizedNODE(keras.layers.Layer):
             # Row form of sigma(A u + b): sigma(u A^T + b).
             return sigma(tf.matmul(u, A, transpose_b=True) + b)
 
-        return solvers.odeint(field, u0, self.t1, method=self._solver, steps=self.steps,
+        # A name (not solvers.get(name)): "dopri5"/"bdf" then use rtol/atol.
+        return solvers.odeint(field, u0, self.t1, method=self.solver, steps=self.steps,
                               rtol=self.rtol, atol=self.atol, gradient=self.gradient)
 
     def compute_output_shape(self, input_shape):
@@ -229,15 +237,13 @@ class StabilizedNODE(keras.layers.Layer):
         self.reset_certificate_state()
 
     def get_config(self):
-        if not isinstance(self.solver, str):
-            raise ValueError("StabilizedNODE serializes with a named solver only, got "
-                             f"{self.solver!r}.")
+        solver = solvers.serialize(self.solver)
         config = super().get_config()
         config.update({
             "alpha": self.alpha,
             "delta_bar": self.delta_bar,
             "t1": self.t1,
-            "solver": self.solver,
+            "solver": solver,
             "steps": self.steps if self.fixed_step else None,
             "activation": self.activation if isinstance(self.activation, str)
             else keras.saving.serialize_keras_object(self.activation),

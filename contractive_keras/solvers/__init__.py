@@ -16,7 +16,9 @@ methods :class:`Backprop`, :class:`Checkpoint`, :class:`Adjoint`
 (``gradients.py``); the adapters for ``tfp.math.ode.DormandPrince`` and
 ``BDF`` (``adaptive.py``); this package's own adaptive :class:`Dopri5`
 (``dopri5.py``) with its step-size controller (``step_size_control.py``)
-and loop (``adaptive_loop.py``); :func:`write_summaries` puts solver
+and loop (``adaptive_loop.py``); :func:`serialize` / :func:`deserialize`
+give a solver's config value in a layer's ``get_config``
+(``serialization.py``); :func:`write_summaries` puts solver
 statistics into TensorBoard (``statistics.py``).
 
 Example:
@@ -42,6 +44,8 @@ from contractive_keras.solvers.interface import odeint
 from contractive_keras.solvers.interface import solve
 from contractive_keras.solvers.midpoint import Midpoint
 from contractive_keras.solvers.rk4 import RK4
+from contractive_keras.solvers.serialization import deserialize
+from contractive_keras.solvers.serialization import serialize
 from contractive_keras.solvers.statistics import write_summaries
 from contractive_keras.solvers.runge_kutta import ButcherTableau
 from contractive_keras.solvers.runge_kutta import EmbeddedRungeKutta
@@ -62,8 +66,10 @@ __all__ = [
     "Midpoint",
     "RK4",
     "Solution",
+    "deserialize",
     "get",
     "odeint",
+    "serialize",
     "solve",
     "write_summaries",
 ]
