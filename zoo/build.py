@@ -126,13 +126,12 @@ def certificate(model):
         lipschitz = float(certify.lipschitz_bound(model)["lipschitz_bound"])
     except (ValueError, TypeError, NotImplementedError) as e:
         values["certify_error"] = str(e).splitlines()[0]
-    if hasattr(stability, "model_certificate"):
-        try:
-            report = stability.model_certificate(model)
-            values.update({k: v for k, v in report.items() if k != "lipschitz_l2"})
-            lipschitz = report.get("lipschitz_l2", lipschitz)
-        except (ValueError, TypeError) as e:
-            values["stability_error"] = str(e).splitlines()[0]
+    from contractive_keras.layers import StabilizedNODE
+
+    if any(isinstance(layer, StabilizedNODE) for layer in model.layers):
+        report = stability.summary(model)
+        values.update({f"ode_block/{k}": v for k, v in report.items() if v is not None})
+        values.pop("certify_error", None)
     return values, lipschitz
 
 
