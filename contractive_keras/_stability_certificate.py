@@ -33,6 +33,7 @@ import math
 import numpy as np
 
 from contractive_keras import _stability_bounds as _bounds
+from contractive_keras._blas import single_threaded_blas
 
 # Butcher tableaus (a as a full strictly lower-triangular matrix, b).
 _TABLEAUS = {
@@ -88,6 +89,7 @@ def _tableau(solver):
     return a, np.asarray(tableau.b, np.float64)
 
 
+@single_threaded_blas
 def step_lipschitz_bound(A, alpha, step_size, solver="euler", method="auto", scaling=None,
                          max_evals=400):
     """Certified Lipschitz constant of one step of ``solver`` on u' = sigma(A u + b).
@@ -156,6 +158,7 @@ def _layer_parts(layer):
     return kernel, float(layer.alpha), float(layer.t1), layer.solver, layer.steps, constraint, scaling
 
 
+@single_threaded_blas
 def lipschitz_bound(layer_or_kernel, alpha=None, t1=None, *, solver=None, steps=None,
                     method="auto"):
     """Certified Lipschitz bound of a stabilized NODE: its computed map, or its flow.
@@ -234,6 +237,7 @@ def _stabilized_layers(model_or_layer):
             if type(layer).__name__ == "StabilizedNODE" and layer.built]
 
 
+@single_threaded_blas
 def summary(model_or_layer, method="auto"):
     """Certificate scalars for logging: delta, its kind, the Lipschitz bounds.
 

@@ -15,6 +15,10 @@ Verify a model without trusting the training code (shared/DESIGN.md, "CH-NODE"):
   (normalisation, linear conv / dense, ODE blocks);
 * ``summary``: a flat dict of floats for logging.
 
+The NumPy-heavy entry points run with one BLAS thread
+(``contractive_keras._blas``): their many small eigenproblems are far slower
+multi-threaded.
+
 Why the discrete certificate is exact in the slopes: at any state the
 Jacobian of the field at step k is B(s) = A0 + U diag(s) V^T with
 s = sigma'(...) in the box [0, S]^m.  One Euler step has Jacobian I + h B(s),
@@ -58,6 +62,8 @@ import math
 
 import numpy as np
 import tensorflow as tf
+
+from contractive_keras._blas import single_threaded_blas
 
 # Butcher tableaux (A, b) of the fixed-step schemes, for the RK bound only.
 TABLEAUX = {
@@ -212,6 +218,7 @@ def _largest_steps(bound, h_start, count):
     return np.where(unbounded, math.inf, lo)
 
 
+@single_threaded_blas
 def step_lipschitz_bounds(A0, U, V, slope_bound, step_size, solver="euler"):
     """Certified per-step Lipschitz bounds of a fixed-step scheme.
 
@@ -236,6 +243,7 @@ def step_lipschitz_bounds(A0, U, V, slope_bound, step_size, solver="euler"):
     return values, _largest_steps(bound, step_size, count), bound.exact
 
 
+@single_threaded_blas
 def discrete_certificate(layer):
     """Certified Lipschitz bound of the discrete block a layer computes.
 
@@ -436,6 +444,7 @@ def _layer_factor(layer, input_shape):
         "InputLayer, Rescaling, Conv2D, Dense (linear), Flatten, Reshape, CHNODE/HDNN/ResNetODE.")
 
 
+@single_threaded_blas
 def lipschitz_bound(model):
     """Certified l2 Lipschitz bound of a chain model, input -> logits.
 
@@ -460,6 +469,7 @@ def lipschitz_bound(model):
     return {"lipschitz_bound": total, "factors": factors}
 
 
+@single_threaded_blas
 def certified_radius(model, inputs, labels=None):
     """l2 radius around each input within which the predicted class cannot change.
 
@@ -477,6 +487,7 @@ def certified_radius(model, inputs, labels=None):
     return radius, correct
 
 
+@single_threaded_blas
 def summary(model_or_layer, warn=True):
     """Flat dict of floats for logging: gamma, alpha, rho, c1, c2 and the discrete bound.
 

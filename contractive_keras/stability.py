@@ -14,7 +14,8 @@ smallest Frobenius-norm Delta with delta(A + Delta) = delta_bar
 layer: of the ODE flow, and of the map the layer computes with a fixed-step
 scheme (``lipschitz_bound``).
 
-Everything here works on NumPy arrays (or tensors, converted) in float64; the
+Everything here works on NumPy arrays (or tensors, converted) in float64, with
+one BLAS thread (``contractive_keras._blas``: many small eigenproblems); the
 training-time projection is ``contractive_keras.constraints.DeltaBarProjection``.
 
 Example:
@@ -35,6 +36,7 @@ import numpy as np
 
 from contractive_keras import _stability_bounds as _bounds
 from contractive_keras import _stability_projection as _projection
+from contractive_keras._blas import single_threaded_blas
 from contractive_keras._stability_bounds import DeltaResult
 from contractive_keras._stability_certificate import LipschitzCertificate
 from contractive_keras._stability_certificate import lipschitz_bound
@@ -73,6 +75,7 @@ def log_norm(A):
     return _bounds.log_norm(_bounds.as_square(A))
 
 
+@single_threaded_blas
 def delta(A, alpha, method="auto", *, bound="relaxation", starts=8, seed=0, scaling=None):
     """delta(A) = max over D = diag in [alpha, 1]^d of mu_2(D A), equation (1).
 
@@ -147,6 +150,7 @@ def _closed_form_scalar(A, alpha, delta_bar):
     return PerturbationResult(Delta, norm, result, norm, "exact")
 
 
+@single_threaded_blas
 def min_perturbation(A, alpha, delta_bar, *, method="auto", tol=1e-8, max_outer=30,
                      max_inner=50, max_refinements=200, warm_start=None):
     """The smallest-Frobenius Delta with max_D mu_2(D (A + Delta)) = delta_bar.

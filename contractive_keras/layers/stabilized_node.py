@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from contractive_keras import solvers
+from contractive_keras._blas import single_threaded_blas
 
 # Activations with slopes in [alpha, 1] that the layer knows by name.
 KNOWN_ACTIVATIONS = ("leaky_relu", "smooth_leaky_relu", "linear")
@@ -220,6 +221,7 @@ class StabilizedNODE(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    @single_threaded_blas
     def certificate(self):
         """Certificate scalars: delta (with kind), Lipschitz bounds (see ``stability.summary``)."""
         from contractive_keras import stability

@@ -1,0 +1,73 @@
+"""Single-threaded BLAS for the certificates' many small dense problems.
+
+The certificates (``stability``, ``certify``) run thousands of small float64
+eigen-decompositions and products in NumPy (d = 8..64, or batches of 2^m
+vertex matrices).  Multi-threaded OpenBLAS pays a thread hand-off per call
+that dwarfs such problems: on a busy 2-core machine one
+``stability.delta(A, 0.1, "upper")`` at d = 64 took 37 s instead of 0.3 s
+(benchmarks/README.md).  ``single_threaded_blas`` limits every BLAS library
+NumPy loaded to one thread for the duration of the decorated call
+(``threadpoolctl``), then restores the previous setting; the user's own
+setting (``OPENBLAS_NUM_THREADS`` or a ``threadpool_limits`` block) is
+untouched outside these calls.  Nested decorated calls share one limit,
+set by the first to enter and restored by the last to leave.  Calls from
+several Python threads at once are counted the same way, but OpenBLAS may
+not honour a limit set from a worker thread while another is in force (seen
+with OpenBLAS 0.3 pthreads builds), so only the single-threaded caller is
+tested.
+"""
+
+import functools
+import threading
+
+import threadpoolctl
+
+# The BLAS thread count is process-wide: the first decorated call to enter
+# sets the limit, the last to leave restores it (from any thread, nested or
+# not).
+_lock = threading.Lock()
+_active = 0
+_limiter = None
+
+
+def _enter():
+    global _active, _limiter
+    with _lock:
+        if _active == 0:
+            # A fresh scan (~2 ms) also finds BLAS libraries loaded since the
+            # last call (SciPy's, imported lazily by the certificates).
+            _limiter = threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+        _active += 1
+
+
+def _leave():
+    global _active, _limiter
+    with _lock:
+        _active -= 1
+        if _active == 0:
+            _limiter.restore_original_limits()
+            _limiter = None
+
+
+def single_threaded_blas(fn):
+    """Decorator: run ``fn`` with one BLAS thread, restore the setting after.
+
+    Example:
+
+    >>> import numpy as np
+    >>> @single_threaded_blas
+    ... def smallest_eigenvalue(a):
+    ...     return np.linalg.eigvalsh(a)[0]
+    >>> float(smallest_eigenvalue(np.eye(3)))
+    1.0
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        _enter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _leave()
+
+    return wrapper
