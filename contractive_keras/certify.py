@@ -252,7 +252,9 @@ def discrete_certificate(layer):
         lipschitz_bound: their product over the N steps, an upper bound of
             ||d xi(T) / d xi(0)||_2 at every input (<= 1: certified
             non-expansive);
-        max_step_size: the largest h for which every step's bound is <= 1;
+        max_step_size: the largest h for which every step's bound is <= 1
+            (for a CHNODE with Euler steps, at least
+            ``worst_case_max_step_size``, also certified);
         step_size, steps, solver;
         exact_in_slopes: the Euler part is the exact worst case over slope
             patterns (vertex enumeration) rather than a centre-radius bound;
@@ -282,8 +284,16 @@ def discrete_certificate(layer):
     }
     if hasattr(layer, "theorem1_constants"):
         c = layer.theorem1_constants()
-        cert["worst_case_max_step_size"] = worst_case_max_step_size(
-            c["c1"], c["c2"], c["gamma"], c["j2"])
+        worst_case = worst_case_max_step_size(c["c1"], c["c2"], c["gamma"], c["j2"])
+        cert["worst_case_max_step_size"] = worst_case
+        if layer.solver == "euler" and worst_case > cert["max_step_size"]:
+            # Also certified (every field with these c1, c2, gamma): tighter
+            # than the centre-radius bound of wide layers.
+            cert["max_step_size"] = worst_case
+            if h <= worst_case:
+                values = np.minimum(values, 1.0)
+                cert["per_step_bounds"] = values.tolist()
+                cert["lipschitz_bound"] = float(np.prod(values))
         if layer.gamma != "auto":
             # The projection keeps c2 <= q_max c1 with gamma fixed: this step
             # size is certified for every weight training can reach.
@@ -423,6 +433,14 @@ def _layer_factor(layer, input_shape):
 
     if isinstance(layer, PerStepODE):
         return discrete_certificate(layer)["lipschitz_bound"], "ode block (discrete certificate)"
+    if type(layer).__name__ == "StabilizedNODE":
+        from contractive_keras import stability
+
+        cert = stability.lipschitz_bound(layer)
+        if cert.certifies != "map":
+            raise ValueError(f"{layer.name}: solver={layer.solver!r} is adaptive; only the "
+                             "fixed-step schemes have a certificate of the computed map.")
+        return cert.value, "stabilized node (discrete certificate)"
     if isinstance(layer, keras.layers.InputLayer):
         return 1.0, "input"
     if isinstance(layer, (keras.layers.Flatten, keras.layers.Reshape)):
@@ -441,7 +459,8 @@ def _layer_factor(layer, input_shape):
                           input_shape[1:3]), "conv2d (circulant bound)"
     raise ValueError(
         f"cannot certify layer {layer.name} of type {type(layer).__name__}; known: "
-        "InputLayer, Rescaling, Conv2D, Dense (linear), Flatten, Reshape, CHNODE/HDNN/ResNetODE.")
+        "InputLayer, Rescaling, Conv2D, Dense (linear), Flatten, Reshape, CHNODE/HDNN/ResNetODE, "
+        "StabilizedNODE.")
 
 
 @single_threaded_blas
@@ -449,9 +468,10 @@ def lipschitz_bound(model):
     """Certified l2 Lipschitz bound of a chain model, input -> logits.
 
     The product of per-layer bounds: Rescaling |scale|, linear Conv2D (circulant
-    embedding, exact for the torus), Dense ||W||_2, reshapes 1, and ODE blocks
-    through ``discrete_certificate`` (what the discrete layer computes, not
-    the continuous-time promise).
+    embedding, exact for the torus), Dense ||W||_2, reshapes 1, Hamiltonian
+    ODE blocks through ``discrete_certificate`` and stabilized NODE blocks
+    through ``stability.lipschitz_bound`` (both bound what the discrete layer
+    computes, not the continuous-time promise).
 
     Returns:
         dict with "lipschitz_bound" and "factors" (name, kind, factor).

@@ -174,6 +174,26 @@ def test_max_step_size_is_the_largest_certified_one():
     assert at.max() <= 1.0 < above.max()
 
 
+def test_wide_layers_keep_the_worst_case_step_size_of_theorem1():
+    """Beyond MAX_EXACT_UNITS the certificate is at least the c1, c2, gamma one."""
+    keras.utils.set_random_seed(8)
+    layer = CHNODE(steps=2, step_size=1e-3, units=certify.MAX_EXACT_UNITS + 4, kappa=0.2,
+                   eps=0.2, dtype="float64", discrete_check="ignore",
+                   K_initializer=keras.initializers.RandomNormal(stddev=0.1))
+    x = np.random.randn(100, 8) * 2
+    layer(x)
+    cert = certify.discrete_certificate(layer)
+    assert not cert["exact_in_slopes"]
+    assert cert["max_step_size"] >= cert["worst_case_max_step_size"] > 0
+    A0, U, V, S = layer.jacobian_parts()
+    centre_radius, largest, _ = certify.step_lipschitz_bounds(A0, U, V, S, 1e-3)
+    assert cert["max_step_size"] >= largest.min() and cert["lipschitz_bound"] <= 1.0
+    at_max = CHNODE.from_config({**layer.get_config(), "step_size": cert["max_step_size"]})
+    at_max(x)
+    at_max.set_weights(layer.get_weights())
+    assert _step_jacobian_norms(at_max, x).max() <= (1 + 1e-9) ** 2
+
+
 def test_bsm_norms_obey_theorem2_and_match_the_full_jacobian():
     keras.utils.set_random_seed(7)
     layer = CHNODE(steps=10, t1=2.0, solver="rk4", kappa=0.2, eps=0.2, dtype="float64",
@@ -249,3 +269,33 @@ def test_summary_reports_the_certificate_scalars():
     assert all(isinstance(v, float) for v in values.values())
     with pytest.raises(ValueError, match="cannot certify"):
         certify.lipschitz_bound(keras.Sequential([keras.Input((3,)), keras.layers.Dropout(0.1)]))
+
+
+@pytest.mark.parametrize("name", ["node", "stable_node"])
+def test_model_lipschitz_bound_covers_stabilized_node_models(name):
+    """The whole-model bound of a stabilized NODE network dominates its Jacobians."""
+    from contractive_keras import models, stability
+
+    keras.utils.set_random_seed(4)
+    model = models.build(name, width=8)
+    layer = model.get_layer("stabilized_node")
+    bound = certify.lipschitz_bound(model)
+    kinds = {name: kind for name, kind, _ in bound["factors"]}
+    assert kinds["stabilized_node"] == "stabilized node (discrete certificate)"
+    block = dict((n, f) for n, _, f in bound["factors"])["stabilized_node"]
+    assert block == stability.lipschitz_bound(layer).value
+    x = tf.constant(np.random.rand(16, 28, 28, 1), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = model(x)
+    jac = tape.batch_jacobian(logits, x).numpy().reshape(16, 10, -1)
+    measured = np.linalg.norm(jac, 2, axis=(1, 2)).max()
+    assert 0 < measured <= bound["lipschitz_bound"]
+
+
+def test_model_lipschitz_bound_refuses_an_adaptive_stabilized_node():
+    from contractive_keras import models
+
+    model = models.build("node", width=4, solver="dopri5")
+    with pytest.raises(ValueError, match="adaptive"):
+        certify.lipschitz_bound(model)
