@@ -188,8 +188,14 @@ def prepare_torch(pool, flush_denormal=True):
     return run_step
 
 
-def time_interleaved(cases, rounds, steps_per_round):
-    """Median seconds per call of each case, rounds interleaved."""
+def time_interleaved(cases, rounds, steps_per_round, settle=0.3):
+    """Median seconds per call of each case, rounds interleaved.
+
+    After each case the loop idles ``settle`` seconds (untimed): PyTorch's
+    worker threads spin-wait after a call, and on 2 cores they starve the
+    next case (TensorFlow measured 1.7x slower right after PyTorch without
+    the pause, unchanged with it when PyTorch is absent).
+    """
     samples = {name: [] for name in cases}
     for _ in range(rounds):
         for name, run in cases.items():
@@ -197,6 +203,7 @@ def time_interleaved(cases, rounds, steps_per_round):
             for _ in range(steps_per_round):
                 run()
             samples[name].append((time.perf_counter() - start) / steps_per_round)
+            time.sleep(settle)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
