@@ -301,7 +301,7 @@ class CHNODE(PerStepODE):
                 f"{self.name}: the {self.solver} scheme with step_size="
                 f"{self.step_size:.4g} is NOT certified contractive for the "
                 f"current weights: certified Lipschitz bound of the "
-                f"{self.steps}-step block = {cert['lipschitz_bound']:.4g} > 1; "
+                f"{self.steps}-step block = {cert['lipschitz_bound']:.7g} > 1; "
                 f"the largest certified step size is {cert['max_step_size']:.3g}. "
                 "The continuous-time guarantee of Theorems 1-2 does not "
                 "transfer to this discretization (see "
