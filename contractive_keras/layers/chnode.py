@@ -195,7 +195,7 @@ class CHNODE(PerStepODE):
     def after_build(self):
         if tf.executing_eagerly() and self.fixed_step:
             if self.discrete_check != "ignore":
-                self.check_discrete_guarantee()
+                self.check_discrete_guarantee(weights="initial")
 
     # -- Theorem 1 in the graph --------------------------------------------
     def _scale_and_gamma(self):
@@ -290,9 +290,12 @@ class CHNODE(PerStepODE):
         V = np.transpose(K, (0, 2, 1))
         return A0, U, V, self.slope_bound
 
-    def check_discrete_guarantee(self):
+    def check_discrete_guarantee(self, weights="current"):
         """Warns or raises (``discrete_check``) if h exceeds the certified step.
 
+        ``weights`` names the weights checked in the message: "initial" at
+        build (also when Keras rebuilds a saved model, before it loads the
+        trained weights; check again after loading), "current" otherwise.
         Returns the certificate dict of ``certify.discrete_certificate``.
         """
         cert = self.discrete_certificate()
@@ -300,7 +303,7 @@ class CHNODE(PerStepODE):
             message = (
                 f"{self.name}: the {self.solver} scheme with step_size="
                 f"{self.step_size:.4g} is NOT certified contractive for the "
-                f"current weights: certified Lipschitz bound of the "
+                f"{weights} weights: certified Lipschitz bound of the "
                 f"{self.steps}-step block = {cert['lipschitz_bound']:.7g} > 1; "
                 f"the largest certified step size is {cert['max_step_size']:.3g}. "
                 "The continuous-time guarantee of Theorems 1-2 does not "
