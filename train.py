@@ -49,6 +49,8 @@ flags.DEFINE_float("smoothness", None, "Factor of the penalty h * sum_j 0.5 (||K
 flags.DEFINE_enum("solver", None, SOLVERS, "ODE solver (default from the recipe: euler for the Hamiltonian models).")
 flags.DEFINE_float("step_size", None, "Fixed step h of the ODE solver (default from the recipe, 0.5 for the Hamiltonian models).")
 flags.DEFINE_string("gamma", None, "CH-NODE damping: 'auto' (Theorem 1 from the weights after every step) or a positive float held fixed.")
+flags.DEFINE_float("eps", None, "CH-NODE: margin of Theorem 1, in (0, 1); with a fixed --gamma a larger eps leaves a larger certified Euler step (default 1e-6, the reference).")
+flags.DEFINE_float("L_scale", None, "CH-NODE: the fixed dissipation factor L = L_scale * I (default 0.02, the reference); it sets c1 = L_scale^2 of Theorem 1.")
 flags.DEFINE_float("delta_bar", None, "Stabilized NODE: target bound on delta = max_D mu_2(D A) (stable_node only).")
 flags.DEFINE_float("alpha", None, "Stabilized NODE: lower slope bound of the activation, in (0, 1].")
 flags.DEFINE_integer("seed", 0, "Random seed (initialisation and data order).")
@@ -81,6 +83,11 @@ flags.register_validator(
 )
 
 
+flags.register_validator("eps", lambda v: v is None or 0 < v < 1, message="--eps must lie in (0, 1)")
+flags.register_validator("L_scale", lambda v: v is None or (v > 0 and math.isfinite(v)),
+                         message="--L_scale must be a positive number")
+
+
 def _valid_gamma(value):
     if value is None or value == "auto":
         return True
@@ -93,13 +100,14 @@ def _valid_gamma(value):
 flags.register_validator("gamma", _valid_gamma, message="--gamma must be 'auto' or a positive number")
 
 
-@flags.multi_flags_validator(["model", "gamma", "delta_bar", "alpha", "depth", "smoothness"],
+@flags.multi_flags_validator(["model", "gamma", "eps", "L_scale", "delta_bar", "alpha", "depth", "smoothness"],
                              message="a flag does not apply to the chosen --model")
 def _model_specific_flags(values):
     model = values["model"]
     problems = []
-    if values["gamma"] is not None and model != "chnode":
-        problems.append("--gamma applies to --model=chnode only")
+    for name in ("gamma", "eps", "L_scale"):
+        if values[name] is not None and model != "chnode":
+            problems.append(f"--{name} applies to --model=chnode only")
     for name in ("delta_bar",):
         if values[name] is not None and model != "stable_node":
             problems.append(f"--{name} applies to --model=stable_node only")

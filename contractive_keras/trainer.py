@@ -52,6 +52,8 @@ class TrainConfig:
     solver: str | None = None
     step_size: float | None = None
     gamma: str | None = None
+    eps: float | None = None
+    L_scale: float | None = None
     delta_bar: float | None = None
     alpha: float | None = None
     seed: int = 0
@@ -165,6 +167,12 @@ def build_model(config):
         value = getattr(config, key)
         if value is not None:
             overrides[key] = _parse_gamma(value) if key == "gamma" else value
+    if config.eps is not None:
+        overrides["eps"] = config.eps
+    if config.L_scale is not None:
+        from contractive_keras.layers._hamiltonian_common import StepwiseIdentity
+
+        overrides["L_initializer"] = StepwiseIdentity(config.L_scale)
     return models.build(config.model, depth=config.depth, **overrides)
 
 

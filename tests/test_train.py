@@ -70,6 +70,9 @@ SMALL = ["--model=resnet", "--depth=2", "--epochs=2", "--steps_per_epoch=6", "--
     (["--gamma=-2"], "--gamma must be 'auto' or a positive number"),
     (["--gamma=fast"], "--gamma must be 'auto' or a positive number"),
     (["--model=resnet", "--gamma=3"], "--gamma applies to --model=chnode only"),
+    (["--eps=1.5"], "--eps must lie in (0, 1)"),
+    (["--L_scale=0"], "--L_scale must be a positive number"),
+    (["--model=hdnn", "--L_scale=0.3"], "--L_scale applies to --model=chnode only"),
     (["--model=chnode", "--delta_bar=0.5"], "--delta_bar applies to --model=stable_node only"),
     (["--model=node", "--depth=4"], "--depth applies to --model=chnode, hdnn or resnet only"),
     (["--alpha=0"], "--alpha must be in (0, 1]"),
@@ -92,6 +95,24 @@ def test_help_lists_every_flag():
                  "--mixed_precision", "--flagfile"):
         name = flag[2:]
         assert f"--{name}:" in result.stdout or f"--[no]{name}:" in result.stdout, flag
+
+
+def test_chnode_flags_reach_the_layer():
+    import train
+
+    from contractive_keras.trainer import build_model
+
+    train.FLAGS(["train.py", "--model=chnode", "--depth=2", "--gamma=2", "--eps=0.3",
+                 "--L_scale=0.3"])
+    try:
+        config = train.make_config()
+    finally:
+        train.FLAGS.unparse_flags()
+    layer = build_model(config).get_layer("chnode")
+    constants = layer.theorem1_constants()
+    assert layer.gamma == 2.0 and layer.eps == 0.3
+    np.testing.assert_allclose(layer.L.numpy(), np.stack([0.3 * np.eye(8)] * 2), rtol=1e-6)
+    assert constants["c1"] == pytest.approx(0.09 + layer.kappa, rel=1e-6)   # L^T L + kappa I
 
 
 def test_recipe_defaults_fill_unset_flags():
