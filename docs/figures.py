@@ -654,6 +654,9 @@ def zoo_evaluations(runs_dir=RUNS_ZOO):
 
 def zoo_style(name):
     """(label, colour, line style, marker) of a zoo entry name."""
+    if name.endswith("_certified"):
+        label, _, _, _ = zoo_style(name[:-len("_certified")])
+        return f"{label}, certified step", "C6", "-", "D"
     family = "stable_node" if name.startswith("stable_node") else name.split("_")[0]
     label, color = FAMILIES.get(family, (family, "0.4"))
     depth = name.rsplit("_", 1)[-1]
@@ -665,6 +668,8 @@ def zoo_style(name):
 
 def zoo_order(name):
     """Sort key: family (as in ``FAMILIES``), then dataset, then depth."""
+    if name.endswith("_certified"):
+        return zoo_order(name[:-len("_certified")])[:3] + (name,)
     family = "stable_node" if name.startswith("stable_node") else name.split("_")[0]
     rank = list(FAMILIES).index(family) if family in FAMILIES else len(FAMILIES)
     depth = name.rsplit("_n", 1)[-1]
