@@ -367,3 +367,43 @@ class PerStepODE(keras.layers.Layer):
 def serialize(obj):
     """keras.saving.serialize_keras_object, None-safe."""
     return None if obj is None else _serialize(obj)
+
+
+class KbFieldOptions:
+    """The options CHNODE, HDNN and ResNetODE share for their field.
+
+    An activation with a known slope bound S (``resolve_activation``) and
+    the initializers and regularizers of the stacked per-step K and b.
+    Mix in before ``PerStepODE``; call ``set_field_options`` in
+    ``__init__`` and merge ``field_options_config()`` into ``get_config``.
+    """
+
+    def set_field_options(self, activation, activation_slope_bound, K_initializer,
+                          b_initializer, K_regularizer, b_regularizer):
+        self.activation_fn, self.slope_bound = resolve_activation(
+            activation, activation_slope_bound)
+        self.activation = activation
+        self.activation_slope_bound = activation_slope_bound
+        self.K_initializer = keras.initializers.get(K_initializer)
+        self.b_initializer = keras.initializers.get(b_initializer)
+        self.K_regularizer = keras.regularizers.get(K_regularizer)
+        self.b_regularizer = keras.regularizers.get(b_regularizer)
+
+    def field_options_config(self):
+        return {
+            "activation": self.activation if isinstance(self.activation, str)
+            else _serialize(self.activation),
+            "activation_slope_bound": self.activation_slope_bound,
+            "K_initializer": serialize(self.K_initializer),
+            "b_initializer": serialize(self.b_initializer),
+            "K_regularizer": serialize(self.K_regularizer),
+            "b_regularizer": serialize(self.b_regularizer),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("activation"), dict):
+            config["activation"] = keras.saving.deserialize_keras_object(config["activation"])
+        return cls(**config)
+

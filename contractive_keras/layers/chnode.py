@@ -8,14 +8,14 @@ import tensorflow as tf
 
 from contractive_keras.layers import _hamiltonian_bounds as bounds
 from contractive_keras.layers._hamiltonian_common import (
-    PerStepODE, StepwiseIdentity, check_skew,
-    resolve_activation, serialize, structure_matrix)
+    KbFieldOptions, PerStepODE, StepwiseIdentity, check_skew, serialize,
+    structure_matrix)
 
 DISCRETE_CHECKS = ("warn", "raise", "ignore")
 
 
 @keras.saving.register_keras_serializable(package="contractive_keras")
-class CHNODE(PerStepODE):
+class CHNODE(KbFieldOptions, PerStepODE):
     """Contractive Hamiltonian neural ODE on the last axis.
 
     Integrates, for every vector xi in R^n along the last axis (so (batch, n)
@@ -109,10 +109,8 @@ class CHNODE(PerStepODE):
                          time_varying=time_varying,
                          return_trajectory=return_trajectory, gradient=gradient,
                          rtol=rtol, atol=atol, **kwargs)
-        self.activation_fn, self.slope_bound = resolve_activation(
-            activation, activation_slope_bound)
-        self.activation = activation
-        self.activation_slope_bound = activation_slope_bound
+        self.set_field_options(activation, activation_slope_bound, K_initializer,
+                               b_initializer, K_regularizer, b_regularizer)
         kappa = float(kappa)
         if not kappa > 0.0:
             raise ValueError(f"kappa must be > 0 (Theorem 1 needs c1 > 0), got {kappa}.")
@@ -140,12 +138,8 @@ class CHNODE(PerStepODE):
         self._J_arg = None if J is None else check_skew(J)
         self.units = None if units is None else int(units)
         self.L_units = None if L_units is None else int(L_units)
-        self.K_initializer = keras.initializers.get(K_initializer)
-        self.b_initializer = keras.initializers.get(b_initializer)
         self.L_initializer = keras.initializers.get(
             L_initializer if L_initializer is not None else StepwiseIdentity(0.02))
-        self.K_regularizer = keras.regularizers.get(K_regularizer)
-        self.b_regularizer = keras.regularizers.get(b_regularizer)
         self.L_regularizer = keras.regularizers.get(L_regularizer)
         self.L_trainable = bool(L_trainable)
         self.discrete_check = discrete_check
@@ -317,30 +311,16 @@ class CHNODE(PerStepODE):
     def get_config(self):
         config = super().get_config()
         config.update({
-            "activation": self.activation if isinstance(self.activation, str)
-            else keras.saving.serialize_keras_object(self.activation),
-            "activation_slope_bound": self.activation_slope_bound,
+            **self.field_options_config(),
             "kappa": self.kappa,
             "gamma": self.gamma,
             "eps": self.eps,
             "J": None if self._J_arg is None else self._J_arg.tolist(),
             "units": self.units,
-            "K_initializer": serialize(self.K_initializer),
-            "b_initializer": serialize(self.b_initializer),
             "L_initializer": serialize(self.L_initializer),
-            "K_regularizer": serialize(self.K_regularizer),
-            "b_regularizer": serialize(self.b_regularizer),
             "L_regularizer": serialize(self.L_regularizer),
             "L_trainable": self.L_trainable,
             "L_units": self.L_units,
             "discrete_check": self.discrete_check,
         })
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        act = config.get("activation")
-        if isinstance(act, dict):
-            config["activation"] = keras.saving.deserialize_keras_object(act)
-        return cls(**config)

@@ -5,11 +5,11 @@ import numpy as np
 import tensorflow as tf
 
 from contractive_keras.layers._hamiltonian_common import (
-    PerStepODE, check_skew, resolve_activation, serialize, structure_matrix)
+    KbFieldOptions, PerStepODE, check_skew, structure_matrix)
 
 
 @keras.saving.register_keras_serializable(package="contractive_keras")
-class HDNN(PerStepODE):
+class HDNN(KbFieldOptions, PerStepODE):
     """Hamiltonian DNN (H_1-DNN) on the last axis: xi' = J K_k^T sigma(K_k xi + b_k).
 
     The same skeleton as ``CHNODE`` without the dissipation: the flow of the
@@ -49,16 +49,10 @@ class HDNN(PerStepODE):
                          time_varying=time_varying,
                          return_trajectory=return_trajectory, gradient=gradient,
                          rtol=rtol, atol=atol, **kwargs)
-        self.activation_fn, self.slope_bound = resolve_activation(
-            activation, activation_slope_bound)
-        self.activation = activation
-        self.activation_slope_bound = activation_slope_bound
+        self.set_field_options(activation, activation_slope_bound, K_initializer,
+                               b_initializer, K_regularizer, b_regularizer)
         self._J_arg = None if J is None else check_skew(J)
         self.units = None if units is None else int(units)
-        self.K_initializer = keras.initializers.get(K_initializer)
-        self.b_initializer = keras.initializers.get(b_initializer)
-        self.K_regularizer = keras.regularizers.get(K_regularizer)
-        self.b_regularizer = keras.regularizers.get(b_regularizer)
 
     def build_field(self, n):
         self.J_matrix = structure_matrix(self._J_arg, n)
@@ -102,21 +96,8 @@ class HDNN(PerStepODE):
     def get_config(self):
         config = super().get_config()
         config.update({
-            "activation": self.activation if isinstance(self.activation, str)
-            else keras.saving.serialize_keras_object(self.activation),
-            "activation_slope_bound": self.activation_slope_bound,
             "J": None if self._J_arg is None else self._J_arg.tolist(),
             "units": self.units,
-            "K_initializer": serialize(self.K_initializer),
-            "b_initializer": serialize(self.b_initializer),
-            "K_regularizer": serialize(self.K_regularizer),
-            "b_regularizer": serialize(self.b_regularizer),
+            **self.field_options_config(),
         })
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("activation"), dict):
-            config["activation"] = keras.saving.deserialize_keras_object(config["activation"])
-        return cls(**config)

@@ -4,12 +4,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from contractive_keras.layers._hamiltonian_common import (
-    PerStepODE, resolve_activation, serialize)
+from contractive_keras.layers._hamiltonian_common import KbFieldOptions, PerStepODE
 
 
 @keras.saving.register_keras_serializable(package="contractive_keras")
-class ResNetODE(PerStepODE):
+class ResNetODE(KbFieldOptions, PerStepODE):
     """ResNet as an ODE on the last axis: xi' = sigma(K_k^T xi + b_k).
 
     With forward Euler and h, step k is the residual block
@@ -47,14 +46,8 @@ class ResNetODE(PerStepODE):
                          time_varying=time_varying,
                          return_trajectory=return_trajectory, gradient=gradient,
                          rtol=rtol, atol=atol, **kwargs)
-        self.activation_fn, self.slope_bound = resolve_activation(
-            activation, activation_slope_bound)
-        self.activation = activation
-        self.activation_slope_bound = activation_slope_bound
-        self.K_initializer = keras.initializers.get(K_initializer)
-        self.b_initializer = keras.initializers.get(b_initializer)
-        self.K_regularizer = keras.regularizers.get(K_regularizer)
-        self.b_regularizer = keras.regularizers.get(b_regularizer)
+        self.set_field_options(activation, activation_slope_bound, K_initializer,
+                               b_initializer, K_regularizer, b_regularizer)
 
     def build_field(self, n):
         self.K = self.add_step_weight("K", (n, n), self.K_initializer, self.K_regularizer)
@@ -93,20 +86,5 @@ class ResNetODE(PerStepODE):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "activation": self.activation if isinstance(self.activation, str)
-            else keras.saving.serialize_keras_object(self.activation),
-            "activation_slope_bound": self.activation_slope_bound,
-            "K_initializer": serialize(self.K_initializer),
-            "b_initializer": serialize(self.b_initializer),
-            "K_regularizer": serialize(self.K_regularizer),
-            "b_regularizer": serialize(self.b_regularizer),
-        })
+        config.update(self.field_options_config())
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("activation"), dict):
-            config["activation"] = keras.saving.deserialize_keras_object(config["activation"])
-        return cls(**config)
