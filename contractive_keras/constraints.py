@@ -6,6 +6,9 @@ Keras applies ``variable.constraint`` right after each optimizer update
 
 * CH-NODE: the gamma / spectral constraints that keep Theorem 1 true
   (shared/DESIGN.md, "CH-NODE");
+* the layers around an ODE block: ``SpectralNormClip`` (dense kernels) and
+  ``ConvNormClip`` (convolutions), so a whole network has a certified
+  Lipschitz bound;
 * stabilized NODE: ``DeltaBarProjection``, the minimal Frobenius perturbation
   that brings delta = max_D mu_2(D A) down to delta_bar
   (shared/DESIGN.md, "Stabilized NODE").
@@ -93,6 +96,51 @@ class SpectralNormClip(keras.constraints.Constraint):
 
     def __call__(self, w):
         return _clip_singular_values(w, self.max_norm)
+
+    def get_config(self):
+        return {"max_norm": self.max_norm}
+
+
+@keras.saving.register_keras_serializable(package="contractive_keras")
+class ConvNormClip(keras.constraints.Constraint):
+    """Bounds the l2 operator norm of a 2-D convolution by ``max_norm``.
+
+    For a kernel K of shape (kh, kw, cin, cout), any stride >= 1 and zero
+    padding: conv(x) = P(x) K_mat with K_mat = K as a (kh kw cin, cout)
+    matrix and P(x) the patches of x (im2col), in which each input value
+    appears at most kh kw times, so ||P(x)||_F <= sqrt(kh kw) ||x||_2 and
+
+        ||conv(x) - conv(y)||_2 <= sqrt(kh kw) ||K_mat||_2 ||x - y||_2.
+
+    The constraint clips the singular values of K_mat at
+    max_norm / sqrt(kh kw) (the Frobenius-nearest such kernel), so the
+    convolution is max_norm-Lipschitz.  ``certify.lipschitz_bound`` then
+    measures the exact (circulant) norm, which is at most this.
+
+    Example:
+
+    >>> import numpy as np
+    >>> k = ConvNormClip(1.0)(np.ones((3, 3, 1, 4), "float32"))
+    >>> bool(3 * np.linalg.norm(k.numpy().reshape(9, 4), 2) <= 1.0)
+    True
+    """
+
+    def __init__(self, max_norm):
+        self.max_norm = float(max_norm)
+        if not self.max_norm > 0:
+            raise ValueError(f"max_norm must be > 0, got {max_norm}.")
+
+    def __call__(self, w):
+        import tensorflow as tf
+
+        value = tf.convert_to_tensor(w)
+        if value.shape.rank != 4:
+            raise ValueError(f"ConvNormClip takes a (kh, kw, cin, cout) Conv2D kernel, "
+                             f"got shape {value.shape}.")
+        kh, kw, cin, cout = value.shape
+        matrix = tf.reshape(value, (kh * kw * cin, cout))
+        clipped = _clip_singular_values(matrix, self.max_norm / (kh * kw) ** 0.5)
+        return tf.reshape(clipped, tf.shape(value))
 
     def get_config(self):
         return {"max_norm": self.max_norm}

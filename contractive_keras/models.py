@@ -94,8 +94,19 @@ def _l2(weight_decay):
 
 
 def reference_classifier(ode_layer, weight_decay, channels=8, num_classes=10,
-                         input_shape=(28, 28, 1), name=None):
-    """The reference skeleton around a per-pixel ODE layer (see module doc)."""
+                         input_shape=(28, 28, 1), name=None, lift_max_norm=None,
+                         readout_max_norm=None):
+    """The reference skeleton around a per-pixel ODE layer (see module doc).
+
+    ``lift_max_norm`` / ``readout_max_norm`` (default None: free, as in the
+    reference) bound the l2 operator norms of the conv lift
+    (``constraints.ConvNormClip``) and of the dense read-out
+    (``constraints.SpectralNormClip``) after every optimizer step; with a
+    non-expansive ODE block the logits are then certified
+    (1 / 0.3081) * lift_max_norm * readout_max_norm-Lipschitz.
+    """
+    from contractive_keras.constraints import ConvNormClip, SpectralNormClip
+
     inputs = keras.Input(shape=input_shape, name="images")
     x = keras.layers.Rescaling(1.0 / MNIST_STD, offset=-MNIST_MEAN / MNIST_STD,
                                name="normalize")(inputs)
@@ -103,15 +114,28 @@ def reference_classifier(ode_layer, weight_decay, channels=8, num_classes=10,
     x = keras.layers.Conv2D(
         channels, 3, padding="same", kernel_initializer=_torch_kernel(),
         bias_initializer=_torch_uniform(fan_in), kernel_regularizer=_l2(weight_decay),
-        bias_regularizer=_l2(weight_decay), name="lift")(x)
+        bias_regularizer=_l2(weight_decay),
+        kernel_constraint=None if lift_max_norm is None else ConvNormClip(lift_max_norm),
+        name="lift")(x)
     x = ode_layer(x)
     x = keras.layers.Flatten(name="flatten")(x)
     fan_in = channels * input_shape[0] * input_shape[1]
     outputs = keras.layers.Dense(
         num_classes, kernel_initializer=_torch_kernel(),
         bias_initializer=_torch_uniform(fan_in), kernel_regularizer=_l2(weight_decay),
-        bias_regularizer=_l2(weight_decay), name="logits")(x)
-    return keras.Model(inputs, outputs, name=name)
+        bias_regularizer=_l2(weight_decay),
+        kernel_constraint=None if readout_max_norm is None else SpectralNormClip(readout_max_norm),
+        name="logits")(x)
+    model = keras.Model(inputs, outputs, name=name)
+    for layer in (model.get_layer("lift"), model.get_layer("logits")):
+        if layer.kernel.constraint is not None:      # start inside the constraint set
+            layer.kernel.assign(layer.kernel.constraint(layer.kernel))
+    return model
+
+
+def _classifier_norms(overrides):
+    """Pops the lift / read-out norm bounds (not ODE-layer arguments)."""
+    return {key: overrides.pop(key, None) for key in ("lift_max_norm", "readout_max_norm")}
 
 
 def _split(name, depth, overrides):
@@ -133,6 +157,7 @@ def _ode_regularizer(hp):
 def _build_chnode(depth=None, **overrides):
     from contractive_keras.layers import CHNODE
 
+    norms = _classifier_norms(overrides)
     hp, depth, layer_kwargs = _split("chnode", depth, overrides)
     reg = _ode_regularizer(hp)
     kwargs = dict(
@@ -144,12 +169,13 @@ def _build_chnode(depth=None, **overrides):
         K_regularizer=reg, b_regularizer=reg, name="chnode")
     kwargs.update(layer_kwargs)
     return reference_classifier(CHNODE(**kwargs), hp["weight_decay"], hp["channels"],
-                                name=f"chnode_{depth}")
+                                name=f"chnode_{depth}", **norms)
 
 
 def _build_hdnn(depth=None, **overrides):
     from contractive_keras.layers import HDNN
 
+    norms = _classifier_norms(overrides)
     hp, depth, layer_kwargs = _split("hdnn", depth, overrides)
     reg = _ode_regularizer(hp)
     kwargs = dict(
@@ -159,12 +185,13 @@ def _build_hdnn(depth=None, **overrides):
         K_regularizer=reg, b_regularizer=reg, name="hdnn")
     kwargs.update(layer_kwargs)
     return reference_classifier(HDNN(**kwargs), hp["weight_decay"], hp["channels"],
-                                name=f"hdnn_{depth}")
+                                name=f"hdnn_{depth}", **norms)
 
 
 def _build_resnet(depth=None, **overrides):
     from contractive_keras.layers import ResNetODE
 
+    norms = _classifier_norms(overrides)
     hp, depth, layer_kwargs = _split("resnet", depth, overrides)
     reg = _ode_regularizer(hp)
     kwargs = dict(
@@ -174,7 +201,7 @@ def _build_resnet(depth=None, **overrides):
         K_regularizer=reg, b_regularizer=reg, name="resnet_ode")
     kwargs.update(layer_kwargs)
     return reference_classifier(ResNetODE(**kwargs), hp["weight_decay"], hp["channels"],
-                                name=f"resnet_{depth}")
+                                name=f"resnet_{depth}", **norms)
 
 
 def _build_stabilized(name, depth=None, **overrides):
@@ -238,8 +265,11 @@ def build(name, depth=None, **overrides):
         **overrides: reference hyperparameters (``step_size``,
             ``weight_decay``, ``smoothness``, ``channels``; the training
             settings ``lr``, ``lr_decay``, ``batch_size``, ``epochs`` are
-            accepted and ignored) or keyword arguments of the ODE layer
-            (e.g. ``gamma=5.0``, ``solver="rk4"``, ``discrete_check="ignore"``).
+            accepted and ignored), ``lift_max_norm`` / ``readout_max_norm``
+            (Hamiltonian models: norm bounds of the conv lift and the dense
+            read-out, see ``reference_classifier``) or keyword arguments of
+            the ODE layer (e.g. ``gamma=5.0``, ``solver="rk4"``,
+            ``discrete_check="ignore"``).
 
     Returns:
         ``keras.Model`` from float32 images in [0, 1], (N, 28, 28, 1), to logits.

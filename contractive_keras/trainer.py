@@ -54,6 +54,8 @@ class TrainConfig:
     gamma: str | None = None
     eps: float | None = None
     L_scale: float | None = None
+    lift_max_norm: float | None = None
+    readout_max_norm: float | None = None
     delta_bar: float | None = None
     alpha: float | None = None
     seed: int = 0
@@ -163,7 +165,8 @@ def build_model(config):
     from contractive_keras import models
 
     overrides = {}
-    for key in ("weight_decay", "smoothness", "solver", "step_size", "gamma", "delta_bar", "alpha"):
+    for key in ("weight_decay", "smoothness", "solver", "step_size", "gamma", "delta_bar", "alpha",
+                "lift_max_norm", "readout_max_norm"):
         value = getattr(config, key)
         if value is not None:
             overrides[key] = _parse_gamma(value) if key == "gamma" else value

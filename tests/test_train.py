@@ -73,6 +73,9 @@ SMALL = ["--model=resnet", "--depth=2", "--epochs=2", "--steps_per_epoch=6", "--
     (["--eps=1.5"], "--eps must lie in (0, 1)"),
     (["--L_scale=0"], "--L_scale must be a positive number"),
     (["--model=hdnn", "--L_scale=0.3"], "--L_scale applies to --model=chnode only"),
+    (["--lift_max_norm=-1"], "--lift_max_norm must be a positive number"),
+    (["--model=node", "--readout_max_norm=2"],
+     "--readout_max_norm applies to --model=chnode, hdnn or resnet only"),
     (["--model=chnode", "--delta_bar=0.5"], "--delta_bar applies to --model=stable_node only"),
     (["--model=node", "--depth=4"], "--depth applies to --model=chnode, hdnn or resnet only"),
     (["--alpha=0"], "--alpha must be in (0, 1]"),
@@ -103,12 +106,15 @@ def test_chnode_flags_reach_the_layer():
     from contractive_keras.trainer import build_model
 
     train.FLAGS(["train.py", "--model=chnode", "--depth=2", "--gamma=2", "--eps=0.3",
-                 "--L_scale=0.3"])
+                 "--L_scale=0.3", "--lift_max_norm=0.5", "--readout_max_norm=2"])
     try:
         config = train.make_config()
     finally:
         train.FLAGS.unparse_flags()
-    layer = build_model(config).get_layer("chnode")
+    model = build_model(config)
+    assert model.get_layer("lift").kernel.constraint.max_norm == 0.5
+    assert model.get_layer("logits").kernel.constraint.max_norm == 2.0
+    layer = model.get_layer("chnode")
     constants = layer.theorem1_constants()
     assert layer.gamma == 2.0 and layer.eps == 0.3
     np.testing.assert_allclose(layer.L.numpy(), np.stack([0.3 * np.eye(8)] * 2), rtol=1e-6)
