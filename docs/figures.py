@@ -656,7 +656,7 @@ def zoo_style(name):
     """(label, colour, line style, marker) of a zoo entry name."""
     if name.endswith("_certified"):
         label, _, _, _ = zoo_style(name[:-len("_certified")])
-        return f"{label}, certified step", "C6", "-", "D"
+        return f"{label}, certified", "C6", "-", "D"
     family = "stable_node" if name.startswith("stable_node") else name.split("_")[0]
     label, color = FAMILIES.get(family, (family, "0.4"))
     depth = name.rsplit("_", 1)[-1]
