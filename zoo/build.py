@@ -248,8 +248,9 @@ def model_card(name, metrics, evaluation, summary):
         "",
         "Settings used: " + ", ".join(
             f"{k}={used[k]}" for k in ("model", "depth", "dataset", "epochs", "batch_size", "learning_rate",
-                                       "lr_decay", "weight_decay", "smoothness", "step_size", "delta_bar",
-                                       "alpha", "seed") if used.get(k) is not None) + ".",
+                                       "lr_decay", "weight_decay", "smoothness", "step_size", "gamma",
+                                       "eps", "L_scale", "lift_max_norm", "readout_max_norm",
+                                       "delta_bar", "alpha", "seed") if used.get(k) is not None) + ".",
         f"Data: {flags['dataset']}, official 60,000 / 10,000 split.",
         f"Training time: {metrics['train_seconds']:.0f} s on {hardware.get('cpu', '?')} "
         f"({hardware.get('cpu_count', '?')} cores, {hardware.get('strategy', '?')}, "
