@@ -34,6 +34,7 @@ import numpy as np
 DOCS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(DOCS)
 RUNS_ZOO = os.path.join(ROOT, "runs", "zoo")
+RESULTS_L2 = os.path.join(DOCS, "results", "l2")
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
@@ -786,6 +787,47 @@ def accuracy_vs_fgsm(output, runs_dir=RUNS_ZOO):
     return values
 
 
+@figure
+def certified_accuracy_l2(output, results_dir=RESULTS_L2):
+    """Certified and attacked accuracy of every zoo model vs the L2 radius (first 1000 test images).
+
+    Reads the ``python -m contractive_keras.evaluate --norm=l2`` tables in
+    ``results_dir`` (docs/reproduction.md, section 3) whose names are zoo
+    entries.  Left: certified accuracy (logit margin > sqrt(2) L eps, a
+    lower bound of the robust accuracy); right: the union of PGD-L2 attacks
+    at every radius <= eps (an upper bound).
+    """
+    import glob
+
+    tables = {}
+    for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
+        name = os.path.splitext(os.path.basename(path))[0]
+        with open(path) as f:
+            table = json.load(f)
+        if name in _zoo_names() and any(row["kind"] == "certified" for row in table["rows"]):
+            tables[name] = {"l2": table}
+    if not tables:
+        raise FileNotFoundError(
+            f"no L2 evaluation tables of zoo models under {results_dir}: run the loop "
+            "in docs/reproduction.md, section 3.")
+    radius = r"radius $\epsilon$ ($L_2$, pixels in [0, 1])"
+    _accuracy_panels(tables, [("l2", "certified", "l2", radius, "certified (lower bound)"),
+                              ("l2", "worst_case", "l2", radius, "PGD-40, union over radii (upper bound)")],
+                     output, "Robust accuracy at L2 radii (zoo models, first 1000 test images)")
+    values = {}
+    for name, table in tables.items():
+        for kind in ("certified", "worst_case"):
+            levels, means, _ = _series(table["l2"], kind, "l2")
+            values.update({f"{name}/{kind}_{l:g}": float(m) for l, m in zip(levels, means)})
+    report("certified_accuracy_l2", values)
+    return values
+
+
+def _zoo_names():
+    with open(os.path.join(ROOT, "zoo", "manifest.json")) as f:
+        return set(json.load(f)["models"])
+
+
 # --- command line ------------------------------------------------------------
 
 
@@ -794,6 +836,8 @@ def main(argv=None):
     parser.add_argument("names", nargs="*", help="figures to make (default: all)")
     parser.add_argument("--list", action="store_true", help="list the figures and exit")
     parser.add_argument("--output_dir", default=DOCS, help="where the PNGs go (default docs/)")
+    parser.add_argument("--results_dir", default=RESULTS_L2,
+                        help="L2 evaluation tables (default docs/results/l2)")
     parser.add_argument("--runs_dir", default=RUNS_ZOO,
                         help="zoo runs with evaluation.json files (default runs/zoo)")
     args = parser.parse_args(argv)
@@ -810,6 +854,8 @@ def main(argv=None):
         output = os.path.join(args.output_dir, f"{name}.png")
         start = time.perf_counter()
         kwargs = {"runs_dir": args.runs_dir} if name.startswith("accuracy") else {}
+        if name == "certified_accuracy_l2":
+            kwargs = {"results_dir": args.results_dir}
         FIGURES[name](output, **kwargs)
         print(f"wrote {os.path.relpath(output)} ({time.perf_counter() - start:.0f} s)", flush=True)
     return 0

@@ -118,3 +118,23 @@ def test_accuracy_figures_read_evaluation_files(figures, tmp_path):
 def test_accuracy_figures_explain_missing_runs(figures, tmp_path):
     with pytest.raises(FileNotFoundError, match="zoo/build.py"):
         figures.accuracy_vs_noise(str(tmp_path / "noise.png"), runs_dir=str(tmp_path))
+
+
+def test_certified_l2_figure_reads_zoo_tables_and_skips_others(figures, tmp_path):
+    from contractive_keras.evaluate import RobustnessTable, Row
+
+    results = tmp_path / "l2"
+    results.mkdir()
+    for name, certified in (("stable_node_mnist", 0.7), ("not_a_zoo_model", 0.9)):
+        rows = [Row.from_draws("clean", 0.0, None, [0.96])]
+        for eps in (0.1, 0.25):
+            rows.append(Row.from_draws("worst_case", eps, "l2", [0.9 - eps]))
+            rows.append(Row.from_draws("certified", eps, "l2", [certified - eps]))
+        (results / f"{name}.json").write_text(json.dumps(RobustnessTable(rows).to_dict()))
+    values = figures.certified_accuracy_l2(str(tmp_path / "l2.png"), results_dir=str(results))
+    assert_png(tmp_path / "l2.png")
+    assert values["stable_node_mnist/certified_0.25"] == pytest.approx(0.45)
+    assert values["stable_node_mnist/worst_case_0"] == pytest.approx(0.96)
+    assert not any(key.startswith("not_a_zoo_model") for key in values)
+    with pytest.raises(FileNotFoundError, match="reproduction.md"):
+        figures.certified_accuracy_l2(str(tmp_path / "x.png"), results_dir=str(tmp_path / "none"))
