@@ -405,5 +405,9 @@ class KbFieldOptions:
         config = dict(config)
         if isinstance(config.get("activation"), dict):
             config["activation"] = keras.saving.deserialize_keras_object(config["activation"])
-        return cls(**config)
+        layer = cls(**config)
+        # Keras builds a deserialized layer before it loads the saved weights:
+        # checks of the initial weights would be about weights nobody uses.
+        layer.from_saved_config = True
+        return layer
 

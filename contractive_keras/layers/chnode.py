@@ -187,6 +187,8 @@ class CHNODE(KbFieldOptions, PerStepODE):
                     "lower eps or initialize K smaller.")
 
     def after_build(self):
+        if getattr(self, "from_saved_config", False):
+            return      # rebuilt from a config: the saved weights come next
         if tf.executing_eagerly() and self.fixed_step:
             if self.discrete_check != "ignore":
                 self.check_discrete_guarantee(weights="initial")
@@ -288,8 +290,9 @@ class CHNODE(KbFieldOptions, PerStepODE):
         """Warns or raises (``discrete_check``) if h exceeds the certified step.
 
         ``weights`` names the weights checked in the message: "initial" at
-        build (also when Keras rebuilds a saved model, before it loads the
-        trained weights; check again after loading), "current" otherwise.
+        build, "current" otherwise.  A layer made by ``from_config`` (Keras
+        loading a saved model builds it before it loads the weights) skips
+        the build-time check; call this after loading.
         Returns the certificate dict of ``certify.discrete_certificate``.
         """
         cert = self.discrete_certificate()

@@ -195,6 +195,25 @@ def test_reference_step_size_warns_and_raise_mode_raises():
                )(np.zeros((1, 8), "float32"))
 
 
+def test_loading_a_saved_model_checks_the_loaded_weights_not_the_rebuilt_ones(tmp_path):
+    """Keras builds a loaded layer (initializer weights) before it sets the saved ones."""
+    large = keras.initializers.RandomNormal(stddev=1.0)
+    inputs = keras.Input((8,))
+    with pytest.warns(RuntimeWarning, match="initial weights"):
+        layer = CHNODE(steps=2, step_size=0.5, K_initializer=large)
+        model = keras.Model(inputs, layer(inputs))
+    layer.K.assign(0.01 * layer.K.numpy())          # trained to small weights
+    layer.b.assign(np.zeros_like(layer.b.numpy()))
+    assert layer.check_discrete_guarantee()["lipschitz_bound"] <= 1.0
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # the rebuilt layer has N(0, 1) weights at build
+        loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(loaded.layers[1].K.numpy(), layer.K.numpy())
+    assert loaded.layers[1].check_discrete_guarantee()["lipschitz_bound"] <= 1.0
+
+
 def _jacobian_norms(layer, x):
     x = tf.convert_to_tensor(x)
     with tf.GradientTape() as tape:
