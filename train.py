@@ -51,8 +51,8 @@ flags.DEFINE_float("step_size", None, "Fixed step h of the ODE solver (default f
 flags.DEFINE_string("gamma", None, "CH-NODE damping: 'auto' (Theorem 1 from the weights after every step) or a positive float held fixed.")
 flags.DEFINE_float("eps", None, "CH-NODE: margin of Theorem 1, in (0, 1); with a fixed --gamma a larger eps leaves a larger certified Euler step (default 1e-6, the reference).")
 flags.DEFINE_float("L_scale", None, "CH-NODE: the fixed dissipation factor L = L_scale * I (default 0.02, the reference); it sets c1 = L_scale^2 of Theorem 1.")
-flags.DEFINE_float("lift_max_norm", None, "Hamiltonian models: bound on the l2 operator norm of the conv lift, kept after every step (default: free, the reference); with --readout_max_norm and a non-expansive ODE block the whole model has a certified Lipschitz bound.")
-flags.DEFINE_float("readout_max_norm", None, "Hamiltonian models: bound on the spectral norm of the dense read-out, kept after every step (default: free, the reference).")
+flags.DEFINE_float("lift_max_norm", None, "Bound on the l2 operator norm of the lift (conv or dense), kept after every step (default: free, the reference); with --readout_max_norm and a non-expansive ODE block the whole model has a certified Lipschitz bound.")
+flags.DEFINE_float("readout_max_norm", None, "Bound on the spectral norm of the dense read-out, kept after every step (default: free, the reference).")
 flags.DEFINE_float("delta_bar", None, "Stabilized NODE: target bound on delta = max_D mu_2(D A) (stable_node only).")
 flags.DEFINE_float("alpha", None, "Stabilized NODE: lower slope bound of the activation, in (0, 1].")
 flags.DEFINE_integer("seed", 0, "Random seed (initialisation and data order).")
@@ -121,7 +121,7 @@ def _model_specific_flags(values):
             problems.append(f"--{name} applies to --model=stable_node only")
     if values["alpha"] is not None and model not in STABILIZED:
         problems.append("--alpha applies to --model=node or stable_node only")
-    for name in ("depth", "smoothness", "lift_max_norm", "readout_max_norm"):
+    for name in ("depth", "smoothness"):
         if values[name] is not None and model not in HAMILTONIAN:
             problems.append(f"--{name} applies to --model=chnode, hdnn or resnet only")
     if problems:

@@ -127,10 +127,15 @@ def reference_classifier(ode_layer, weight_decay, channels=8, num_classes=10,
         kernel_constraint=None if readout_max_norm is None else SpectralNormClip(readout_max_norm),
         name="logits")(x)
     model = keras.Model(inputs, outputs, name=name)
-    for layer in (model.get_layer("lift"), model.get_layer("logits")):
-        if layer.kernel.constraint is not None:      # start inside the constraint set
-            layer.kernel.assign(layer.kernel.constraint(layer.kernel))
+    _start_inside_constraints(model)
     return model
+
+
+def _start_inside_constraints(model):
+    """Applies the lift / read-out norm bounds to the initial kernels."""
+    for layer in (model.get_layer("lift"), model.get_layer("logits")):
+        if layer.kernel.constraint is not None:
+            layer.kernel.assign(layer.kernel.constraint(layer.kernel))
 
 
 def _classifier_norms(overrides):
@@ -210,8 +215,10 @@ def _build_stabilized(name, depth=None, **overrides):
     ``depth`` (or ``steps``) is the number of ODE steps; ``step_size`` sets
     steps = ceil(t1 / step_size); other overrides go to ``StabilizedNODE``.
     """
+    from contractive_keras.constraints import SpectralNormClip
     from contractive_keras.layers import StabilizedNODE
 
+    norms = _classifier_norms(overrides)
     hp = dict(REFERENCE_HPARAMS[name])
     hp.update({k: overrides.pop(k) for k in list(overrides) if k in hp})
     for key in _TRAINING_KEYS:
@@ -226,12 +233,19 @@ def _build_stabilized(name, depth=None, **overrides):
     x = keras.layers.Rescaling(1.0 / MNIST_STD, offset=-MNIST_MEAN / MNIST_STD,
                                name="normalize")(inputs)
     x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(width, kernel_regularizer=_l2(weight_decay), name="lift")(x)
+    def bounded(key):
+        return None if norms[key] is None else SpectralNormClip(norms[key])
+
+    x = keras.layers.Dense(width, kernel_regularizer=_l2(weight_decay),
+                           kernel_constraint=bounded("lift_max_norm"), name="lift")(x)
     layer_kwargs = dict(hp, name="stabilized_node")
     layer_kwargs.update(overrides)
     x = StabilizedNODE(**layer_kwargs)(x)
-    outputs = keras.layers.Dense(10, kernel_regularizer=_l2(weight_decay), name="logits")(x)
-    return keras.Model(inputs, outputs, name=name)
+    outputs = keras.layers.Dense(10, kernel_regularizer=_l2(weight_decay),
+                                 kernel_constraint=bounded("readout_max_norm"), name="logits")(x)
+    model = keras.Model(inputs, outputs, name=name)
+    _start_inside_constraints(model)
+    return model
 
 
 def _build_node(depth=None, **overrides):
@@ -266,7 +280,7 @@ def build(name, depth=None, **overrides):
             ``weight_decay``, ``smoothness``, ``channels``; the training
             settings ``lr``, ``lr_decay``, ``batch_size``, ``epochs`` are
             accepted and ignored), ``lift_max_norm`` / ``readout_max_norm``
-            (Hamiltonian models: norm bounds of the conv lift and the dense
+            (norm bounds of the lift, conv or dense, and of the dense
             read-out, see ``reference_classifier``) or keyword arguments of
             the ODE layer (e.g. ``gamma=5.0``, ``solver="rk4"``,
             ``discrete_check="ignore"``).

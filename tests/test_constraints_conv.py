@@ -60,3 +60,14 @@ def test_norm_bounded_chnode_model_keeps_a_certified_whole_model_bound_under_fit
     ratios = (np.linalg.norm(model(x + delta) - model(x), axis=1)
               / np.linalg.norm(delta.reshape(64, -1), axis=1))
     assert ratios.max() <= bound["lipschitz_bound"]
+
+
+def test_norm_bounded_stable_node_model_keeps_its_bounds_under_fit():
+    keras.utils.set_random_seed(2)
+    model = models.build("stable_node", width=8, lift_max_norm=1.0, readout_max_norm=2.0)
+    model.compile(keras.optimizers.Adam(0.5), keras.losses.SparseCategoricalCrossentropy(True))
+    x = np.random.rand(64, 28, 28, 1).astype("float32")
+    model.fit(x, np.random.randint(0, 10, 64), epochs=2, batch_size=16, verbose=0)
+    factors = {name: factor for name, _, factor in certify.lipschitz_bound(model)["factors"]}
+    assert factors["lift"] <= 1.0 and factors["logits"] <= 2.0
+    assert factors["stabilized_node"] <= 1.0 + 1e-6      # delta_bar = 0: non-expansive

@@ -74,8 +74,6 @@ SMALL = ["--model=resnet", "--depth=2", "--epochs=2", "--steps_per_epoch=6", "--
     (["--L_scale=0"], "--L_scale must be a positive number"),
     (["--model=hdnn", "--L_scale=0.3"], "--L_scale applies to --model=chnode only"),
     (["--lift_max_norm=-1"], "--lift_max_norm must be a positive number"),
-    (["--model=node", "--readout_max_norm=2"],
-     "--readout_max_norm applies to --model=chnode, hdnn or resnet only"),
     (["--model=chnode", "--delta_bar=0.5"], "--delta_bar applies to --model=stable_node only"),
     (["--model=node", "--depth=4"], "--depth applies to --model=chnode, hdnn or resnet only"),
     (["--alpha=0"], "--alpha must be in (0, 1]"),
