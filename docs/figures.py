@@ -657,7 +657,8 @@ def zoo_style(name):
     """(label, colour, line style, marker) of a zoo entry name."""
     if name.endswith("_certified"):
         label, _, _, _ = zoo_style(name[:-len("_certified")])
-        return f"{label}, certified", "C6", "-", "D"
+        color = "C6" if name.startswith("chnode") else "C9"
+        return f"{label}, certified", color, "-", "D"
     family = "stable_node" if name.startswith("stable_node") else name.split("_")[0]
     label, color = FAMILIES.get(family, (family, "0.4"))
     depth = name.rsplit("_", 1)[-1]
