@@ -35,6 +35,8 @@ import warnings
 
 import numpy as np
 
+from benchmarks._keras_step import plain_train_step
+
 DEPTH, BATCH, CHANNELS, STEP_SIZE = 12, 100, 8, 0.5
 DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               "results", "chnode_step.json")
@@ -64,7 +66,6 @@ def prepare_keras(name, pool, jit_compile, constraints=True):
     ``constraints=False`` removes the variables' constraints (the twin that
     measures their share inside the compiled step).
     """
-    import keras
     import tensorflow as tf
 
     from contractive_keras import models
@@ -72,22 +73,12 @@ def prepare_keras(name, pool, jit_compile, constraints=True):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the reference h = 0.5 is not certified
         model = models.build(name, depth=DEPTH)
-    optimizer = keras.optimizers.Adam(1e-3)
-    optimizer.build(model.trainable_variables)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     constrained = [v for v in model.trainable_variables if v.constraint is not None]
     if not constraints:
         for v in constrained:
             v.constraint = None
         constrained = []
-
-    @tf.function(jit_compile=jit_compile)
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True)) + tf.add_n(model.losses)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+    step = plain_train_step(model, jit_compile)
 
     @tf.function(jit_compile=jit_compile)
     def constrain():

@@ -26,28 +26,19 @@ import time
 
 import numpy as np
 
+from benchmarks._keras_step import plain_train_step
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def plain_keras_step_seconds(model_name, depth, batches, rounds_steps):
     import keras
-    import tensorflow as tf
 
     from contractive_keras import models
 
     keras.utils.set_random_seed(0)
     model = models.build(model_name, depth=depth)
-    optimizer = keras.optimizers.Adam(1e-3)
-    optimizer.build(model.trainable_variables)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True)) + tf.add_n(model.losses)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+    step = plain_train_step(model)
 
     step(*batches[0]).numpy()  # trace
     times = []
