@@ -6,15 +6,7 @@ import numpy as np
 import pytest
 
 from contractive_keras import stability
-
-
-def brute_force_delta(A, alpha):
-    """Independent reference: loop over the vertices, one eigvalsh each."""
-    best = -np.inf
-    for D in itertools.product((alpha, 1.0), repeat=A.shape[0]):
-        M = np.diag(D) @ A
-        best = max(best, np.linalg.eigvalsh((M + M.T) / 2).max())
-    return best
+from tests.stability_oracles import brute_force_delta
 
 
 def random_matrices(seed, count, max_dim=7):

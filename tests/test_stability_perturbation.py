@@ -7,14 +7,7 @@ import pytest
 from scipy.optimize import minimize
 
 from contractive_keras import stability
-
-
-def brute_force_delta(A, alpha):
-    best = -np.inf
-    for D in itertools.product((alpha, 1.0), repeat=A.shape[0]):
-        M = np.diag(D) @ A
-        best = max(best, np.linalg.eigvalsh((M + M.T) / 2).max())
-    return best
+from tests.stability_oracles import brute_force_delta
 
 
 def slsqp_min_norm(A, alpha, delta_bar, relaxation=False, trials=6, seed=0):
