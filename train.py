@@ -86,11 +86,7 @@ flags.register_validator(
 
 
 flags.register_validator("eps", lambda v: v is None or 0 < v < 1, message="--eps must lie in (0, 1)")
-flags.register_validator("L_scale", lambda v: v is None or (v > 0 and math.isfinite(v)),
-                         message="--L_scale must be a positive number")
-
-
-for _name in ("lift_max_norm", "readout_max_norm"):
+for _name in ("L_scale", "lift_max_norm", "readout_max_norm"):
     flags.register_validator(_name, lambda v: v is None or (v > 0 and math.isfinite(v)),
                              message=f"--{_name} must be a positive number")
 

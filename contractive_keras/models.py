@@ -115,7 +115,7 @@ def reference_classifier(ode_layer, weight_decay, channels=8, num_classes=10,
         channels, 3, padding="same", kernel_initializer=_torch_kernel(),
         bias_initializer=_torch_uniform(fan_in), kernel_regularizer=_l2(weight_decay),
         bias_regularizer=_l2(weight_decay),
-        kernel_constraint=None if lift_max_norm is None else ConvNormClip(lift_max_norm),
+        kernel_constraint=_norm_bound(ConvNormClip, lift_max_norm),
         name="lift")(x)
     x = ode_layer(x)
     x = keras.layers.Flatten(name="flatten")(x)
@@ -124,7 +124,7 @@ def reference_classifier(ode_layer, weight_decay, channels=8, num_classes=10,
         num_classes, kernel_initializer=_torch_kernel(),
         bias_initializer=_torch_uniform(fan_in), kernel_regularizer=_l2(weight_decay),
         bias_regularizer=_l2(weight_decay),
-        kernel_constraint=None if readout_max_norm is None else SpectralNormClip(readout_max_norm),
+        kernel_constraint=_norm_bound(SpectralNormClip, readout_max_norm),
         name="logits")(x)
     model = keras.Model(inputs, outputs, name=name)
     _start_inside_constraints(model)
@@ -138,18 +138,25 @@ def _start_inside_constraints(model):
             layer.kernel.assign(layer.kernel.constraint(layer.kernel))
 
 
+def _norm_bound(constraint_cls, max_norm):
+    """``constraint_cls(max_norm)``, or None (no bound) for a None max_norm."""
+    return None if max_norm is None else constraint_cls(max_norm)
+
+
 def _classifier_norms(overrides):
     """Pops the lift / read-out norm bounds (not ODE-layer arguments)."""
     return {key: overrides.pop(key, None) for key in ("lift_max_norm", "readout_max_norm")}
 
 
 def _split(name, depth, overrides):
+    """(hyperparameters, depth, ODE-layer kwargs, lift / read-out norm bounds)."""
+    norms = _classifier_norms(overrides)
     hp = dict(REFERENCE_HPARAMS[name])
     hp.update({k: overrides.pop(k) for k in list(overrides) if k in hp})
     depth = int(depth if depth is not None else hp["depth"])
     for key in _TRAINING_KEYS:
         hp.pop(key)
-    return hp, depth, overrides
+    return hp, depth, overrides, norms
 
 
 def _ode_regularizer(hp):
@@ -162,8 +169,7 @@ def _ode_regularizer(hp):
 def _build_chnode(depth=None, **overrides):
     from contractive_keras.layers import CHNODE
 
-    norms = _classifier_norms(overrides)
-    hp, depth, layer_kwargs = _split("chnode", depth, overrides)
+    hp, depth, layer_kwargs, norms = _split("chnode", depth, overrides)
     reg = _ode_regularizer(hp)
     kwargs = dict(
         steps=depth, step_size=hp["step_size"], solver="euler", activation="tanh",
@@ -180,8 +186,7 @@ def _build_chnode(depth=None, **overrides):
 def _build_hdnn(depth=None, **overrides):
     from contractive_keras.layers import HDNN
 
-    norms = _classifier_norms(overrides)
-    hp, depth, layer_kwargs = _split("hdnn", depth, overrides)
+    hp, depth, layer_kwargs, norms = _split("hdnn", depth, overrides)
     reg = _ode_regularizer(hp)
     kwargs = dict(
         steps=depth, step_size=hp["step_size"], solver="euler", activation="tanh",
@@ -196,8 +201,7 @@ def _build_hdnn(depth=None, **overrides):
 def _build_resnet(depth=None, **overrides):
     from contractive_keras.layers import ResNetODE
 
-    norms = _classifier_norms(overrides)
-    hp, depth, layer_kwargs = _split("resnet", depth, overrides)
+    hp, depth, layer_kwargs, norms = _split("resnet", depth, overrides)
     reg = _ode_regularizer(hp)
     kwargs = dict(
         steps=depth, step_size=hp["step_size"], solver="euler", activation="tanh",
@@ -233,16 +237,16 @@ def _build_stabilized(name, depth=None, **overrides):
     x = keras.layers.Rescaling(1.0 / MNIST_STD, offset=-MNIST_MEAN / MNIST_STD,
                                name="normalize")(inputs)
     x = keras.layers.Flatten(name="flatten")(x)
-    def bounded(key):
-        return None if norms[key] is None else SpectralNormClip(norms[key])
-
     x = keras.layers.Dense(width, kernel_regularizer=_l2(weight_decay),
-                           kernel_constraint=bounded("lift_max_norm"), name="lift")(x)
+                           kernel_constraint=_norm_bound(SpectralNormClip, norms["lift_max_norm"]),
+                           name="lift")(x)
     layer_kwargs = dict(hp, name="stabilized_node")
     layer_kwargs.update(overrides)
     x = StabilizedNODE(**layer_kwargs)(x)
     outputs = keras.layers.Dense(10, kernel_regularizer=_l2(weight_decay),
-                                 kernel_constraint=bounded("readout_max_norm"), name="logits")(x)
+                                 kernel_constraint=_norm_bound(SpectralNormClip,
+                                                               norms["readout_max_norm"]),
+                                 name="logits")(x)
     model = keras.Model(inputs, outputs, name=name)
     _start_inside_constraints(model)
     return model

@@ -165,13 +165,11 @@ def build_model(config):
     from contractive_keras import models
 
     overrides = {}
-    for key in ("weight_decay", "smoothness", "solver", "step_size", "gamma", "delta_bar", "alpha",
-                "lift_max_norm", "readout_max_norm"):
+    for key in ("weight_decay", "smoothness", "solver", "step_size", "gamma", "eps", "delta_bar",
+                "alpha", "lift_max_norm", "readout_max_norm"):
         value = getattr(config, key)
         if value is not None:
             overrides[key] = _parse_gamma(value) if key == "gamma" else value
-    if config.eps is not None:
-        overrides["eps"] = config.eps
     if config.L_scale is not None:
         from contractive_keras.layers._hamiltonian_common import StepwiseIdentity
 
