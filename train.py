@@ -7,8 +7,10 @@ runs the reference recipe of the chosen model (shared/DESIGN.md): its
 defaults come from ``contractive_keras.models.REFERENCE_HPARAMS`` and every
 flag left unset keeps them. One custom loop serves every
 ``tf.distribute`` strategy (one CPU, several GPUs, several hosts through
-``TF_CONFIG``, TPU). ``--model_dir`` receives checkpoints (resumed
-automatically), TensorBoard logs, ``summary.json`` and, with ``--export``,
+``TF_CONFIG``, TPU). ``--validation_size=n`` trains on the first N - n
+training images only and reports the accuracy on the last n after every
+epoch. ``--model_dir`` receives checkpoints (resumed automatically),
+TensorBoard logs, ``summary.json`` and, with ``--export``,
 ``export/model.keras`` plus ``export/saved_model`` (endpoints ``serve`` for
 float32 images in [0, 1] of shape (N, 28, 28, 1) and ``serve_uint8`` for raw
 uint8 pixels of the same shape; both return logits (N, 10)).
@@ -66,6 +68,7 @@ flags.DEFINE_boolean("mixed_precision", False, "Compute in float16 (GPU) or bflo
 flags.DEFINE_boolean("jit_compile", False, "Compile the forward and backward pass with XLA.")
 flags.DEFINE_integer("eval_batch_size", 500, "Global batch size for evaluation.")
 flags.DEFINE_string("init_from", None, "Fine-tune: start from the weights of a trained model of the same architecture (a .keras file, or a --model_dir run with --export), e.g. a node model for --model=stable_node; constraints are applied before the first step. Ignored when resuming from a checkpoint.")
+flags.DEFINE_integer("validation_size", 0, "Hold out the last this many training images as a validation split: training uses the first N - validation_size only; validation accuracy is reported after every epoch and in summary.json.")
 flags.DEFINE_integer("cpu_devices", None, "Split the CPU into this many logical devices (to run --strategy=mirrored without accelerators, e.g. in tests).")
 flags.DEFINE_integer("verbose", 1, "0 = silent, 1 = progress bar, 2 = one line per epoch.")
 
@@ -76,7 +79,7 @@ def _positive(name):
 
 for _name in ("cpu_devices", "depth", "epochs", "batch_size", "learning_rate", "step_size", "steps_per_epoch", "eval_batch_size"):
     _positive(_name)
-for _name in ("weight_decay", "smoothness", "checkpoint_every"):
+for _name in ("weight_decay", "smoothness", "checkpoint_every", "validation_size"):
     flags.register_validator(_name, lambda v: v is None or v >= 0, message=f"--{_name} must be >= 0")
 flags.register_validator("lr_decay", lambda v: v is None or 0 < v <= 1, message="--lr_decay must be in (0, 1]")
 flags.register_validator("alpha", lambda v: v is None or 0 < v <= 1, message="--alpha must be in (0, 1]")
@@ -196,6 +199,8 @@ def main(argv):
         print(
             f"Done: test accuracy {final['test_accuracy']:.4f}, train accuracy "
             f"{final['train_accuracy']:.4f}"
+            + (f", validation accuracy {final['validation_accuracy']:.4f}"
+               if "validation_accuracy" in final else "")
             + (f", {speed:.0f} examples/s" if speed else "")
             + f"; summary in {os.path.join(config.model_dir, 'summary.json')}",
             flush=True,

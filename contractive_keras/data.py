@@ -235,6 +235,26 @@ def load_numpy(name, split, data_dir=None, *, use_tfds=True):
     raise DataSourceError(name, split, attempts)
 
 
+def split_validation(images, labels, validation_size):
+    """Holds out the last ``validation_size`` examples as a validation split.
+
+    Returns ``((images[:N - n], labels[:N - n]), (images[N - n:], labels[N - n:]))``
+    for ``n = validation_size``: plain slices, so training on the first part
+    equals training on a dataset holding only the first ``N - n`` examples.
+    ``n = 0`` gives an empty validation split.
+
+    Raises:
+        ValueError: ``n`` is negative or leaves no training example.
+    """
+    n = int(validation_size)
+    if n < 0:
+        raise ValueError(f"validation_size must be >= 0, got {validation_size!r}")
+    if n >= len(images):
+        raise ValueError(f"validation_size={n} leaves no training example of the {len(images)}")
+    cut = len(images) - n
+    return (images[:cut], labels[:cut]), (images[cut:], labels[cut:])
+
+
 def normalization(name):
     """``(mean, std)`` of the dataset's pixels in [0, 1]."""
     _check_name_split(name, "train")

@@ -70,6 +70,7 @@ class TrainConfig:
     eval_batch_size: int = 500
     eval_take: int | None = None
     init_from: str | None = None
+    validation_size: int = 0
     verbose: int = 1
 
 
@@ -269,9 +270,16 @@ class Trainer:
             gpu = bool(tf.config.list_logical_devices("GPU"))
             keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
         keras.utils.set_random_seed(config.seed)
-        self.x_train, self.y_train = data.load_numpy(config.dataset, "train", config.data_dir)
+        x_train, y_train = data.load_numpy(config.dataset, "train", config.data_dir)
+        # The held-out images are cut off before any pipeline is built, so a
+        # run equals one on a dataset holding only the first N - n images.
+        (self.x_train, self.y_train), (self.x_val, self.y_val) = data.split_validation(
+            x_train, y_train, config.validation_size)
         self.x_test, self.y_test = data.load_numpy(config.dataset, "test", config.data_dir)
         full_epoch = len(self.x_train) // config.batch_size
+        if full_epoch == 0:
+            raise ValueError(f"--batch_size={config.batch_size} is larger than the "
+                             f"{len(self.x_train)} training images")
         self.steps_per_epoch = min(config.steps_per_epoch or full_epoch, full_epoch)
         with self.strategy.scope():
             self.model = build_model(config)
@@ -440,10 +448,15 @@ class Trainer:
         return self.strategy.experimental_distribute_dataset(ds)
 
     def evaluate(self, split="test", take=None):
-        """Accuracy on ``split`` (``"train"`` or ``"test"``)."""
+        """Accuracy on ``split``: ``"train"`` (the trained part), ``"validation"``
+        (the held-out last ``validation_size`` training images) or ``"test"``."""
         from contractive_keras import data
 
-        x, y = (self.x_test, self.y_test) if split == "test" else (self.x_train, self.y_train)
+        arrays = {"train": (self.x_train, self.y_train), "validation": (self.x_val, self.y_val),
+                  "test": (self.x_test, self.y_test)}
+        if split not in arrays:
+            raise ValueError(f"unknown split {split!r}; expected one of {sorted(arrays)}")
+        x, y = arrays[split]
         take = take if take is not None else self.config.eval_take
         ds = data.from_arrays(x, y, self.config.eval_batch_size, take=take)
         correct = count = 0.0
@@ -526,6 +539,7 @@ class Trainer:
             "train_loss": sums["loss"] / max(sums["n"] / self.config.batch_size, 1),
             "train_accuracy_running": sums["correct"] / max(sums["n"], 1),
             "test_accuracy": self.evaluate("test"),
+            **({"validation_accuracy": self.evaluate("validation")} if len(self.y_val) else {}),
             "learning_rate": learning_rate,
             "seconds": seconds,
         }
@@ -553,6 +567,7 @@ class Trainer:
             "final": {
                 "test_accuracy": self.evaluate("test"),
                 "train_accuracy": self.evaluate("train", take=config.eval_take),
+                **({"validation_accuracy": self.evaluate("validation")} if len(self.y_val) else {}),
             },
             "certificate": certificate_scalars(self.model),
             "timings": {

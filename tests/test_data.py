@@ -233,3 +233,22 @@ def test_bad_names_list_the_allowed_values(name, split, match):
 def test_bad_batch_size(tmp_path, batch_size):
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         data.load("mnist", "train", batch_size, data_dir=str(tmp_path))
+
+
+def test_split_validation_holds_out_the_last_n_examples():
+    images = np.arange(10 * 28 * 28, dtype=np.uint8).reshape(10, 28, 28)
+    labels = np.arange(10) % 10
+    (x_train, y_train), (x_val, y_val) = data.split_validation(images, labels, 3)
+    np.testing.assert_array_equal(x_train, images[:7])
+    np.testing.assert_array_equal(y_train, labels[:7])
+    np.testing.assert_array_equal(x_val, images[7:])
+    np.testing.assert_array_equal(y_val, labels[7:])
+    (x_all, _), (x_none, y_none) = data.split_validation(images, labels, 0)
+    assert len(x_all) == 10 and len(x_none) == 0 and len(y_none) == 0
+
+
+@pytest.mark.parametrize("size, match", [(-1, ">= 0"), (10, "leaves no training example")])
+def test_split_validation_refuses_sizes_outside_the_data(size, match):
+    images = np.zeros((10, 28, 28), np.uint8)
+    with pytest.raises(ValueError, match=match):
+        data.split_validation(images, np.zeros(10, np.int64), size)

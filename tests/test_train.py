@@ -317,3 +317,67 @@ def test_two_workers_on_localhost_match_a_single_worker(tmp_path):
     assert summary["hardware"]["replicas"] == 2
     assert not (tmp_path / "multi" / ".worker_scratch" / "worker_1").exists()
     assert_same_weights(final_weights(tmp_path / "single"), final_weights(tmp_path / "multi"), rtol=1e-4, atol=1e-5)
+
+
+# --- validation split ----------------------------------------------------------------
+
+
+def test_negative_validation_size_exits_2():
+    result = run_train("--validation_size=-1", timeout=60)
+    assert result.returncode == 2 and "--validation_size must be >= 0" in result.stderr
+
+
+@needs_mnist
+def test_validation_size_reports_validation_accuracy_every_epoch(tmp_path):
+    result = run_train(*SMALL, "--validation_size=500", f"--model_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["flags"]["validation_size"] == 500
+    assert len(summary["history"]) == 2
+    for record in summary["history"]:
+        assert 0.0 <= record["validation_accuracy"] <= 1.0
+    assert 0.0 <= summary["final"]["validation_accuracy"] <= 1.0
+    import tensorflow as tf
+
+    tags = set()
+    for name in os.listdir(tmp_path / "logs"):
+        for event in tf.compat.v1.train.summary_iterator(str(tmp_path / "logs" / name)):
+            tags.update(v.tag for v in event.summary.value)
+    assert "validation_accuracy" in tags
+
+
+@needs_mnist
+def test_without_validation_size_no_validation_accuracy_is_reported(tmp_path):
+    from contractive_keras.trainer import TrainConfig, Trainer
+
+    config = TrainConfig(model="resnet", depth=2, epochs=1, steps_per_epoch=2, batch_size=20,
+                         model_dir=str(tmp_path), verbose=0, eval_take=100)
+    summary = Trainer(config).run()
+    assert "validation_accuracy" not in summary["final"]
+    assert "validation_accuracy" not in summary["history"][0]
+
+
+@needs_mnist
+def test_validation_split_is_the_last_n_images_and_never_trained_on(tmp_path):
+    """A run with --validation_size=n equals one on a data dir of the first N - n images."""
+    from contractive_keras import data
+
+    n = 1000
+    x_train, y_train = data.load_numpy("mnist", "train")
+    x_test, y_test = data.load_numpy("mnist", "test")
+    cut = len(x_train) - n
+    head = tmp_path / "head"
+    head.mkdir()
+    np.savez(head / "mnist.npz", x_train=x_train[:cut], y_train=y_train[:cut],
+             x_test=x_test, y_test=y_test)
+    args = ["--model=resnet", "--depth=2", "--epochs=1", "--steps_per_epoch=4", "--batch_size=20",
+            "--verbose=0", "--eval_batch_size=1000"]
+    held_out = run_train(*args, f"--validation_size={n}", f"--model_dir={tmp_path / 'held_out'}")
+    assert held_out.returncode == 0, held_out.stderr[-3000:]
+    only_head = run_train(*args, f"--data_dir={head}", f"--model_dir={tmp_path / 'only_head'}")
+    assert only_head.returncode == 0, only_head.stderr[-3000:]
+    assert_same_weights(final_weights(tmp_path / "held_out"), final_weights(tmp_path / "only_head"),
+                        rtol=0, atol=0)
+    a = json.loads((tmp_path / "held_out" / "summary.json").read_text())["final"]
+    b = json.loads((tmp_path / "only_head" / "summary.json").read_text())["final"]
+    assert a["train_accuracy"] == b["train_accuracy"] and a["test_accuracy"] == b["test_accuracy"]
