@@ -1,9 +1,4 @@
-"""Robustness tables and the ``python -m contractive_keras.evaluate`` command.
-
-``RobustnessTable`` is what ``robustness.evaluate`` returns: one ``Row`` per
-setting (clean, each noise level, each attack radius, each certified radius)
-with the per-draw accuracies, their mean and spread, and exports to Markdown,
-CSV and JSON (``series`` gives accuracy-vs-radius arrays for figures).
+"""The ``python -m contractive_keras.evaluate`` command over ``contractive_keras.robustness``.
 
 Command line (a zoo name, a ``.keras`` file or a SavedModel directory)::
 
@@ -11,141 +6,34 @@ Command line (a zoo name, a ``.keras`` file or a SavedModel directory)::
         --take=1000 --draws=10 --attacks=fgsm,pgd --eps=0.05,0.1,0.2,0.3 \\
         --output=results.json --output=results.csv
 
-prints a progress bar, then the table as Markdown, and writes each
-``--output`` in the format its extension names (.json, .csv, .md). Run with
-``--help`` for every option. Zoo models are loaded with ``zoo.load`` (sha256
-verified, ``safe_mode=True``). Certified-accuracy rows need a certified L2
+prints a progress bar, then the table (``robustness.evaluate``) as Markdown,
+and writes each ``--output`` in the format its extension names (.json, .csv,
+.md). Run with ``--help`` for every option. The model is loaded by
+``robustness.load_model`` (zoo models sha256-verified, ``safe_mode=True``); a
+``--model`` that is not a model (missing, not a zip archive, a directory
+without ``saved_model.pb``, an unknown zoo name) is a one-line error with exit
+status 2, like every bad flag. Certified-accuracy rows need a certified L2
 Lipschitz bound of the logit map: ``--lipschitz=<number>``, ``--lipschitz=auto``
 (``contractive_keras.certify.lipschitz_bound`` of a Keras model), or, by
 default, the zoo card's ``lipschitz_l2`` metric; ``--lipschitz=none`` omits them.
+
+``Row`` and ``RobustnessTable`` (``robustness.table``) stay importable from here.
 """
 
 import argparse
-import csv
-import dataclasses
-import io
-import json
 import os
 import sys
 
+if __name__ == "__main__":  # the command: quiet TensorFlow's C++ logs, before it is imported
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
 import numpy as np
 
-_LEVEL_NAMES = {"gaussian": "var", "salt_pepper": "amount"}
+from contractive_keras import certify, data, robustness, zoo
+from contractive_keras.robustness.table import RobustnessTable, Row
 
-
-@dataclasses.dataclass(frozen=True)
-class Row:
-    """Accuracy of one setting.
-
-    Attributes:
-        kind: "clean", "gaussian", "salt_pepper", "fgsm", "pgd", "worst_case"
-            (union of the attacks at every radius <= level) or "certified".
-        level: noise variance (gaussian), amount (salt_pepper), radius eps
-            (attacks, certified); 0 for clean.
-        norm: "linf" or "l2" for attacks and certificates, else None.
-        mean: mean accuracy over draws, a fraction in [0, 1].
-        std: sample standard deviation over draws (ddof=1; 0 for one draw).
-        draws: the per-draw accuracies.
-    """
-
-    kind: str
-    level: float
-    norm: object
-    mean: float
-    std: float
-    draws: tuple
-
-    @classmethod
-    def from_draws(cls, kind, level, norm, accuracies):
-        values = tuple(float(a) for a in accuracies)
-        std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-        return cls(kind, float(level), norm, float(np.mean(values)), std, values)
-
-    @property
-    def label(self):
-        """A short human-readable name, e.g. ``"pgd linf eps=0.1"``."""
-        if self.kind == "clean":
-            return "clean"
-        if self.kind in _LEVEL_NAMES:
-            return f"{self.kind} {_LEVEL_NAMES[self.kind]}={self.level:g}"
-        return f"{self.kind} {self.norm} eps={self.level:g}"
-
-
-class RobustnessTable:
-    """Rows of accuracies with exports; ``str(table)`` is Markdown.
-
-    Args:
-        rows: sequence of ``Row``.
-        metadata: dict of settings (JSON-serialisable) kept with the table.
-
-    Example:
-        >>> table.lookup("pgd", 0.1, "linf").mean         # doctest: +SKIP
-        >>> eps, acc, spread = table.series("pgd", "linf")  # doctest: +SKIP
-        >>> table.to_csv("results.csv")                    # doctest: +SKIP
-    """
-
-    def __init__(self, rows, metadata=None):
-        self.rows = list(rows)
-        self.metadata = dict(metadata or {})
-
-    def __iter__(self):
-        return iter(self.rows)
-
-    def __len__(self):
-        return len(self.rows)
-
-    def __str__(self):
-        return self.to_markdown()
-
-    def lookup(self, kind, level=None, norm=None):
-        """The row of ``kind`` (and ``level``, ``norm`` where given)."""
-        for row in self.rows:
-            if row.kind == kind and (level is None or np.isclose(row.level, level)) and (
-                    norm is None or row.norm == norm):
-                return row
-        raise KeyError(f"no row {kind!r} level={level} norm={norm}; rows: {[r.label for r in self.rows]}")
-
-    def series(self, kind, norm=None):
-        """``(levels, means, stds)`` arrays of one kind, sorted by level."""
-        rows = sorted((r for r in self.rows if r.kind == kind and (norm is None or r.norm == norm)),
-                      key=lambda r: r.level)
-        return tuple(np.array([getattr(r, f) for r in rows]) for f in ("level", "mean", "std"))
-
-    def to_dict(self):
-        return {"metadata": self.metadata, "rows": [dataclasses.asdict(r) for r in self.rows]}
-
-    @classmethod
-    def from_dict(cls, d):
-        rows = [Row(**{**r, "draws": tuple(r["draws"])}) for r in d["rows"]]
-        return cls(rows, d.get("metadata"))
-
-    def _write(self, text, path):
-        if path is not None:
-            with open(path, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
-        return text
-
-    def to_json(self, path=None):
-        """JSON text (``{"metadata": ..., "rows": [...]}``), also written to ``path``."""
-        return self._write(json.dumps(self.to_dict(), indent=2) + "\n", path)
-
-    def to_csv(self, path=None):
-        """CSV text, one line per row (per-draw values ';'-separated)."""
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["kind", "level", "norm", "mean", "std", "n_draws", "draws"])
-        for r in self.rows:
-            writer.writerow([r.kind, f"{r.level:g}", r.norm or "", f"{r.mean:.6f}", f"{r.std:.6f}",
-                             len(r.draws), ";".join(f"{v:.6f}" for v in r.draws)])
-        return self._write(out.getvalue(), path)
-
-    def to_markdown(self, path=None):
-        """A Markdown table of accuracies in percent, mean ± std."""
-        lines = ["| setting | accuracy (%) | draws |", "|---|---|---|"]
-        for r in self.rows:
-            lines.append(f"| {r.label} | {100 * r.mean:.2f} ± {100 * r.std:.2f} | {len(r.draws)} |")
-        return self._write("\n".join(lines) + "\n", path)
-
+__all__ = ["Row", "RobustnessTable", "build_parser", "main"]
 
 _FORMATS = {".json": "to_json", ".csv": "to_csv", ".md": "to_markdown"}
 
@@ -171,15 +59,13 @@ def _positive_int(text):
 
 
 def _noise_specs(text):
-    from contractive_keras.robustness import NOISE_KINDS, NoiseSpec
-
     specs = []
     for item in filter(None, (t.strip() for t in text.split(","))):
         kind, _, level = item.partition(":")
-        if kind not in NOISE_KINDS or not level:
+        if kind not in robustness.NOISE_KINDS or not level:
             raise argparse.ArgumentTypeError(
-                f"noise items are KIND:LEVEL with KIND in {NOISE_KINDS}, got {item!r}")
-        specs.append(NoiseSpec(kind, _floats(level)[0]))
+                f"noise items are KIND:LEVEL with KIND in {robustness.NOISE_KINDS}, got {item!r}")
+        specs.append(robustness.NoiseSpec(kind, _floats(level)[0]))
     return tuple(specs)
 
 
@@ -197,17 +83,13 @@ def _lipschitz(text):
 
 def _resolve_lipschitz(parser, choice, model, info):
     """The Lipschitz bound for the certified rows, or None for no rows."""
-    import keras
-
     if choice == "none":
         return None
     if choice == "auto":
         if not isinstance(model, keras.Model):
             parser.error("--lipschitz=auto needs a Keras model (.keras file or --format=keras)")
-        from contractive_keras import certify
-
         try:
-            return float(certify.lipschitz_bound(model)["lipschitz_bound"])
+            return float(certify.lipschitz_bound(model).value)
         except ValueError as e:
             parser.error(f"--lipschitz=auto: the model cannot be certified: {e}")
     if choice is None:
@@ -252,35 +134,19 @@ def build_parser():
 
 
 def _load_model(parser, args):
-    """(model, zoo info or None) for --model, or a parser error."""
-    import keras
-    import tensorflow as tf
-
-    from contractive_keras import zoo
-
-    path = args.model
-    if os.path.isfile(path):
-        if not path.endswith(".keras"):
-            parser.error(f"--model={path} is a file but not a .keras file")
-        zoo.register_custom_objects()
-        return keras.saving.load_model(path, safe_mode=True), None
-    if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-            parser.error(f"--model={path} is a directory without saved_model.pb")
-        return tf.saved_model.load(path), None
-    available = zoo.list_models()
-    if path not in available:
-        parser.error(f"--model={path} is neither an existing path nor a zoo model; "
-                     f"zoo models: {sorted(available) or 'none'}")
-    model = zoo.load(path) if args.format == "keras" else zoo.load_saved_model(path)
-    return model, zoo.info(path)
+    """(model, zoo info or None) for --model; a bad --model is a parser error (exit 2)."""
+    try:
+        kind = robustness.source_kind(args.model)
+        model = robustness.load_model(args.model, format=args.format)
+    except (robustness.ModelSourceError, zoo.ZooError) as e:
+        parser.error(f"--model: {' '.join(str(e).split())}")
+    return model, zoo.info(args.model) if kind == "zoo" else None
 
 
 def main(argv=None):
     """Runs the command; returns the table (exit status 2 on bad arguments)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from contractive_keras import data, robustness  # TensorFlow: after --help and parse errors
     attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
     if set(attacks) - set(robustness.ATTACKS):
         parser.error(f"--attacks={args.attacks}: allowed are {', '.join(robustness.ATTACKS)}")
@@ -314,5 +180,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     main()

@@ -1,4 +1,4 @@
-"""Pretrained models: list, verify, load.
+"""Pretrained models, the read side: list, verify, load.
 
 Every zoo model takes float32 images in [0, 1] of shape ``(N, 28, 28, 1)`` and
 returns logits ``(N, 10)``; normalisation is a layer inside the model. Each
@@ -30,16 +30,21 @@ Example:
 >>> zoo.info("chnode_mnist_n8")["test_accuracy"]   # doctest: +SKIP
 """
 
-import gzip
 import hashlib
 import importlib
 import io
 import json
 import os
+import pkgutil
 import re
 import shutil
 import tarfile
 import tempfile
+
+import keras
+import tensorflow as tf
+
+from contractive_keras import layers
 
 ENV_VAR = "CONTRACTIVE_KERAS_ZOO"
 SOURCE_ZOO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
@@ -111,7 +116,8 @@ def _safe_relative(path, where):
     return path
 
 
-def _validate_entry(name, entry, where):
+def validate_entry(name, entry, where):
+    """Checks one manifest entry (zoo/README.md's format); raises ``ManifestError``."""
     where = f"{where}: model {name!r}"
     if not _NAME.match(name):
         raise ManifestError(f"{where}: names are lowercase letters, digits and '_'")
@@ -158,7 +164,7 @@ def read_manifest(path):
     if "url" in manifest and not isinstance(manifest["url"], str):
         raise ManifestError(f"{path}: 'url' must be a string")
     for name, entry in manifest["models"].items():
-        _validate_entry(name, entry, path)
+        validate_entry(name, entry, path)
     return manifest
 
 
@@ -235,8 +241,6 @@ def _locate(name, kind):
     subdir, fname = os.path.split(record["path"])
     cached = os.path.join(_cache_dir(), CACHE_SUBDIR, subdir, fname)
     if entry["url"]:
-        import keras
-
         origin = entry["url"].rstrip("/") + "/" + record["path"]
         try:
             cached = keras.utils.get_file(
@@ -261,10 +265,6 @@ def register_custom_objects():
     the lazy ``layers`` package would not have imported them yet, so call
     this before ``keras.saving.load_model`` of a file holding them.
     """
-    import pkgutil
-
-    from contractive_keras import layers
-
     modules = ["contractive_keras.constraints", "contractive_keras.regularizers"]
     modules += [f"{layers.__name__}.{m.name}" for m in pkgutil.iter_modules(layers.__path__)]
     for module in modules:
@@ -275,21 +275,28 @@ def register_custom_objects():
                 raise
 
 
+def load_keras_file(path):
+    """Deserializes a ``.keras`` file: the package's classes registered, ``safe_mode=True``.
+
+    The one place a ``.keras`` file becomes a model (``load`` and
+    ``robustness.load_model`` both call it); it does not verify a hash.
+    """
+    register_custom_objects()
+    return keras.saving.load_model(path, safe_mode=True)
+
+
 def load(name):
     """The zoo model as a Keras model, from its verified ``.keras`` file.
 
     Raises:
         UnknownModelError, ZooFileNotFoundError, VerificationError.
     """
-    import keras
-
     data = _locate(name, "keras")
-    register_custom_objects()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, f"{name}.keras")
         with open(path, "wb") as f:
             f.write(data)
-        return keras.saving.load_model(path, safe_mode=True)
+        return load_keras_file(path)
 
 
 def _members(archive_bytes, where):
@@ -356,68 +363,4 @@ def load_saved_model(name):
     Its ``serve`` endpoint maps images to logits; ``keras.layers.TFSMLayer(
     zoo.saved_model_path(name), call_endpoint="serve")`` wraps it as a layer.
     """
-    import tensorflow as tf
-
     return tf.saved_model.load(saved_model_path(name))
-
-
-def _tar_gz_directory(directory, destination):
-    """A reproducible .tar.gz of a directory's files (sorted, zeroed metadata)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for root, dirs, names in os.walk(directory):
-            dirs.sort()
-            for n in sorted(names):
-                path = os.path.join(root, n)
-                info_ = tarfile.TarInfo(os.path.relpath(path, directory).replace(os.sep, "/"))
-                info_.size, info_.mode, info_.mtime = os.path.getsize(path), 0o644, 0
-                with open(path, "rb") as f:
-                    tar.addfile(info_, f)
-    with open(destination, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0, filename="") as gz:
-        gz.write(buffer.getvalue())
-
-
-def _record(zoo_dir, relative):
-    path = os.path.join(zoo_dir, relative)
-    return {"path": relative, "sha256": sha256_file(path), "size": os.path.getsize(path)}
-
-
-def export_model(model, name, zoo_dir, *, description, dataset, metrics, card_text, url=None):
-    """Writes ``<zoo_dir>/<name>/`` (model.keras, saved_model.tar.gz, README.md).
-
-    For the build script: saves both formats, hashes them and returns the
-    manifest entry (``add_to_manifest`` records it). ``metrics`` must hold
-    ``test_accuracy`` and should hold ``test_accuracy_first500``.
-    """
-    folder = os.path.join(zoo_dir, name)
-    os.makedirs(folder, exist_ok=True)
-    model.save(os.path.join(folder, "model.keras"))
-    from contractive_keras import export
-
-    with tempfile.TemporaryDirectory() as tmp:
-        # Endpoints "serve" (float32 pixels in [0, 1]) and "serve_uint8".
-        export.export_saved_model(model, os.path.join(tmp, "sm"))
-        _tar_gz_directory(os.path.join(tmp, "sm"), os.path.join(folder, "saved_model.tar.gz"))
-    with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
-        f.write(card_text)
-    entry = {"description": description, "dataset": dataset, "metrics": dict(metrics),
-             "card": f"{name}/README.md",
-             "files": {"keras": _record(zoo_dir, f"{name}/model.keras"),
-                       "saved_model": _record(zoo_dir, f"{name}/saved_model.tar.gz")}}
-    if url:
-        entry["url"] = url
-    _validate_entry(name, entry, "export_model")
-    return entry
-
-
-def add_to_manifest(zoo_dir, name, entry):
-    """Adds or replaces ``name`` in ``<zoo_dir>/manifest.json`` (created if absent)."""
-    path = os.path.join(zoo_dir, MANIFEST)
-    manifest = read_manifest(path) if os.path.isfile(path) else {"format_version": FORMAT_VERSION, "models": {}}
-    _validate_entry(name, entry, path)
-    manifest["models"][name] = entry
-    manifest["models"] = dict(sorted(manifest["models"].items()))
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
-    return manifest

@@ -680,7 +680,7 @@ def zoo_order(name):
 
 def _series(table, kind, norm=None):
     """(levels, means, stds) of ``kind`` with the clean row as level 0."""
-    from contractive_keras.evaluate import RobustnessTable
+    from contractive_keras.robustness import RobustnessTable
 
     table = RobustnessTable.from_dict(table)
     clean = table.lookup("clean")

@@ -35,7 +35,7 @@ def assert_png(path):
 
 def write_evaluation(runs_dir, name, accuracy_drop):
     """A synthetic evaluation.json in zoo/build.py's format."""
-    from contractive_keras.evaluate import RobustnessTable, Row
+    from contractive_keras.robustness import RobustnessTable, Row
 
     rng = np.random.default_rng(len(name))
 
@@ -121,7 +121,7 @@ def test_accuracy_figures_explain_missing_runs(figures, tmp_path):
 
 
 def test_certified_l2_figure_reads_zoo_tables_and_skips_others(figures, tmp_path):
-    from contractive_keras.evaluate import RobustnessTable, Row
+    from contractive_keras.robustness import RobustnessTable, Row
 
     results = tmp_path / "l2"
     results.mkdir()

@@ -1,5 +1,6 @@
-"""The zoo loader on a temporary zoo: lookup order, verification before any
-deserialization, clear errors, and the manifest format."""
+"""The zoo's read side (contractive_keras.zoo) on a temporary zoo written by
+zoo/export_entry.py: lookup order, verification before any deserialization,
+clear errors, and the manifest format."""
 
 import io
 import json
@@ -11,9 +12,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from zoo.export_entry import add_to_manifest, export_model
 
 from contractive_keras import data, zoo
-from tests.test_attacks import mnist_test, tiny_mnist_model
+from tests.robustness.classifiers import mnist_test, tiny_mnist_model
 from tests.test_zoo_manifest import SUBSET, check_entry_loads_both_ways, check_recorded_accuracy
 
 NAME = "tiny_linear_mnist"
@@ -28,12 +30,12 @@ def accuracy_on_test(model, n):
 def build_tiny_zoo(directory, name=NAME):
     """A zoo directory with one entry: a trained softmax regression on MNIST."""
     model = tiny_mnist_model(hidden=0)
-    entry = zoo.export_model(
+    entry = export_model(
         model, name, str(directory), description="softmax regression, test fixture",
         dataset="mnist", card_text="# tiny\n",
         metrics={"test_accuracy": accuracy_on_test(model, 10000),
                  "test_accuracy_first500": accuracy_on_test(model, SUBSET), "lipschitz_l2": 12.5})
-    zoo.add_to_manifest(str(directory), name, entry)
+    add_to_manifest(str(directory), name, entry)
     return model, entry
 
 
@@ -261,14 +263,6 @@ def test_malformed_manifest_is_refused_naming_the_field(env_zoo, change, message
         zoo.list_models()
 
 
-def test_savedmodel_archive_is_reproducible(built_zoo, tmp_path):
-    directory = tmp_path / "sm"
-    built_zoo[1].export(str(directory), verbose=False)
-    zoo._tar_gz_directory(str(directory), str(tmp_path / "a.tar.gz"))
-    zoo._tar_gz_directory(str(directory), str(tmp_path / "b.tar.gz"))
-    assert zoo.sha256_file(str(tmp_path / "a.tar.gz")) == zoo.sha256_file(str(tmp_path / "b.tar.gz"))
-
-
 LOAD_IN_FRESH_PROCESS = """
 import sys
 import numpy as np
@@ -295,7 +289,7 @@ def test_chnode_model_loads_in_a_fresh_process_both_ways(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # untrained: not certified contractive
         model = models.build("chnode", depth=2)
-    zoo.add_to_manifest(str(tmp_path / "zoo"), "chnode_tiny", zoo.export_model(
+    add_to_manifest(str(tmp_path / "zoo"), "chnode_tiny", export_model(
         model, "chnode_tiny", str(tmp_path / "zoo"), description="untrained CH-NODE",
         dataset="mnist", metrics={"test_accuracy": 0.1}, card_text="# untrained\n"))
     x, _ = mnist_test(8)

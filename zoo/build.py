@@ -17,7 +17,11 @@ For each entry, three resumable stages (a finished stage is skipped):
    Lipschitz bound; the clean accuracy on the whole training set; written to
    ``runs/zoo/<name>/evaluation.json``;
 3. export: ``zoo/<name>/`` (model.keras, saved_model.tar.gz, README.md model
-   card) and the entry of ``zoo/manifest.json`` with sha256 and metrics.
+   card) and the entry of ``zoo/manifest.json`` with sha256 and metrics
+   (``zoo/export_entry.py``, the zoo's write side).
+
+Models are loaded with ``contractive_keras.robustness.load_model``, the
+loader the evaluation command uses.
 """
 
 import argparse
@@ -128,31 +132,26 @@ def stage_train(name):
 
 
 def load_trained(name):
-    import keras
+    """The trained model of an entry, ``runs/zoo/<name>/export/model.keras``."""
+    from contractive_keras.robustness import load_model
 
-    import contractive_keras.layers  # noqa: F401  registers the layers
-    from contractive_keras import zoo
-
-    zoo.register_custom_objects()
-    return keras.saving.load_model(os.path.join(run_dir(name), "export", "model.keras"), safe_mode=True)
+    return load_model(os.path.join(run_dir(name), "export", "model.keras"))
 
 
 def certificate(model):
-    """Certificate values and a certified L2 Lipschitz bound of the logits, or None."""
-    from contractive_keras import certify, stability
+    """``(certify.summary(model), certified L2 Lipschitz bound of the logits or None)``.
+
+    The bound is ``certify.lipschitz_bound(model).value``; a model it cannot
+    certify gets ``certify_error`` (the first line of the reason) instead.
+    """
+    from contractive_keras import certify
 
     values, lipschitz = {}, None
     try:
         values.update(certify.summary(model))
-        lipschitz = float(certify.lipschitz_bound(model)["lipschitz_bound"])
+        lipschitz = float(certify.lipschitz_bound(model).value)
     except (ValueError, TypeError, NotImplementedError) as e:
         values["certify_error"] = str(e).splitlines()[0]
-    from contractive_keras.layers import StabilizedNODE
-
-    if any(isinstance(layer, StabilizedNODE) for layer in model.layers):
-        report = stability.summary(model)
-        values.update({f"ode_block/{k}": v for k, v in report.items() if v is not None})
-        values.pop("certify_error", None)
     return values, lipschitz
 
 
@@ -161,8 +160,6 @@ def stage_evaluate(name, pgd_take, draws):
     if os.path.isfile(path):
         log(f"{name}: evaluated ({path})")
         return
-    import numpy as np
-
     from contractive_keras import data, robustness
 
     flags, _ = ENTRIES[name]
@@ -194,7 +191,6 @@ def stage_evaluate(name, pgd_take, draws):
     with open(path + ".tmp", "w") as f:
         json.dump(result, f, indent=2, default=float)
     os.replace(path + ".tmp", path)
-    del np
 
 
 def _rows(table_dict):
@@ -302,14 +298,14 @@ def model_card(name, metrics, evaluation, summary):
 
 
 def stage_export(name):
-    from contractive_keras import zoo
+    from zoo.export_entry import add_to_manifest, export_model
 
     metrics, evaluation, summary = metrics_of(name)
     _, description = ENTRIES[name]
     model = load_trained(name)
-    entry = zoo.export_model(model, name, ZOO_DIR, description=description, dataset=ENTRIES[name][0]["dataset"],
-                             metrics=metrics, card_text=model_card(name, metrics, evaluation, summary))
-    zoo.add_to_manifest(ZOO_DIR, name, entry)
+    entry = export_model(model, name, ZOO_DIR, description=description, dataset=ENTRIES[name][0]["dataset"],
+                         metrics=metrics, card_text=model_card(name, metrics, evaluation, summary))
+    add_to_manifest(ZOO_DIR, name, entry)
     log(f"{name}: exported to zoo/{name}/ (test accuracy {metrics['test_accuracy']:.4f})")
 
 

@@ -1,43 +1,14 @@
-"""FGSM and PGD: stay in the eps-ball and pixel range, raise the loss, lower
-accuracy, and run on Keras models, SavedModels, TFSMLayer and in tf.function."""
-
-import functools
+"""robustness.attacks: FGSM and PGD stay in the eps-ball and pixel range, raise
+the loss, lower accuracy, and run on Keras models, SavedModels, TFSMLayer and in
+tf.function."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from contractive_keras import attacks, data
-
-MEAN, STD = data.NORMALIZATION["mnist"]
-
-
-@functools.lru_cache(maxsize=None)
-def tiny_mnist_model(hidden=0, epochs=4, n_train=4000):
-    """A small classifier of [0, 1] MNIST pixels with normalisation inside.
-
-    ``hidden=0``: softmax regression (loss convex in the input); else one ReLU
-    layer. Cached: trained once per test process (seeded, deterministic).
-    """
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((28, 28, 1))
-    h = keras.layers.Normalization(mean=MEAN, variance=STD**2)(inputs)
-    h = keras.layers.Flatten()(h)
-    if hidden:
-        h = keras.layers.Dense(hidden, activation="relu")(h)
-    outputs = keras.layers.Dense(10)(h)
-    model = keras.Model(inputs, outputs)
-    model.compile(keras.optimizers.Adam(1e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    x, y = data.load_numpy("mnist", "train")
-    model.fit(x[:n_train, ..., None] / 255.0, y[:n_train], epochs=epochs, batch_size=100, verbose=0)
-    return model
-
-
-def mnist_test(n=200):
-    x, y = data.load_numpy("mnist", "test")
-    return (x[:n, ..., None] / 255.0).astype(np.float32), y[:n].astype(np.int32)
+from contractive_keras.robustness import attacks
+from tests.robustness.classifiers import mnist_test, tiny_mnist_model
 
 
 def per_example_loss(model, x, y):
@@ -201,17 +172,8 @@ def test_bad_attack_arguments_are_refused_with_clear_errors(kwargs, message):
         attacks.pgd(model, x, y, **kwargs)
 
 
-def test_logit_function_refuses_what_is_not_a_model(tmp_path):
-    with pytest.raises(TypeError, match="must be a Keras model"):
-        attacks.logit_function(42)
-    with pytest.raises(ValueError, match="neither a .keras file nor a SavedModel directory"):
-        attacks.logit_function(str(tmp_path / "missing.keras"))
-
-
 def _saturated_linear_model(scale):
     """A linear classifier whose logits are ``scale`` times a trained one's."""
-    import keras
-
     rng = np.random.default_rng(0)
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     w = rng.normal(size=(784, 10)).astype("float32") * scale

@@ -1,4 +1,5 @@
-"""Reference noise against skimage, its pixel-space form, and certified accuracy."""
+"""robustness.noise: the reference noise against skimage, its pixel-space form,
+and the normalisation read from a model."""
 
 import math
 
@@ -9,8 +10,8 @@ import tensorflow as tf
 from scipy import stats
 from skimage.util import random_noise
 
-from contractive_keras import attacks, data, robustness
-from tests.test_attacks import mnist_test, tiny_mnist_model
+from contractive_keras import data, models, robustness
+from tests.robustness.classifiers import mnist_test
 
 MEAN, STD = robustness.REFERENCE_NORMALIZATION
 
@@ -103,82 +104,11 @@ def test_bad_noise_levels_are_refused():
         robustness.reference_noise(np.zeros((1, 4)), "speckle", 0.1, seed=0)
 
 
-def test_certified_accuracy_uses_the_lipschitz_margin_formula():
-    logits = np.array([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0], [5.0, 0.0, 4.0]])
-    labels = np.array([0, 0, 2])  # margins 2, -2 (misclassified), -1
-    np.testing.assert_allclose(robustness.margins(logits, labels), [2.0, -2.0, -1.0])
-    # certified at L2 radius eps iff margin > sqrt(2) * L * eps: 2 > sqrt(2) * eps
-    accuracy = robustness.certified_accuracy(logits, labels, 1.0, [0.0, 1.414, 1.4143])
-    np.testing.assert_allclose(accuracy, [1 / 3, 1 / 3, 0.0])
-    # L-inf radius eps sits in the L2 ball of radius sqrt(d) eps (d = 4 here).
-    assert robustness.certified_accuracy(logits, labels, 1.0, 0.707, norm="linf", input_dim=4) == 1 / 3
-    assert robustness.certified_accuracy(logits, labels, 1.0, 0.7072, norm="linf", input_dim=4) == 0.0
-    np.testing.assert_allclose(robustness.certified_radius(logits, labels, 2.0), [2 / (2 * math.sqrt(2)), 0, 0])
-
-
-def test_certified_accuracy_refuses_bad_arguments():
-    logits, labels = np.eye(3), np.arange(3)
-    with pytest.raises(ValueError, match="lipschitz_constant must be a finite number > 0"):
-        robustness.certified_accuracy(logits, labels, 0.0, 0.1)
-    with pytest.raises(ValueError, match="needs the input dimension"):
-        robustness.certified_accuracy(logits, labels, 1.0, 0.1, norm="linf")
-    with pytest.raises(ValueError, match="eps must be a radius >= 0"):
-        robustness.certified_accuracy(logits, labels, 1.0, -0.1)
-
-
-def lipschitz_upper_bound(model):
-    """Exact-arithmetic bound for Normalization -> Dense(relu) -> Dense: the
-    product of the layers' spectral norms (ReLU is 1-Lipschitz) over std."""
-    bound = 1.0 / STD
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Dense):
-            bound *= np.linalg.norm(layer.kernel.numpy().astype(np.float64), 2)
-    return bound
-
-
-@pytest.fixture(scope="module")
-def certified_setting():
-    model = tiny_mnist_model(hidden=32)
-    x, y = mnist_test(300)
-    return model, x, y, lipschitz_upper_bound(model), model(x).numpy()
-
-
-def broken_by_pgd(model, x, y, eps, norm):
-    x_adv = attacks.pgd(model, x, y, eps, norm=norm, steps=50, restarts=2, seed=11,
-                        step_size=eps / 10)
-    return np.argmax(model(x_adv), -1) != y
-
-
-@pytest.mark.parametrize("norm", ["l2", "linf"])
-def test_no_certified_point_is_broken_by_pgd_within_the_radius(certified_setting, norm):
-    model, x, y, lipschitz, logits = certified_setting
-    d = x[0].size
-    radii = robustness.certified_radius(logits, y, lipschitz, norm=norm, input_dim=d)
-    assert np.mean(radii > 0) > 0.85
-    for eps in np.quantile(radii[radii > 0], [0.25, 0.5, 0.9]):
-        certified = robustness.margins(logits, y) > math.sqrt(2) * lipschitz * eps * (
-            math.sqrt(d) if norm == "linf" else 1.0)
-        assert certified.sum() > 10
-        assert robustness.certified_accuracy(model, y, lipschitz, eps, norm=norm, images=x) == certified.mean()
-        assert not np.any(certified & broken_by_pgd(model, x, y, eps, norm))
-
-
-def test_a_false_lipschitz_constant_is_caught_by_the_attack(certified_setting):
-    # The check above has teeth: with a constant only 3x too small, PGD breaks
-    # points that the (false) certificate claims.
-    model, x, y, lipschitz, logits = certified_setting
-    fake = lipschitz / 3
-    radii = robustness.certified_radius(logits, y, fake)
-    eps = float(np.median(radii[radii > 0]))
-    certified = robustness.margins(logits, y) > math.sqrt(2) * fake * eps
-    assert np.any(certified & broken_by_pgd(model, x, y, eps, "l2"))
+def test_reference_normalization_is_the_mnist_entry_of_data():
+    assert robustness.REFERENCE_NORMALIZATION == data.NORMALIZATION["mnist"] == (0.1307, 0.3081)
 
 
 def test_model_normalization_reads_the_models_rescaling_layer():
-    import keras
-
-    from contractive_keras import models
-
     mean, std = robustness.model_normalization(models.build("resnet", depth=1))
     assert mean == pytest.approx(0.1307, rel=1e-6) and std == pytest.approx(0.3081, rel=1e-6)
     plain = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
