@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from contractive_keras.evaluate import RobustnessTable, main
-from tests.robustness.classifiers import mnist_test, tiny_mnist_model
+from tests.robustness.classifiers import tiny_mnist_model
 from tests.test_zoo import NAME, build_tiny_zoo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,0 +1,206 @@
+"""Figures of the zoo models' accuracy: under noise, under attack, certified at L2 radii."""
+
+import glob
+import json
+import os
+
+from figure_tools import RESULTS_L2, ROOT, RUNS_ZOO, figure, pyplot, report  # first: thread settings
+
+import numpy as np
+
+# --- zoo accuracy figures -----------------------------------------------------
+
+#: family prefix -> (label, colour)
+FAMILIES = {
+    "chnode": ("CH-NODE", "C2"),
+    "hdnn": ("H-DNN", "C0"),
+    "resnet": ("ResNet-ODE", "C1"),
+    "node": ("NODE", "C4"),
+    "stable_node": ("stabilized NODE", "C3"),
+}
+DEPTH_STYLES = {"n4": "-", "n8": "--", "n12": ":"}
+
+
+def zoo_evaluations(runs_dir=RUNS_ZOO):
+    """{name: evaluation dict} of every ``<runs_dir>/<name>/evaluation.json``."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(runs_dir, "*", "evaluation.json"))):
+        with open(path) as f:
+            found[os.path.basename(os.path.dirname(path))] = json.load(f)
+    return found
+
+
+def zoo_style(name):
+    """(label, colour, line style, marker) of a zoo entry name."""
+    if name.endswith("_certified"):
+        label, _, _, _ = zoo_style(name[:-len("_certified")])
+        color = "C6" if name.startswith("chnode") else "C9"
+        return f"{label}, certified", color, "-", "D"
+    family = "stable_node" if name.startswith("stable_node") else name.split("_")[0]
+    label, color = FAMILIES.get(family, (family, "0.4"))
+    depth = name.rsplit("_", 1)[-1]
+    if depth in DEPTH_STYLES:
+        return f"{label} N={depth[1:]}", color, DEPTH_STYLES[depth], "o"
+    dataset = "Fashion-MNIST" if "fashion" in name else "MNIST"
+    return f"{label} ({dataset})", color, "-" if dataset == "MNIST" else "-.", "s"
+
+
+def zoo_order(name):
+    """Sort key: family (as in ``FAMILIES``), then dataset, then depth."""
+    if name.endswith("_certified"):
+        return zoo_order(name[:-len("_certified")])[:3] + (name,)
+    family = "stable_node" if name.startswith("stable_node") else name.split("_")[0]
+    rank = list(FAMILIES).index(family) if family in FAMILIES else len(FAMILIES)
+    depth = name.rsplit("_n", 1)[-1]
+    return rank, "fashion" in name, int(depth) if depth.isdigit() else 0, name
+
+
+def _series(table, kind, norm=None):
+    """(levels, means, stds) of ``kind`` with the clean row as level 0."""
+    from contractive_keras.robustness import RobustnessTable
+
+    table = RobustnessTable.from_dict(table)
+    clean = table.lookup("clean")
+    levels, means, stds = table.series(kind, norm)
+    if not np.any(np.isclose(levels, 0.0)):
+        levels = np.concatenate([[0.0], levels])
+        means = np.concatenate([[clean.mean], means])
+        stds = np.concatenate([[clean.std], stds])
+    return levels, means, stds
+
+
+def _require(evaluations, runs_dir):
+    if not evaluations:
+        raise FileNotFoundError(
+            f"no evaluation.json under {runs_dir}: run `python zoo/build.py` first "
+            "(these figures plot its results).")
+
+
+def _accuracy_panels(evaluations, panels, output, suptitle):
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels) + 2.4, 4.8),
+                             sharey=True, layout="constrained")
+    axes = np.atleast_1d(axes)
+    for ax, (table_key, kind, norm, xlabel, title) in zip(axes, panels):
+        for name, evaluation in sorted(evaluations.items(), key=lambda item: zoo_order(item[0])):
+            if table_key not in evaluation:
+                continue
+            levels, means, stds = _series(evaluation[table_key], kind, norm)
+            if len(levels) < 2:
+                continue
+            label, color, style, marker = zoo_style(name)
+            ax.errorbar(levels, 100 * means, yerr=100 * stds, color=color, ls=style,
+                        marker=marker, ms=4, lw=1.4, capsize=2, label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(-2, 102)
+    axes[0].set_ylabel("test accuracy (%)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=8, frameon=True)
+    fig.suptitle(suptitle, fontsize=11)
+    fig.savefig(output)
+    plt.close(fig)
+
+
+@figure
+def accuracy_vs_noise(output, runs_dir=RUNS_ZOO):
+    """Test accuracy of every zoo model vs the noise level of the reference protocol.
+
+    Left: Gaussian noise of variance 0, 0.05, 0.2; right: salt-and-pepper of
+    amount 0, 0.05, 0.2; both on normalised images, clipped to [-1, 1]
+    (``robustness.reference_noise``), mean and standard deviation over the
+    draws of ``zoo/build.py`` (10 draws over the 10k test images).
+    """
+    evaluations = zoo_evaluations(runs_dir)
+    _require(evaluations, runs_dir)
+    _accuracy_panels(evaluations, [
+        ("test", "gaussian", None, "Gaussian noise variance", "Gaussian noise"),
+        ("test", "salt_pepper", None, "salt-and-pepper amount", "salt-and-pepper noise"),
+    ], output, "Accuracy under input noise (zoo models, test set; error bars: std over draws)")
+    values = {}
+    for name, evaluation in evaluations.items():
+        for kind in ("gaussian", "salt_pepper"):
+            levels, means, _ = _series(evaluation["test"], kind)
+            values.update({f"{name}/{kind}_{l:g}": float(m) for l, m in zip(levels, means)})
+    report("accuracy_vs_noise", values)
+    return values
+
+
+def _has_rows(evaluations, table_key, kind):
+    return any(row["kind"] == kind for e in evaluations.values()
+               for row in e.get(table_key, {}).get("rows", []))
+
+
+@figure
+def accuracy_vs_fgsm(output, runs_dir=RUNS_ZOO):
+    """Test accuracy of every zoo model vs the L-inf attack radius eps (pixels in [0, 1]).
+
+    Left: FGSM on the whole test set (eps = 0 is the clean accuracy).  Where
+    ``zoo/build.py`` wrote them, on the first ``pgd_take`` test images: PGD
+    (40 steps, random start) and the worst case, an image counting as robust
+    at eps only if neither FGSM nor PGD broke it at any radius <= eps (the
+    union of the attacks; monotone in eps even when one attack is not).
+    """
+    evaluations = zoo_evaluations(runs_dir)
+    _require(evaluations, runs_dir)
+    take = {e.get("pgd_take") for e in evaluations.values()} - {None}
+    subset = "first %s test images" % "/".join(str(t) for t in sorted(take)) if take else "subset"
+    radius = r"radius $\epsilon$ ($L_\infty$, pixels in [0, 1])"
+    panels = [("test", "fgsm", "linf", radius, "FGSM, test set")]
+    if _has_rows(evaluations, "pgd_subset", "pgd"):
+        panels.append(("pgd_subset", "pgd", "linf", radius, f"PGD-40, {subset}"))
+    if _has_rows(evaluations, "pgd_subset", "worst_case"):
+        panels.append(("pgd_subset", "worst_case", "linf", radius,
+                       f"worst case of FGSM and PGD, {subset}"))
+    _accuracy_panels(evaluations, panels, output,
+                     "Accuracy under adversarial attack (zoo models)")
+    values = {}
+    for name, evaluation in evaluations.items():
+        for table_key, kind in (("test", "fgsm"), ("pgd_subset", "pgd"),
+                                ("pgd_subset", "worst_case")):
+            if _has_rows({name: evaluation}, table_key, kind):
+                levels, means, _ = _series(evaluation[table_key], kind, "linf")
+                values.update({f"{name}/{kind}_{l:g}": float(m) for l, m in zip(levels, means)})
+    report("accuracy_vs_fgsm", values)
+    return values
+
+
+@figure
+def certified_accuracy_l2(output, results_dir=RESULTS_L2):
+    """Certified and attacked accuracy of every zoo model vs the L2 radius (first 1000 test images).
+
+    Reads the ``python -m contractive_keras.evaluate --norm=l2`` tables in
+    ``results_dir`` (docs/reproduction.md, section 3) whose names are zoo
+    entries.  Left: certified accuracy (logit margin > sqrt(2) L eps, a
+    lower bound of the robust accuracy); right: the union of PGD-L2 attacks
+    at every radius <= eps (an upper bound).
+    """
+    import glob
+
+    tables = {}
+    for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
+        name = os.path.splitext(os.path.basename(path))[0]
+        with open(path) as f:
+            table = json.load(f)
+        if name in _zoo_names() and any(row["kind"] == "certified" for row in table["rows"]):
+            tables[name] = {"l2": table}
+    if not tables:
+        raise FileNotFoundError(
+            f"no L2 evaluation tables of zoo models under {results_dir}: run the loop "
+            "in docs/reproduction.md, section 3.")
+    radius = r"radius $\epsilon$ ($L_2$, pixels in [0, 1])"
+    _accuracy_panels(tables, [("l2", "certified", "l2", radius, "certified (lower bound)"),
+                              ("l2", "worst_case", "l2", radius, "PGD-40, union over radii (upper bound)")],
+                     output, "Robust accuracy at L2 radii (zoo models, first 1000 test images)")
+    values = {}
+    for name, table in tables.items():
+        for kind in ("certified", "worst_case"):
+            levels, means, _ = _series(table["l2"], kind, "l2")
+            values.update({f"{name}/{kind}_{l:g}": float(m) for l, m in zip(levels, means)})
+    report("certified_accuracy_l2", values)
+    return values
+
+
+def _zoo_names():
+    with open(os.path.join(ROOT, "zoo", "manifest.json")) as f:
+        return set(json.load(f)["models"])
