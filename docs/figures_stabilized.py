@@ -10,8 +10,8 @@ import numpy as np
 # --- stabilized NODE: Lipschitz bound vs delta_bar ----------------------------
 
 #: delta_bar grid of the stabilized-NODE figure and the training budget.  The
-#: Euler-covering projection needs 1 + h delta_bar > (1 - alpha) / (1 + alpha),
-#: i.e. delta_bar > -1.82 for h = 0.1, alpha = 0.1.
+#: Euler-covering projection needs 1 + h delta_bar > (1 - a) / (1 + a), a the
+#: minimum activation slope: delta_bar > -1.82 for h = 0.1, a = 0.1.
 STABILIZED = {
     "full": dict(delta_bars=(1.0, 0.5, 0.0, -0.5, -1.0, -1.5), train_images=60000,
                  epochs=3, test_images=10000, pair_states=500, ascent_steps=30, width=64),
@@ -118,14 +118,15 @@ def lipschitz_vs_delta_bar(output, size="full"):
         accuracy = float(model.evaluate(x_test, y_test, batch_size=1000, verbose=0)[1])
         certificate = stability.lipschitz_bound(layer)
         kernel = np.asarray(layer.kernel, np.float64)
-        lower = stability.delta(kernel, layer.alpha, "lower")
+        lower = stability.delta(kernel, layer.min_slope, "lower")
         states = np.asarray(lift(x_test[: config["pair_states"]]))
         random_pairs, adversarial = empirical_lipschitz(layer, states, config["ascent_steps"], 3)
         h, steps = layer.step_size, layer.steps
         rows.append({
             "delta_bar": delta_bar, "accuracy": accuracy, "seconds": seconds,
             "certified_map": float(certificate.value), "certifies": certificate.certifies,
-            "delta_upper": float(certificate.delta.value), "delta_kind": certificate.delta.kind,
+            "delta_upper": float(certificate.details["delta"].value),
+            "delta_kind": certificate.details["delta"].kind,
             "delta_lower": float(lower.value), "random_pairs": random_pairs,
             "adversarial_pairs": adversarial,
             "design_bound": None if delta_bar is None else (1 + h * delta_bar) ** steps,
@@ -155,7 +156,7 @@ def lipschitz_vs_delta_bar(output, size="full"):
     plain_log_axis(ax)
     ax.set_ylabel("Lipschitz constant of the ODE block (2-norm)")
     ax.set_title(f"ODE block, d = {config['width']}, {steps} Euler steps, h = {h:g}, "
-                 f"alpha = {layer.alpha:g}", fontsize=10)
+                 f"min slope a = {layer.min_slope:g}", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     ax = axes[1]
     ax.plot(fine, fine, color="k", ls="--", lw=1.2, label=r"$\delta = \bar\delta$")

@@ -26,7 +26,7 @@ TOY = {
 #: CH-NODE of the toy: gamma fixed, L = 0, so c1 = kappa and the projection
 #: of K keeps c2 / c1 <= q_max(gamma, eps); the Euler step h is below the
 #: step size certified non-expansive for every weight training can reach
-#: (``certify.discrete_certificate(...)["invariant_max_step_size"]``).
+#: (``certify.layer_certificate(...).details["invariant_max_step_size"]``).
 CHNODE_TOY = dict(step_size=0.25, gamma=1.0, kappa=0.2, eps=0.2, units=8)
 
 
@@ -111,7 +111,7 @@ def train_toy(kind, size="full"):
     Returns:
         dict: model, layer, history (keras), bsm and certified ((epochs + 1,
         N + 1) arrays of measured norms and of their certified bounds
-        prod_{j >= k} ||step j|| from ``certify.discrete_certificate``, or
+        prod_{j >= k} ||step j|| from ``certify.layer_certificate``, or
         None for the NODE), accuracies, seconds, test data.
     """
     import keras
@@ -135,7 +135,7 @@ def train_toy(kind, size="full"):
 
     def record(*_):
         bsm.append(certify.bsm_norms(layer, probe, method="exact"))
-        per_step = np.array(certify.discrete_certificate(layer)["per_step_bounds"])
+        per_step = np.array(certify.layer_certificate(layer).details["per_step_bounds"])
         # certified bound of ||d xi(t_N) / d xi(t_k)||: prod_{j >= k} ||step j||
         certified.append(np.append(np.cumprod(per_step[::-1])[::-1], 1.0))
 
@@ -207,7 +207,7 @@ def toy_trajectories(output, size="full"):
     A third panel gives, over the whole test set, the distribution of the
     ratio ||xi(T) - xi'(T)|| / ||xi(0) - xi'(0)|| for random perturbations of
     size 0.1.  CH-NODE's certificate: the discrete Euler block is certified
-    non-expansive (``certify.discrete_certificate``), so its ratios are <= the
+    non-expansive (``certify.layer_certificate``), so its ratios are <= the
     printed bound < 1 at every input; the vanilla NODE has no such bound.
     """
     from contractive_keras import certify
@@ -251,11 +251,11 @@ def toy_trajectories(output, size="full"):
         for q in (50, 90, 100):
             values[f"{kind}/ratio_p{q}"] = float(np.percentile(ratios[kind], q))
         values[f"{kind}/fraction_ratio_above_1"] = float(np.mean(ratios[kind] > 1.0))
-    cert = certify.discrete_certificate(trained["chnode"]["layer"])
-    values["chnode/certified_lipschitz_bound"] = cert["lipschitz_bound"]
-    values["chnode/max_step_size"] = cert["max_step_size"]
-    values["chnode/invariant_max_step_size"] = cert.get("invariant_max_step_size", float("nan"))
-    values["chnode/step_size"] = cert["step_size"]
+    cert = certify.layer_certificate(trained["chnode"]["layer"])
+    values["chnode/certified_lipschitz_bound"] = cert.value
+    values["chnode/max_step_size"] = cert.details["max_step_size"]
+    values["chnode/invariant_max_step_size"] = cert.details.get("invariant_max_step_size", float("nan"))
+    values["chnode/step_size"] = trained["chnode"]["layer"].step_size
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color="0.45", label=r"trajectory $\xi(t_k)$"),
@@ -273,8 +273,8 @@ def toy_trajectories(output, size="full"):
                 label=f"{'vanilla NODE' if kind == 'node' else 'CH-NODE'}: median "
                       f"{np.median(ratios[kind]):.2f}, max {ratios[kind].max():.2f}")
     ax.axvline(1.0, color="k", ls="--", lw=1)
-    ax.axvline(cert["lipschitz_bound"], color="C2", ls=":", lw=1.5,
-               label=f"CH-NODE certified bound {cert['lipschitz_bound']:.3f}")
+    ax.axvline(cert.value, color="C2", ls=":", lw=1.5,
+               label=f"CH-NODE certified bound {cert.value:.3f}")
     ax.set_xscale("log")
     plain_log_axis(ax, "x")
     ax.set_xlabel(r"$\|\xi(T)-\xi'(T)\| \,/\, \|\xi(0)-\xi'(0)\|$")
@@ -299,7 +299,7 @@ def bsm_training(output, size="full"):
     (``certify.bsm_norms``, exact Jacobians, max over 64 training inputs)
     before training and after every epoch.  CH-NODE (Theorem 2 in continuous
     time; here the discrete certificate) stays <= 1 at every depth; the
-    certified bounds prod_{j >= k} ||step j|| (``certify.discrete_certificate``,
+    certified bounds prod_{j >= k} ||step j|| (``certify.layer_certificate``,
     recorded with the norms) of depth l = 1 and l = N are drawn dashed.
     """
     plt = pyplot()
