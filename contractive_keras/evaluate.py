@@ -15,7 +15,10 @@ without ``saved_model.pb``, an unknown zoo name) is a one-line error with exit
 status 2, like every bad flag. Certified-accuracy rows need a certified L2
 Lipschitz bound of the logit map: ``--lipschitz=<number>``, ``--lipschitz=auto``
 (``contractive_keras.certify.lipschitz_bound`` of a Keras model), or, by
-default, the zoo card's ``lipschitz_l2`` metric; ``--lipschitz=none`` omits them.
+default, the zoo card's ``lipschitz_l2`` metric; with any of them a point is
+certified iff its logit margin exceeds sqrt(2) L eps. ``--lipschitz=certify``
+uses the Keras model's own certificate instead (``certify.certified_radius``,
+the tightest read-out bound it can certify); ``--lipschitz=none`` omits them.
 
 ``Row`` and ``RobustnessTable`` (``robustness.table``) stay importable from here.
 """
@@ -70,28 +73,29 @@ def _noise_specs(text):
 
 
 def _lipschitz(text):
-    if text in ("auto", "none"):
+    if text in ("auto", "certify", "none"):
         return text
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
     if not (value > 0 and np.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, 'auto' or 'none', got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a number > 0, 'auto', 'certify' or 'none', got {text!r}")
     return value
 
 
 def _resolve_lipschitz(parser, choice, model, info):
-    """The Lipschitz bound for the certified rows, or None for no rows."""
+    """The certified rows' ``lipschitz_constant``: a bound, "certify", or None for no rows."""
     if choice == "none":
         return None
-    if choice == "auto":
+    if choice in ("auto", "certify"):
         if not isinstance(model, keras.Model):
-            parser.error("--lipschitz=auto needs a Keras model (.keras file or --format=keras)")
+            parser.error(f"--lipschitz={choice} needs a Keras model (.keras file or --format=keras)")
         try:
-            return float(certify.lipschitz_bound(model).value)
+            bound = float(certify.lipschitz_bound(model).value)
         except ValueError as e:
-            parser.error(f"--lipschitz=auto: the model cannot be certified: {e}")
+            parser.error(f"--lipschitz={choice}: the model cannot be certified: {e}")
+        return bound if choice == "auto" else "certify"
     if choice is None:
         return (info or {}).get("lipschitz_l2")
     return choice
@@ -124,7 +128,8 @@ def build_parser():
     p.add_argument("--pgd_step_size", type=float, default=None, help="default 2.5 * eps / steps")
     p.add_argument("--lipschitz", type=_lipschitz, default=None,
                    help="certified L2 Lipschitz bound of the logits: a number, 'auto' (computed by "
-                        "contractive_keras.certify) or 'none'; default: the zoo card's lipschitz_l2")
+                        "contractive_keras.certify), 'certify' (the model's own certified radii, "
+                        "tightest read-out bound) or 'none'; default: the zoo card's lipschitz_l2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch_size", type=_positive_int, default=500)
     p.add_argument("--output", action="append", default=[],

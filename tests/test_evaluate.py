@@ -65,10 +65,17 @@ def test_cli_lipschitz_auto_certifies_a_keras_chain_model(keras_file, tmp_path):
     assert [r.kind for r in table] == ["clean", "certified"]
     assert main([f"--model={path}", "--dataset=mnist", "--lipschitz=none", *CLI_FAST,
                  "--attacks=", "--noise="]).metadata["lipschitz_constant"] is None
+    own = main([f"--model={path}", "--dataset=mnist", "--lipschitz=certify", "--attacks=", "--noise=",
+                *CLI_FAST, "--norm=l2", "--eps=0.5"])
+    assert own.metadata["lipschitz_constant"] == "certify"
+    # The model's own (pairwise) radii certify at least what the global bound does.
+    assert own.lookup("certified", 0.5).mean >= main(
+        [f"--model={path}", "--dataset=mnist", "--lipschitz=auto", "--attacks=", "--noise=",
+         *CLI_FAST, "--norm=l2", "--eps=0.5"]).lookup("certified", 0.5).mean
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--model=MODEL", "--dataset=mnist", "--lipschitz=-1"], "expected a number > 0, 'auto' or 'none'"),
+    (["--model=MODEL", "--dataset=mnist", "--lipschitz=-1"], "expected a number > 0, 'auto', 'certify' or 'none'"),
     (["--model=MODEL", "--dataset=mnist", "--eps=0.1,-1"], "values must be >= 0"),
     (["--model=MODEL", "--dataset=mnist", "--attacks=fgsm,cw"], "allowed are fgsm, pgd"),
     (["--model=MODEL", "--dataset=mnist", "--output=r.txt"], "extension must be one of"),

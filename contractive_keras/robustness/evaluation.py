@@ -3,8 +3,9 @@
 ``evaluate(model, dataset)`` runs every setting over the whole dataset:
 the reference noise protocol (``noise.reference_noise``, ``draws`` draws),
 FGSM and PGD (``attacks``) at each radius, their per-example union
-(``worst_case``) and, given a certified Lipschitz bound, certified accuracy
-(``certified.certified_accuracy``). Randomness is stateless: one seed per
+(``worst_case``) and certified accuracy (``certified.certified_accuracy``),
+from a given Lipschitz bound of the logits or from the model's own certificate
+(``lipschitz_constant="certify"``). Randomness is stateless: one seed per
 (``seed``, setting, draw, batch), so a table is reproducible.
 
 Example:
@@ -15,6 +16,7 @@ Example:
 >>> print(table.to_markdown())                                # doctest: +SKIP
 """
 
+import os
 import zlib
 
 import keras
@@ -23,7 +25,7 @@ import tensorflow as tf
 
 from contractive_keras.robustness.attacks import LOSSES, fgsm, pgd
 from contractive_keras.robustness.certified import certified_accuracy
-from contractive_keras.robustness.loading import logit_function
+from contractive_keras.robustness.loading import load_model, logit_function
 from contractive_keras.robustness.noise import (
     NOISE_KINDS, REFERENCE_NOISE, REFERENCE_NORMALIZATION, NoiseSpec, reference_noise)
 from contractive_keras.robustness.norms import NORMS
@@ -112,8 +114,10 @@ def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm
     independent draws over the whole dataset; attacks run in pixel space
     (``fgsm``, ``pgd`` with random start, ``attack_draws`` draws). With a
     ``lipschitz_constant`` the table also holds certified accuracy at each
-    radius (``certified_accuracy`` on the logits: margin > sqrt(2) L eps,
-    times sqrt(d) for ``linf``). Every row reports the mean and the sample
+    radius: for a number ``L``, ``certified_accuracy`` on the logits (margin >
+    sqrt(2) L eps, times sqrt(d) for ``linf``); for ``"certify"``, the Keras
+    model's own certificate (``certify.certified_radius``, the tightest
+    read-out bound it can certify). Every row reports the mean and the sample
     standard deviation (ddof=1; 0 for one draw) of the per-draw accuracies.
     The noise and PGD starts depend only on (``seed``, setting, draw, batch
     index), so the same seed and batching reproduce the table; clean, FGSM
@@ -135,7 +139,8 @@ def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm
         seed: base seed of all randomness (int).
         normalization: the model's ``(mean, std)`` for the noise protocol.
         pgd_steps, pgd_step_size: PGD settings (``pgd``'s defaults).
-        lipschitz_constant: optional certified L2 Lipschitz bound of the logits.
+        lipschitz_constant: optional certified L2 Lipschitz bound of the
+            logits, or "certify" (a Keras model only).
         batch_size: batch size when ``dataset`` is a pair of arrays.
         verbose: 1 shows a ``keras.utils.Progbar``.
 
@@ -147,6 +152,12 @@ def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm
         >>> table.lookup("gaussian", 0.2).mean                    # doctest: +SKIP
     """
     attacks, eps, noise = _check_settings(attacks, eps, norm, loss, noise, draws, attack_draws)
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model)
+    if isinstance(lipschitz_constant, str) and (
+            lipschitz_constant != "certify" or not isinstance(model, keras.Model)):
+        raise ValueError("lipschitz_constant must be a number or 'certify' (with a Keras model), "
+                         f"got {lipschitz_constant!r} for a {type(model).__name__}")
     batches = _batches(dataset, batch_size)
     logits_fn = logit_function(model)
     n = sum(len(y) for _, y in batches)
@@ -196,9 +207,13 @@ def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm
     rows += _worst_case_rows(survived, eps, norm)
     if lipschitz_constant is not None:
         labels = np.concatenate([y for _, y in batches])
-        logits = np.concatenate([np.asarray(logits_fn(tf.constant(x))) for x, _ in batches])
-        d = int(np.prod(batches[0][0].shape[1:]))
-        accuracies = certified_accuracy(logits, labels, lipschitz_constant, eps, norm=norm, input_dim=d)
+        if lipschitz_constant == "certify":
+            images = np.concatenate([x for x, _ in batches])
+            accuracies = certified_accuracy(model, labels, None, eps, norm=norm, images=images)
+        else:
+            logits = np.concatenate([np.asarray(logits_fn(tf.constant(x))) for x, _ in batches])
+            d = int(np.prod(batches[0][0].shape[1:]))
+            accuracies = certified_accuracy(logits, labels, lipschitz_constant, eps, norm=norm, input_dim=d)
         rows += [Row.from_draws("certified", e, norm, [a]) for e, a in zip(eps, accuracies)]
     metadata = {"n_examples": n, "draws": draws, "attack_draws": attack_draws, "seed": seed,
                 "normalization": list(normalization), "attack_loss": loss, "pgd_steps": pgd_steps,

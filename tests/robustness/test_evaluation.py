@@ -5,6 +5,7 @@ import csv
 import io
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -119,3 +120,21 @@ def test_evaluate_refuses_normalised_images_and_bad_settings():
         robustness.evaluate(model, (x, y), draws=0)
     with pytest.raises(ValueError, match="noise kind must be one of"):
         robustness.evaluate(model, (x, y), noise=[("speckle", 0.1)])
+
+
+def test_certified_rows_from_the_models_own_certificate():
+    inputs = keras.Input((28, 28, 1))
+    h = keras.layers.Rescaling(1 / 0.3081, offset=-0.1307 / 0.3081)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(h)))
+    model.layers[-1].set_weights([w * 0.1 for w in tiny_mnist_model(hidden=0).layers[-1].get_weights()])
+    x, y = mnist_test(100)
+    eps = (0.05, 0.2)
+    table = robustness.evaluate(model, (x, y), attacks=(), noise=(), eps=eps, norm="l2",
+                                lipschitz_constant="certify")
+    expected = robustness.certified_accuracy(model, y, eps=eps, images=x, norm="l2")
+    assert [table.lookup("certified", e, "l2").mean for e in eps] == list(expected)
+    assert table.metadata["lipschitz_constant"] == "certify"
+    with pytest.raises(ValueError, match="'certify' \\(with a Keras model\\)"):
+        robustness.evaluate(lambda t: model(t), (x, y), lipschitz_constant="certify")
+    with pytest.raises(ValueError, match="must be a number or 'certify'"):
+        robustness.evaluate(model, (x, y), lipschitz_constant="auto")
