@@ -49,7 +49,9 @@ RADII = {"mnist": (0.1, 0.3, 0.5, 1.0, 1.58), "fashion_mnist": (0.1, 0.25, 0.5, 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--name", required=True, help="run name: results JSON and checkpoint folder")
+    p.add_argument("--name", help="run name: results JSON and checkpoint folder")
+    p.add_argument("--table", action="store_true",
+                   help="print a markdown table of every result in --out_dir and exit")
     p.add_argument("--dataset", default="mnist", choices=sorted(RADII))
     p.add_argument("--ode", default="none", choices=["none", "stable", "stable_conv", "chnode"])
     p.add_argument("--loss", default="lmce", choices=["lmce", "lmce_global", "hkr", "ce"],
@@ -418,8 +420,42 @@ def evaluate(model, x_test, y_test, args):
     return result, pairwise
 
 
+def table(out_dir):
+    """Markdown table of the result JSONs in out_dir (one row per run)."""
+    rows = []
+    for name in sorted(os.listdir(out_dir)):
+        if not name.endswith(".json"):
+            continue
+        with open(os.path.join(out_dir, name)) as f:
+            r = json.load(f)
+        a = r["args"]
+        radii_ = list(r["certified_accuracy_pairwise"])
+        loss = a["loss"] + (f" eps={a['train_eps']}" if a["loss"].startswith("lmce") else
+                            f" a={a['hkr_alpha']} m={a['hkr_margin']}" if a["loss"] == "hkr" else "")
+        if a["loss"].startswith("lmce") and a["temperature"] != 1.0:
+            loss += f" T={a['temperature']}"
+        cert = " | ".join(f"{100 * r['certified_accuracy_pairwise'][k]:.1f}" for k in radii_)
+        rows.append((a["dataset"], f"| {r['name']} | {a['ode']} | {loss} | {a['bound']} | "
+                     f"{a['epochs']} | {r['test_images']} | {100 * r['clean_accuracy']:.1f} | "
+                     f"{cert} | {r['body_lipschitz_bound']:.3f} | {r['train_seconds'] / 60:.0f} |",
+                     radii_))
+    for dataset in sorted({d for d, _, _ in rows}):
+        chosen = [(line, radii_) for d, line, radii_ in rows if d == dataset]
+        header = " | ".join(f"L2 {k}" for k in chosen[0][1])
+        print(f"\n{dataset}\n\n| run | ODE block | loss | bound in loss | epochs | test images "
+              f"| clean | {header} | L_body | train min |")
+        print("|" + "---|" * (9 + len(chosen[0][1])))
+        for line, _ in chosen:
+            print(line)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.table:
+        table(args.out_dir)
+        return
+    if not args.name:
+        raise SystemExit("--name is required (or --table)")
     out_path = os.path.join(args.out_dir, f"{args.name}.json")
     if os.path.exists(out_path) and not args.force:
         print(f"{out_path} exists; skipping (use --force to retrain).")
