@@ -6,15 +6,21 @@ Two families of layers for Keras 3 / TensorFlow:
   ``contractive_keras.layers.CHNODE``, ``HDNN``, ``ResNetODE``, ``NeuralODE``;
 * the stabilized NODE, ``contractive_keras.layers.StabilizedNODE``,
 
-together with the constraints that keep their guarantees after every
-optimizer step (``contractive_keras.constraints``), the tools that certify
-them (``stability``, ``certify``), fixed-step and adaptive ODE solvers
-(``solvers``), input pipelines (``data``), robustness evaluation
-(``robustness``) and a zoo of pretrained models (``zoo``).
+with the package in tiers (shared/DESIGN.md, "Layout and public API"), each
+importing only from the tiers below it:
 
-Importing the package is cheap: submodules (and TensorFlow) are imported on
-first attribute access, so ``import contractive_keras`` builds no graph and
-downloads nothing.
+0. ``solvers``: Runge-Kutta schemes, adaptive solvers, gradient methods;
+1. ``bounds``: the guarantees as pure mathematics on arrays;
+2. ``layers``, ``constraints``, ``regularizers``: Keras objects;
+3. ``certify``, ``stability``, ``losses``: certificates and certified training;
+4. ``robustness``, ``models``, ``evaluate``: evaluation and model builders;
+5. ``training``: the distributed loop behind ``train.py``; plus ``data``,
+   ``export``, ``callbacks`` and the ``zoo``.
+
+Importing the package registers every serializable class (layers,
+constraints, regularizers, initializers, losses) with Keras, so
+``keras.models.load_model`` works after ``import contractive_keras``; the
+other submodules are imported on first attribute access.
 
 Example:
 
@@ -24,31 +30,37 @@ Example:
 
 import importlib
 
+# Registration with Keras (``register_keras_serializable`` runs on import).
+from contractive_keras import constraints  # noqa: F401
+from contractive_keras import layers  # noqa: F401
+from contractive_keras import losses  # noqa: F401
+from contractive_keras import regularizers  # noqa: F401
+
 __version__ = "0.1.0"
 
-_SUBMODULES = (
+_LAZY_SUBMODULES = (
     "attacks",
+    "bounds",
     "callbacks",
     "certify",
-    "constraints",
     "data",
     "evaluate",
     "export",
-    "layers",
     "models",
-    "regularizers",
     "robustness",
     "solvers",
     "stability",
     "trainer",
+    "training",
     "zoo",
 )
 
-__all__ = ["__version__", *_SUBMODULES]
+__all__ = ["__version__", "constraints", "layers", "losses", "regularizers",
+           *_LAZY_SUBMODULES]
 
 
 def __getattr__(name):
-    if name in _SUBMODULES:
+    if name in _LAZY_SUBMODULES:
         module = importlib.import_module(f"{__name__}.{name}")
         globals()[name] = module
         return module
@@ -56,4 +68,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_SUBMODULES))
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))

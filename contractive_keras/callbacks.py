@@ -1,7 +1,8 @@
 """Keras callbacks that log the CH-NODE certificates during training.
 
 ``BSMLogger`` records, every ``frequency`` epochs, gamma, alpha, rho (Theorems
-1-2), the certified Lipschitz bound of the discrete block and the measured
+1-2), the certified Lipschitz bound of the discrete block (``certify.summary``)
+and the measured
 backward-sensitivity norm ||d xi(T) / d xi(0)||_2 (max over the given
 inputs' state vectors), into the epoch ``logs`` (hence ``History``), its own
 ``history`` dict, and TensorBoard scalars when ``log_dir`` is given.
@@ -12,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from contractive_keras import certify
+from contractive_keras.layers import PerStepODE
 
 
 class BSMLogger(keras.callbacks.Callback):
@@ -48,8 +50,6 @@ class BSMLogger(keras.callbacks.Callback):
         self._layer_inputs = None
 
     def _ode_layer(self):
-        from contractive_keras.layers._hamiltonian_common import PerStepODE
-
         if self.layer_name is not None:
             return self.model.get_layer(self.layer_name)
         for layer in self.model._flatten_layers():
@@ -60,7 +60,8 @@ class BSMLogger(keras.callbacks.Callback):
     def measure(self):
         """The dict of floats logged now (also usable outside training)."""
         layer = self._ode_layer()
-        values = certify.summary(layer)
+        values = {k: float(v) for k, v in certify.summary(layer).items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool)}
         feeder = keras.Model(self.model.input, layer.input)
         states = feeder(self.inputs, training=False)
         norms = certify.bsm_norms(layer, states, method=self.method)

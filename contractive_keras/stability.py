@@ -7,16 +7,13 @@ slopes in [alpha, 1]^d, so d/dt ||u - v|| <= mu_2(D A) ||u - v|| and
     ||phi_t1(u) - phi_t1(v)|| <= exp(delta * t1) ||u - v||,
     delta = max_{D in [alpha, 1]^d} mu_2(D A),                          (1)
 
-mu_2 the logarithmic 2-norm (``log_norm``).  This module computes delta
-(exactly, or a lower or a certified upper bound: every value says which), the
-smallest Frobenius-norm Delta with delta(A + Delta) = delta_bar
-(``min_perturbation``), and Lipschitz certificates of the stabilized NODE
-layer: of the ODE flow, and of the map the layer computes with a fixed-step
-scheme (``lipschitz_bound``).
-
-Everything here works on NumPy arrays (or tensors, converted) in float64, with
-one BLAS thread (``contractive_keras._blas``: many small eigenproblems); the
-training-time projection is ``contractive_keras.constraints.DeltaBarProjection``.
+mu_2 the logarithmic 2-norm (``log_norm``).  This module gathers, for the
+stabilized NODE, what lives in ``contractive_keras.bounds`` (delta exactly or
+as a lower or a certified upper bound, every value saying which; the smallest
+Frobenius-norm Delta with delta(A + Delta) = delta_bar) and in
+``contractive_keras.certify`` (Lipschitz certificates of the ODE flow and of
+the map the layer computes).  The training-time projection is
+``contractive_keras.constraints.DeltaBarProjection``.
 
 Example:
 
@@ -31,22 +28,30 @@ Example:
 ('exact', True)
 """
 
+from contractive_keras.bounds import block_certificate
+from contractive_keras.bounds import step_bound
+from contractive_keras.bounds import validation
+from contractive_keras.bounds.certificate import Certificate
+from contractive_keras.bounds.delta import DeltaResult
+from contractive_keras.bounds.delta import delta
+from contractive_keras.bounds.jacobian_structure import JacobianStructure
+from contractive_keras.bounds.min_perturbation import MIN_PERTURBATION_EXACT_DIM
+from contractive_keras.bounds.min_perturbation import PerturbationResult
+from contractive_keras.bounds.min_perturbation import min_perturbation
+from contractive_keras.bounds.operator_norms import log_norm as _log_norm
+from contractive_keras.bounds.threads import single_threaded_blas
+from contractive_keras.certify.report import ode_layers
+from contractive_keras.certify.report import summary as certify_summary
+from contractive_keras.certify.layer import layer_certificate
 
-import numpy as np
-
-from contractive_keras import _stability_bounds as _bounds
-from contractive_keras import _stability_projection as _projection
-from contractive_keras._blas import single_threaded_blas
-from contractive_keras._stability_bounds import DeltaResult
-from contractive_keras._stability_certificate import LipschitzCertificate
-from contractive_keras._stability_certificate import lipschitz_bound
-from contractive_keras._stability_certificate import step_lipschitz_bound
-from contractive_keras._stability_certificate import summary
-from contractive_keras._stability_projection import PerturbationResult
+#: The certificate type (the name used before the certificates were unified).
+LipschitzCertificate = Certificate
 
 __all__ = [
+    "Certificate",
     "DeltaResult",
     "LipschitzCertificate",
+    "MIN_PERTURBATION_EXACT_DIM",
     "PerturbationResult",
     "delta",
     "log_norm",
@@ -56,204 +61,104 @@ __all__ = [
     "summary",
 ]
 
-# min_perturbation(method="auto") is exact (vertex enumeration) up to this size.
-MIN_PERTURBATION_EXACT_DIM = 8
-
 
 def log_norm(A):
     """The logarithmic 2-norm mu_2(A) = lambda_max((A + A^T) / 2).
 
-    Args:
-        A: square matrix (array-like or tensor).
-
-    Returns:
-        float.
-
     Raises:
         ValueError: if A is not a finite square matrix.
     """
-    return _bounds.log_norm(_bounds.as_square(A))
+    return _log_norm(validation.as_square(A))
 
 
 @single_threaded_blas
-def delta(A, alpha, method="auto", *, bound="relaxation", starts=8, seed=0, scaling=None):
-    """delta(A) = max over D = diag in [alpha, 1]^d of mu_2(D A), equation (1).
+def step_lipschitz_bound(A, alpha, step_size, solver="euler", method="auto", scaling=None):
+    """Certified Lipschitz constant of one step of ``solver`` on u' = sigma(A u + b).
 
-    Args:
-        A: square (d, d) matrix.
-        alpha: lower slope bound, in (0, 1].
-        method: "exact" (enumerates the 2^d vertices, batched eigenvalue
-            problems; refused above d = 24), "lower" (alternating ascent on
-            D from ``starts`` vertices: a value attained by some D), "upper"
-            (certified bound), or "auto" ("exact" for d <= 16, else "upper").
-        bound: for "upper": "relaxation" (min over diagonal T > 0 of
-            lambda_max(c sym(A) + (r/2)(T + A^T T^-1 A)), c = (1+alpha)/2,
-            r = (1-alpha)/2, never above the cheap bound) or "cheap"
-            (c mu_2(A) + r ||A||_2).
-        starts: number of starting vertices for "lower" (plus D = I, alpha I
-            and the sign pattern of the top eigenvector of sym(A)).
-        seed: for the random starting vertices.
-        scaling: optional candidate diagonal(s) T for the relaxation (e.g.
-            the state of a ``DeltaBarProjection``); any T gives a valid bound.
+    ``bounds.step_bound``, equations (1)-(2): for "euler" it is
+    max_D ||I + h D A||_2, exact by vertex enumeration (d <= 12 with method
+    "auto", or "exact") or a certified upper bound (relaxation with the
+    candidate metric ``scaling``).
 
     Returns:
-        ``DeltaResult`` with ``value``, ``kind`` ("exact" / "lower" /
-        "upper") and ``D`` (diagonal of the maximizing or witnessing vertex).
+        ``Certificate`` (certifies "map", method "exact" or "upper"); with
+        vertex enumeration ``details["slopes"]`` is a vertex D attaining it.
 
     Raises:
-        ValueError: non-square or non-finite A, alpha outside (0, 1], unknown
-            method, or "exact" for d > 24.
+        ValueError: bad arguments, or a solver without a Butcher tableau.
     """
-    A = _bounds.as_square(A)
-    alpha = _bounds.check_alpha(alpha)
-    d = A.shape[0]
-    if method == "auto":
-        method = "exact" if d <= _bounds.EXACT_MAX_DIM else "upper"
-    if method == "exact":
-        if d > _bounds.EXACT_HARD_LIMIT:
-            raise ValueError(f"method='exact' enumerates 2^d vertices; d = {d} is above "
-                             f"{_bounds.EXACT_HARD_LIMIT}: use 'upper' or 'lower'.")
-        return _bounds.exact_delta(A, alpha)
-    if method == "lower":
-        return _bounds.lower_delta(A, alpha, starts=starts, seed=seed)
-    if method == "upper":
-        candidates = [] if scaling is None else [np.asarray(s, np.float64)
-                                                 for s in np.atleast_2d(scaling)]
-        lower = _bounds.lower_delta(A, alpha, starts=2, seed=seed).value
-        return _bounds.upper_delta(A, alpha, bound=bound, scaling_candidates=candidates,
-                                   lower=lower)
-    raise ValueError(f"method must be 'auto', 'exact', 'lower' or 'upper', got {method!r}.")
-
-
-def _zero_result(A, kind_delta, lower=0.0):
-    d = A.shape[0]
-    return PerturbationResult(np.zeros((d, d)), 0.0, kind_delta, lower,
-                              kind_delta.kind if kind_delta.kind != "lower" else "upper")
-
-
-def _closed_form_alpha_one(A, delta_bar):
-    """alpha = 1: delta = mu_2; clamp the eigenvalues of sym(A) at delta_bar."""
-    w, V = np.linalg.eigh(_bounds.sym(A))
-    Delta = (V * (np.minimum(w, delta_bar) - w)) @ V.T
-    B = A + Delta
-    result = _bounds.exact_delta(B, 1.0)
-    norm = float(np.linalg.norm(Delta))
-    return PerturbationResult(Delta, norm, result, norm, "exact")
-
-
-def _closed_form_scalar(A, alpha, delta_bar):
-    """d = 1: delta(b) = b for b >= 0, alpha b for b < 0."""
-    limit = delta_bar if delta_bar >= 0 else delta_bar / alpha
-    Delta = np.array([[min(A[0, 0], limit) - A[0, 0]]])
-    result = _bounds.exact_delta(A + Delta, alpha)
-    norm = abs(float(Delta[0, 0]))
-    return PerturbationResult(Delta, norm, result, norm, "exact")
+    A = validation.as_square(A)
+    alpha = validation.check_alpha(alpha)
+    h = validation.check_step(step_size)
+    if step_bound.butcher_arrays(solver) is None:
+        raise ValueError(f"step_lipschitz_bound needs a fixed-step explicit Runge-Kutta "
+                         f"scheme ('euler', 'midpoint', 'rk4'), got {solver!r}.")
+    structure = JacobianStructure.of_kernel(A, alpha, t1=h, steps=1, scheme=solver,
+                                            scaling=scaling,
+                                            scaling_covers_euler=scaling is not None)
+    bounds = step_bound.step_bounds(structure, method=method)
+    value = float(bounds.values[0])
+    details = {"step_size": h, "how": bounds.how}
+    if bounds.witness is not None:
+        details["slopes"] = bounds.witness[0]       # a vertex D attaining the bound
+    return Certificate(value, "map", bounds.method, [("step", bounds.how, value)], details)
 
 
 @single_threaded_blas
-def min_perturbation(A, alpha, delta_bar, *, method="auto", tol=1e-8, max_outer=30,
-                     max_inner=50, max_refinements=200, warm_start=None):
-    """The smallest-Frobenius Delta with max_D mu_2(D (A + Delta)) = delta_bar.
+def lipschitz_bound(layer_or_kernel, alpha=None, t1=None, *, solver=None, steps=None,
+                    method="auto"):
+    """Certified Lipschitz bound of a stabilized NODE: its computed map, or its flow.
 
-    The feasible set {B : delta(B) <= delta_bar} is convex (delta is a max of
-    convex functions of B), so Delta is the unique Frobenius projection of A
-    onto it minus A.  Method (see ``_stability_projection``): the published
-    two-level iteration (outer Newton/bisection on eps = ||Delta||_F, inner
-    norm-preserving gradient flow on E, ||E||_F = 1, adaptive step, warm
-    starts), then a certification stage that uses convexity:
-
-    * "exact": cutting planes on the exact delta; the returned ``norm`` and
-      the certified ``norm_lower`` agree to ``tol`` (relative) when
-      ``converged``, and delta(A + Delta) = delta_bar to 1e-10;
-    * "upper": Delta brings the certified relaxation bound down to
-      delta_bar (so delta(A + Delta) <= delta_bar is certified) and is the
-      minimal such Delta up to the alternation's tolerance; ``norm_lower`` is
-      a certified lower bound for the exact problem (from ascent cuts).
-
-    Corner cases are closed forms: delta_bar >= delta(A) gives Delta = 0;
-    alpha = 1 clamps the eigenvalues of sym(A); d = 1 is scalar.
+    For a ``StabilizedNODE`` layer with a fixed-step solver the bound
+    certifies the map the layer computes (``certifies="map"``: the product of
+    the step bounds, which can exceed exp(delta t1)); when its
+    ``DeltaBarProjection`` covers the Euler discretisation this is
+    <= (1 + h delta_bar)^N <= exp(delta_bar t1).  For adaptive solvers, or a
+    bare kernel without ``solver``, it certifies the exact flow,
+    exp(delta t1), delta exact or a certified upper bound.
 
     Args:
-        A: square (d, d) matrix.
-        alpha: in (0, 1].
-        delta_bar: target; +inf gives Delta = 0; NaN and -inf are refused.
-        method: "exact", "upper", or "auto" (exact for d <= 8).
-        tol: relative tolerance of the certification stage.
-        max_outer, max_inner: iteration limits of the two-level method.
-        max_refinements: iteration limit of the certification stage.
-        warm_start: a previous ``PerturbationResult`` for a nearby problem;
-            its eps and direction start the two-level method.
+        layer_or_kernel: a built ``StabilizedNODE``, or a (d, d) kernel A.
+        alpha: slope lower bound (kernels only).
+        t1: final time (kernels only; default 1).
+        solver, steps: for a kernel, the fixed-step scheme to certify.
+        method: "auto", "exact" or "upper" (never "lower").
 
     Returns:
-        ``PerturbationResult`` (``matrix``, ``norm``, ``delta``,
-        ``norm_lower``, iteration counts, ``converged``).
-
-    Raises:
-        ValueError: bad A, alpha or delta_bar; "exact" for d > 16.
+        ``Certificate`` whose ``details`` hold ``delta`` (a ``DeltaResult``)
+        and ``flow_bound``.
     """
-    A = _bounds.as_square(A)
-    alpha = _bounds.check_alpha(alpha)
-    delta_bar = _bounds.check_delta_bar(delta_bar)
-    d = A.shape[0]
-    if method == "auto":
-        method = "exact" if d <= MIN_PERTURBATION_EXACT_DIM else "upper"
-    if method not in ("exact", "upper"):
-        raise ValueError(f"method must be 'auto', 'exact' or 'upper', got {method!r}.")
-    if method == "exact" and d > _bounds.EXACT_MAX_DIM:
-        raise ValueError(f"method='exact' is limited to d <= {_bounds.EXACT_MAX_DIM}, got d = {d}.")
-    if alpha == 1.0:
-        current = _bounds.exact_delta(A, 1.0)
-        if current.value <= delta_bar:
-            return _zero_result(A, current)
-        return _closed_form_alpha_one(A, delta_bar)
-    if d == 1:
-        current = _bounds.exact_delta(A, alpha)
-        if current.value <= delta_bar:
-            return _zero_result(A, current)
-        return _closed_form_scalar(A, alpha, delta_bar)
-    eps = E = None
-    if warm_start is not None and warm_start.norm > 0:
-        eps, E = warm_start.norm, warm_start.matrix / warm_start.norm
-    if method == "exact":
-        return _exact(A, alpha, delta_bar, tol, max_outer, max_inner, max_refinements, eps, E)
-    return _upper(A, alpha, delta_bar, tol, max_outer, max_inner, max_refinements, eps, E)
+    if hasattr(layer_or_kernel, "jacobian_structure"):
+        layer = layer_or_kernel
+        certifies = "map" if layer.fixed_step else "flow"
+        return layer_certificate(layer, certifies=certifies, method=method)
+    if alpha is None:
+        raise ValueError("alpha is required when a kernel is given.")
+    A = validation.as_square(layer_or_kernel, "kernel")
+    alpha = validation.check_alpha(alpha)
+    t1 = 1.0 if t1 is None else float(t1)
+    if solver is not None and step_bound.butcher_arrays(solver) is not None:
+        if steps is None:
+            raise ValueError("steps is required to certify a fixed-step map.")
+        structure = JacobianStructure.of_kernel(A, alpha, t1=t1, scheme=solver, steps=steps)
+        return block_certificate.map_certificate(structure, method)
+    structure = JacobianStructure.of_kernel(A, alpha, t1=t1)
+    return block_certificate.flow_certificate(structure, method)
 
 
-def _exact(A, alpha, delta_bar, tol, max_outer, max_inner, max_refinements, eps, E):
-    current = _bounds.exact_delta(A, alpha)
-    if current.value <= delta_bar:
-        return _zero_result(A, current)
-    oracle = _projection.ExactOracle(alpha)
-    eps, E, _, outer, inner = _projection.two_level(
-        A, delta_bar, oracle, eps=eps, E=E, tol=1e-4, max_outer=max_outer, max_inner=max_inner)
-    g_value = lambda B: oracle(B, cuts=False)[0]
-    root_tol = 1e-12 * (1 + abs(delta_bar))
-    start = _projection._feasible_near(A, A + eps * E, delta_bar, g_value, alpha, root_tol)
-    oracle(start)
-    B, norm, lower, refinements, converged = _projection.refine_exact(
-        A, alpha, delta_bar, oracle, start, tol, max_refinements, root_tol)
-    return PerturbationResult(B - A, float(norm), _bounds.exact_delta(B, alpha), float(lower),
-                              "exact", outer, inner, refinements, bool(converged))
+@single_threaded_blas
+def summary(model_or_layer):
+    """``certify.summary`` of the stabilized NODE layers of a model (or of one layer).
 
-
-def _upper(A, alpha, delta_bar, tol, max_outer, max_inner, max_refinements, eps, E):
-    current = delta(A, alpha, "upper")
-    if current.value <= delta_bar:
-        return _zero_result(A, current)
-    t = current.scaling
-    if t is None:  # the cheap bound won: start the relaxation from its minimiser
-        _, t, _ = _bounds.minimize_relaxation(_bounds.flow_relaxation(A, alpha))
-    oracle = _projection.RelaxationOracle(alpha, t)
-    _, _, _, outer, inner = _projection.two_level(
-        A, delta_bar, oracle, eps=eps, E=E, tol=1e-3, max_outer=max_outer, max_inner=max_inner)
-    B, t, refinements, converged = _projection.refine_upper(
-        A, alpha, delta_bar, oracle.t, max_refinements, tol)
-    certified = _bounds.upper_delta(B, alpha, scaling_candidates=[t])
-    cuts = []
-    for s in (0.0, 0.5, 1.0):
-        point = A + s * (B - A)
-        found = _bounds.lower_delta(point, alpha, starts=4)
-        cuts.append((found.D, found.vector))
-    lower, _, _ = _projection.lower_bound_from_cuts(A, delta_bar, cuts)
-    return PerturbationResult(B - A, float(np.linalg.norm(B - A)), certified, float(lower),
-                              "upper", outer, inner, refinements, bool(converged))
+    Keys: delta, delta_kind, lipschitz_bound (of what the layer computes),
+    lipschitz_certifies ("map" / "flow"), flow_lipschitz_bound, min_slope,
+    delta_bar (None when unconstrained), step_size; prefixed with
+    "<layer name>/" when there are several layers.
+    """
+    from_layers = ode_layers(model_or_layer)
+    stabilized = [layer for layer in from_layers if layer.jacobian_structure().stabilized_form]
+    out = {}
+    for layer in stabilized:
+        prefix = f"{layer.name}/" if len(stabilized) > 1 else ""
+        out.update({prefix + k: v for k, v in certify_summary(layer, warn=False).items()})
+    return out

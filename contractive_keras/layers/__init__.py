@@ -4,21 +4,27 @@
 
 Layers: ``CHNODE`` (contractive Hamiltonian NODE), its baselines ``HDNN`` and
 ``ResNetODE``, the generic ``NeuralODE`` (any Keras layer as vector field) and
-``StabilizedNODE`` (u' = sigma(A u + b) with a delta_bar guarantee).
+``StabilizedNODE`` (u' = sigma(A u + b) with a delta_bar guarantee), all on
+the ``ODEBlock`` base (one ``solvers.SolverSpec``; ``jacobian_structure()``
+describes each field to ``contractive_keras.certify``).  Also the
+``StepwiseIdentity`` initializer and the slope registry ``activations``.
 
 Importing this module registers every layer (and the regularizers,
-initializers and constraints they use) with Keras, so
-``keras.saving.load_model`` can rebuild saved models after
-``import contractive_keras.layers``.
+initializers and constraints they use) with Keras.
 """
 
 # Registers the package's regularizers and constraints, which saved layer
 # configs refer to.
 from contractive_keras import constraints, regularizers  # noqa: F401
+from contractive_keras.layers import activations
 from contractive_keras.layers.chnode import CHNODE
 from contractive_keras.layers.hdnn import HDNN
+from contractive_keras.layers.initializers import StepwiseIdentity
 from contractive_keras.layers.neural_ode import NeuralODE
+from contractive_keras.layers.ode_block import ODEBlock
+from contractive_keras.layers.per_step_ode import PerStepODE
 from contractive_keras.layers.resnet_ode import ResNetODE
 from contractive_keras.layers.stabilized_node import StabilizedNODE
 
-__all__ = ["CHNODE", "HDNN", "NeuralODE", "ResNetODE", "StabilizedNODE"]
+__all__ = ["CHNODE", "HDNN", "NeuralODE", "ODEBlock", "PerStepODE", "ResNetODE",
+           "StabilizedNODE", "StepwiseIdentity", "activations"]

@@ -6,10 +6,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from contractive_keras.layers import _hamiltonian_bounds as bounds
-from contractive_keras.layers._hamiltonian_common import (
-    KbFieldOptions, PerStepODE, StepwiseIdentity, check_skew, serialize,
-    structure_matrix)
+from contractive_keras.bounds import theorem1 as bounds
+from contractive_keras.bounds.block_certificate import map_certificate
+from contractive_keras.bounds.jacobian_structure import JacobianStructure
+from contractive_keras.constraints.gamma_projection import GammaProjection
+from contractive_keras.layers.initializers import StepwiseIdentity
+from contractive_keras.layers.kb_field import KbFieldOptions
+from contractive_keras.layers.kb_field import serialize
+from contractive_keras.layers.per_step_ode import PerStepODE
+from contractive_keras.layers.structure_matrix import check_skew
+from contractive_keras.layers.structure_matrix import structure_matrix
 
 DISCRETE_CHECKS = ("warn", "raise", "ignore")
 
@@ -46,8 +52,9 @@ class CHNODE(KbFieldOptions, PerStepODE):
 
     The continuous guarantee (||d xi(T) / d xi(0)||_2 <= 1) does NOT carry
     over to the discrete scheme for every h.  The layer knows the largest
-    step size its fixed-step scheme is certified for (``discrete_certificate``,
-    from ``contractive_keras.certify``) and, per ``discrete_check``, warns
+    step size its fixed-step scheme is certified for (the map certificate of
+    ``contractive_keras.bounds``, also ``certify.layer_certificate``) and, per
+    ``discrete_check``, warns
     (default) or raises when ``step_size`` exceeds it; it checks when it is
     built and whenever the certificate is computed (``certify.summary``,
     ``callbacks.BSMLogger``).
@@ -96,15 +103,15 @@ class CHNODE(KbFieldOptions, PerStepODE):
     TensorShape([2, 4])
     """
 
-    def __init__(self, steps=4, step_size=None, t1=None, solver="euler",
+    def __init__(self, steps=None, step_size=None, t1=None, solver=None,
                  activation="tanh", activation_slope_bound=None, kappa=1e-6,
                  gamma="auto", eps=1e-6, J=None, units=None,
                  time_varying=True, K_initializer="random_normal",
                  b_initializer="zeros", L_initializer=None,
                  K_regularizer=None, b_regularizer=None, L_regularizer=None,
                  L_trainable=False, L_units=None, discrete_check="warn",
-                 return_trajectory=False, gradient="backprop", rtol=1e-6,
-                 atol=1e-6, **kwargs):
+                 return_trajectory=False, gradient=None, rtol=None,
+                 atol=None, **kwargs):
         super().__init__(steps=steps, step_size=step_size, t1=t1, solver=solver,
                          time_varying=time_varying,
                          return_trajectory=return_trajectory, gradient=gradient,
@@ -146,8 +153,6 @@ class CHNODE(KbFieldOptions, PerStepODE):
 
     # -- weights -------------------------------------------------------------
     def build_field(self, n):
-        from contractive_keras.constraints import GammaProjection
-
         J = structure_matrix(self._J_arg, n)
         self.J_matrix = J
         self.j2 = float(np.max(np.linalg.eigvalsh(J @ J.T)))
@@ -250,41 +255,40 @@ class CHNODE(KbFieldOptions, PerStepODE):
 
     # -- certificates --------------------------------------------------------
     def theorem1_constants(self):
-        """Floats of Theorems 1-2 for the current weights.
+        """Floats of Theorems 1-2 for the current weights (a dict).
 
-        Returns a dict with c1, c2, alpha, one_minus_alpha_sq, beta, gamma
-        (the value ``call`` uses), gamma_min (Theorem 1's bound), eps, kappa,
-        j2 = lambda_max(J J^T), slope_bound and rho, the contraction rate of
-        Theorem 2, rho = eps beta (gamma^2 + j2) / gamma.
+        c1, c2, alpha, one_minus_alpha_sq, beta, gamma (the value ``call``
+        uses), gamma_min (Theorem 1's bound), eps, kappa, j2 =
+        lambda_max(J J^T), slope_bound and rho, the contraction rate of
+        Theorem 2, rho = eps beta (gamma^2 + j2) / gamma (plus max_ratio with
+        a fixed gamma): ``bounds.theorem1.constants`` of the weights.
         """
         K, _, L, gamma = self.effective_weights()
-        c1, c2 = bounds.c1_c2(K, L, self.kappa, self.slope_bound)
-        c1, c2 = float(c1), float(c2)
-        gap = float(bounds.one_minus_alpha_sq(tf.constant(c1, tf.float64),
-                                              tf.constant(c2, tf.float64)))
-        gamma = float(gamma)
-        beta = 0.5 * (c1 + c2)
-        gamma_min = float(np.sqrt((1.0 - gap + self.eps) * self.j2 / (gap - self.eps))) \
-            if gap > self.eps else float("inf")
-        return {
-            "c1": c1, "c2": c2, "alpha": (c2 - c1) / (c2 + c1),
-            "one_minus_alpha_sq": gap, "beta": beta, "gamma": gamma,
-            "gamma_min": gamma_min, "eps": self.eps, "kappa": self.kappa,
-            "j2": self.j2, "slope_bound": self.slope_bound,
-            "rho": self.eps * beta * (gamma * gamma + self.j2) / gamma,
-        }
+        return self._constants(K, L, gamma).as_dict()
 
-    def jacobian_parts(self):
+    def _constants(self, K, L, gamma):
+        return bounds.constants(K, L, self.kappa, self.slope_bound, self.eps, self.j2, gamma,
+                                max_ratio=None if self.gamma == "auto" else self.max_ratio)
+
+    def jacobian_structure(self):
+        """``JacobianStructure`` of the field with the weights ``call`` uses.
+
+        xi' = A (K^T sigma(K xi + b) + M xi), A = J - gamma I, M = L^T L + kappa I,
+        so the Jacobian is A M + (A K^T) diag(s) K, s in [0, S]^m, with
+        Theorem 1's constants attached.
+        """
         K, _, L, gamma = self.effective_weights()
+        constants = self._constants(K, L, gamma)
         K = np.asarray(K, np.float64)
         L = np.asarray(L, np.float64)
         n = self.state_size
         A = self.J_matrix - float(gamma) * np.eye(n)
         M = np.einsum("kpi,kpj->kij", L, L) + self.kappa * np.eye(n)
-        A0 = A @ M
-        U = A @ np.transpose(K, (0, 2, 1))
-        V = np.transpose(K, (0, 2, 1))
-        return A0, U, V, self.slope_bound
+        Kt = np.transpose(K, (0, 2, 1))
+        return JacobianStructure(
+            offset=A @ M, left=A @ Kt, right=Kt, slopes=(0.0, self.slope_bound),
+            steps=self.steps, step_size=self.step_size, t1=self.t1,
+            scheme=self.solver if self.fixed_step else None, theorem1=constants)
 
     def check_discrete_guarantee(self, weights="current"):
         """Warns or raises (``discrete_check``) if h exceeds the certified step.
@@ -293,19 +297,20 @@ class CHNODE(KbFieldOptions, PerStepODE):
         build, "current" otherwise.  A layer made by ``from_config`` (Keras
         loading a saved model builds it before it loads the weights) skips
         the build-time check; call this after loading.
-        Returns the certificate dict of ``certify.discrete_certificate``.
+        Returns the ``Certificate`` of the block's map
+        (``bounds.map_certificate``, what ``certify.layer_certificate`` gives).
         """
-        cert = self.discrete_certificate()
-        if cert["lipschitz_bound"] > 1.0 and self.discrete_check != "ignore":
+        cert = map_certificate(self.jacobian_structure())
+        if cert.value > 1.0 and self.discrete_check != "ignore":
             message = (
                 f"{self.name}: the {self.solver} scheme with step_size="
                 f"{self.step_size:.4g} is NOT certified contractive for the "
                 f"{weights} weights: certified Lipschitz bound of the "
-                f"{self.steps}-step block = {cert['lipschitz_bound']:.7g} > 1; "
-                f"the largest certified step size is {cert['max_step_size']:.3g}. "
+                f"{self.steps}-step block = {cert.value:.7g} > 1; "
+                f"the largest certified step size is {cert.details['max_step_size']:.3g}. "
                 "The continuous-time guarantee of Theorems 1-2 does not "
                 "transfer to this discretization (see "
-                "contractive_keras.certify.discrete_certificate).")
+                "contractive_keras.certify.layer_certificate).")
             if self.discrete_check == "raise":
                 raise ValueError(message)
             warnings.warn(message, RuntimeWarning, stacklevel=2)

@@ -4,8 +4,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from contractive_keras.layers._hamiltonian_common import (
-    KbFieldOptions, PerStepODE, check_skew, structure_matrix)
+from contractive_keras.bounds.jacobian_structure import JacobianStructure
+from contractive_keras.layers.kb_field import KbFieldOptions
+from contractive_keras.layers.per_step_ode import PerStepODE
+from contractive_keras.layers.structure_matrix import check_skew
+from contractive_keras.layers.structure_matrix import structure_matrix
 
 
 @keras.saving.register_keras_serializable(package="contractive_keras")
@@ -14,7 +17,7 @@ class HDNN(KbFieldOptions, PerStepODE):
 
     The same skeleton as ``CHNODE`` without the dissipation: the flow of the
     continuous ODE is marginally stable (non-vanishing gradients), with no
-    contraction guarantee.  ``contractive_keras.certify.discrete_certificate``
+    contraction guarantee.  ``contractive_keras.certify.layer_certificate``
     still gives a certified Lipschitz bound of the discrete block.
 
     Args:
@@ -39,12 +42,12 @@ class HDNN(KbFieldOptions, PerStepODE):
     TensorShape([3, 4])
     """
 
-    def __init__(self, steps=4, step_size=None, t1=None, solver="euler",
+    def __init__(self, steps=None, step_size=None, t1=None, solver=None,
                  activation="tanh", activation_slope_bound=None, J=None,
                  units=None, time_varying=True, K_initializer="random_normal",
                  b_initializer="zeros", K_regularizer=None, b_regularizer=None,
-                 return_trajectory=False, gradient="backprop", rtol=1e-6,
-                 atol=1e-6, **kwargs):
+                 return_trajectory=False, gradient=None, rtol=None,
+                 atol=None, **kwargs):
         super().__init__(steps=steps, step_size=step_size, t1=t1, solver=solver,
                          time_varying=time_varying,
                          return_trajectory=return_trajectory, gradient=gradient,
@@ -86,12 +89,15 @@ class HDNN(KbFieldOptions, PerStepODE):
 
         return field
 
-    def jacobian_parts(self):
+    def jacobian_structure(self):
+        """``JacobianStructure``: the Jacobian is (J K^T) diag(s) K, s in [0, S]^m."""
         K = np.asarray(self.K, np.float64)
         n = self.state_size
         Kt = np.transpose(K, (0, 2, 1))
-        A0 = np.zeros((K.shape[0], n, n))
-        return A0, self.J_matrix @ Kt, Kt, self.slope_bound
+        return JacobianStructure(
+            offset=np.zeros((K.shape[0], n, n)), left=self.J_matrix @ Kt, right=Kt,
+            slopes=(0.0, self.slope_bound), steps=self.steps, step_size=self.step_size,
+            t1=self.t1, scheme=self.solver if self.fixed_step else None)
 
     def get_config(self):
         config = super().get_config()

@@ -3,12 +3,11 @@
 import keras
 import tensorflow as tf
 
-from contractive_keras.solvers.serialization import layer_solver
-from contractive_keras.solvers.serialization import serialize as serialize_solver
+from contractive_keras.layers.ode_block import ODEBlock
 
 
 @keras.saving.register_keras_serializable(package="contractive_keras")
-class NeuralODE(keras.layers.Layer):
+class NeuralODE(ODEBlock):
     """Neural ODE xi' = f(xi) (or f([xi, t])) with a Keras layer / model as f.
 
     Integrates from t = 0 to ``t1`` with ``contractive_keras.solvers.odeint``.
@@ -17,8 +16,8 @@ class NeuralODE(keras.layers.Layer):
     Args:
         vector_field: a Keras layer or model mapping a state of shape
             (batch, ...) to the same shape.
-        t1: final time T.
-        steps: fixed-step solvers: number of steps.
+        t1: final time T (default 1).
+        steps: fixed-step solvers: number of steps (default 10).
         solver: "euler", "midpoint", "rk4" (default) or "dopri5", "bdf", or
             an instance: ``Euler()``, ``Midpoint()``, ``RK4()``, a
             ``tfp.math.ode.Solver`` (keeps its own tolerances) or
@@ -45,29 +44,21 @@ class NeuralODE(keras.layers.Layer):
     TensorShape([2, 3])
     """
 
-    def __init__(self, vector_field, t1=1.0, steps=10, solver="rk4",
-                 time_input=False, return_trajectory=False, gradient="backprop",
-                 rtol=1e-6, atol=1e-6, **kwargs):
-        super().__init__(**kwargs)
+    solver_defaults = dict(method="rk4", steps=10, t1=1.0)
+
+    def __init__(self, vector_field, t1=None, steps=None, solver=None,
+                 time_input=False, return_trajectory=False, gradient=None,
+                 rtol=None, atol=None, **kwargs):
+        super().__init__(solver, steps=steps, t1=t1, gradient=gradient, rtol=rtol, atol=atol,
+                         **kwargs)
         if isinstance(vector_field, dict):
             vector_field = keras.saving.deserialize_keras_object(vector_field)
         if not isinstance(vector_field, keras.layers.Layer):
             raise ValueError(
                 f"vector_field must be a Keras layer or model, got {type(vector_field).__name__}.")
-        solver, self.fixed_step = layer_solver(solver)
-        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}.")
-        if not float(t1) > 0.0:
-            raise ValueError(f"t1 must be > 0, got {t1}.")
         self.vector_field = vector_field
-        self.t1 = float(t1)
-        self.steps = int(steps)
-        self.solver = solver
         self.time_input = bool(time_input)
         self.return_trajectory = bool(return_trajectory)
-        self.gradient = gradient
-        self.rtol = float(rtol)
-        self.atol = float(atol)
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -89,19 +80,10 @@ class NeuralODE(keras.layers.Layer):
         return self.vector_field(y)
 
     def call(self, inputs):
-        from contractive_keras.solvers import odeint
-
         y0 = tf.convert_to_tensor(inputs, self.compute_dtype)
-        kwargs = dict(method=self.solver, gradient=self.gradient)
-        if self.fixed_step:
-            kwargs["steps"] = self.steps
-        else:
-            kwargs.update(rtol=self.rtol, atol=self.atol)
-        t1 = tf.constant(self.t1, y0.dtype)
         if not self.return_trajectory:
-            return odeint(self._field, y0, t1, **kwargs)
-        times = tf.constant([self.t1 * k / self.steps for k in range(self.steps + 1)], y0.dtype)
-        traj = odeint(self._field, y0, t1, times=times, **kwargs)
+            return self.solver_spec.odeint(self._field, y0)
+        traj = self.solver_spec.odeint(self._field, y0, times=self.solver_spec.times)
         perm = [1, 0] + list(range(2, len(inputs.shape) + 1))
         return tf.transpose(traj, perm)
 
@@ -115,9 +97,7 @@ class NeuralODE(keras.layers.Layer):
         config = super().get_config()
         config.update({
             "vector_field": keras.saving.serialize_keras_object(self.vector_field),
-            "t1": self.t1, "steps": self.steps, "solver": serialize_solver(self.solver),
             "time_input": self.time_input,
             "return_trajectory": self.return_trajectory,
-            "gradient": self.gradient, "rtol": self.rtol, "atol": self.atol,
         })
         return config

@@ -4,7 +4,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from contractive_keras.layers._hamiltonian_common import KbFieldOptions, PerStepODE
+from contractive_keras.bounds.jacobian_structure import JacobianStructure
+from contractive_keras.layers.kb_field import KbFieldOptions
+from contractive_keras.layers.per_step_ode import PerStepODE
 
 
 @keras.saving.register_keras_serializable(package="contractive_keras")
@@ -13,7 +15,7 @@ class ResNetODE(KbFieldOptions, PerStepODE):
 
     With forward Euler and h, step k is the residual block
     xi + h sigma(K_k^T xi + b_k), i.e. the reference ResNet.  No stability
-    guarantee; ``contractive_keras.certify.discrete_certificate`` gives a
+    guarantee; ``contractive_keras.certify.layer_certificate`` gives a
     certified Lipschitz bound of the discrete block.
 
     Args:
@@ -36,12 +38,12 @@ class ResNetODE(KbFieldOptions, PerStepODE):
     TensorShape([3, 5])
     """
 
-    def __init__(self, steps=4, step_size=None, t1=None, solver="euler",
+    def __init__(self, steps=None, step_size=None, t1=None, solver=None,
                  activation="tanh", activation_slope_bound=None,
                  time_varying=True, K_initializer="random_normal",
                  b_initializer="zeros", K_regularizer=None, b_regularizer=None,
-                 return_trajectory=False, gradient="backprop", rtol=1e-6,
-                 atol=1e-6, **kwargs):
+                 return_trajectory=False, gradient=None, rtol=None,
+                 atol=None, **kwargs):
         super().__init__(steps=steps, step_size=step_size, t1=t1, solver=solver,
                          time_varying=time_varying,
                          return_trajectory=return_trajectory, gradient=gradient,
@@ -77,12 +79,15 @@ class ResNetODE(KbFieldOptions, PerStepODE):
 
         return field
 
-    def jacobian_parts(self):
+    def jacobian_structure(self):
+        """``JacobianStructure``: d/dxi sigma(K^T xi + b) = diag(s) K^T, s in [0, S]^n."""
         K = np.asarray(self.K, np.float64)
         W, n, _ = K.shape
-        eye = np.broadcast_to(np.eye(n), (W, n, n))
-        # d/dxi sigma(K^T xi + b) = diag(s) K^T = sum_i s_i e_i (K[:, i])^T.
-        return np.zeros((W, n, n)), eye.copy(), K.copy(), self.slope_bound
+        return JacobianStructure(
+            offset=np.zeros((W, n, n)), left=np.broadcast_to(np.eye(n), (W, n, n)).copy(),
+            right=K.copy(), slopes=(0.0, self.slope_bound), steps=self.steps,
+            step_size=self.step_size, t1=self.t1,
+            scheme=self.solver if self.fixed_step else None)
 
     def get_config(self):
         config = super().get_config()

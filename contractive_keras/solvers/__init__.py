@@ -18,7 +18,8 @@ methods :class:`Backprop`, :class:`Checkpoint`, :class:`Adjoint`
 (``dopri5.py``) with its step-size controller (``step_size_control.py``)
 and loop (``adaptive_loop.py``); :func:`serialize` / :func:`deserialize`
 give a solver's config value in a layer's ``get_config``
-(``serialization.py``); :func:`write_summaries` puts solver
+(``serialization.py``); :class:`SolverSpec` holds everything an ODE layer
+integrates with (scheme, time grid, gradient method, tolerances; ``spec.py``); :func:`write_summaries` puts solver
 statistics into TensorBoard (``statistics.py``).
 
 Example:
@@ -46,6 +47,7 @@ from contractive_keras.solvers.midpoint import Midpoint
 from contractive_keras.solvers.rk4 import RK4
 from contractive_keras.solvers.serialization import deserialize
 from contractive_keras.solvers.serialization import serialize
+from contractive_keras.solvers.spec import SolverSpec
 from contractive_keras.solvers.statistics import write_summaries
 from contractive_keras.solvers.runge_kutta import ButcherTableau
 from contractive_keras.solvers.runge_kutta import EmbeddedRungeKutta
@@ -66,6 +68,7 @@ __all__ = [
     "Midpoint",
     "RK4",
     "Solution",
+    "SolverSpec",
     "deserialize",
     "get",
     "odeint",

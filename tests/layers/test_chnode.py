@@ -204,14 +204,14 @@ def test_loading_a_saved_model_checks_the_loaded_weights_not_the_rebuilt_ones(tm
         model = keras.Model(inputs, layer(inputs))
     layer.K.assign(0.01 * layer.K.numpy())          # trained to small weights
     layer.b.assign(np.zeros_like(layer.b.numpy()))
-    assert layer.check_discrete_guarantee()["lipschitz_bound"] <= 1.0
+    assert layer.check_discrete_guarantee().value <= 1.0
     path = str(tmp_path / "m.keras")
     model.save(path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")      # the rebuilt layer has N(0, 1) weights at build
         loaded = keras.models.load_model(path)
     np.testing.assert_array_equal(loaded.layers[1].K.numpy(), layer.K.numpy())
-    assert loaded.layers[1].check_discrete_guarantee()["lipschitz_bound"] <= 1.0
+    assert loaded.layers[1].check_discrete_guarantee().value <= 1.0
 
 
 def _jacobian_norms(layer, x):
@@ -241,14 +241,14 @@ def test_block_jacobian_is_below_the_certified_bound_at_random_states(seed):
                   b_initializer=keras.initializers.RandomNormal(stddev=1.0))
     x = (np.random.randn(64, 6) * 3).astype("float32")
     layer(x)
-    cert = certify.discrete_certificate(layer)
-    assert _jacobian_norms(layer, x).max() <= cert["lipschitz_bound"] * (1 + 1e-5)
+    cert = certify.layer_certificate(layer)
+    assert _jacobian_norms(layer, x).max() <= cert.value * (1 + 1e-5)
     # At the certified step size the block is non-expansive at every state.
-    safe = with_step_size(layer, 0.95 * cert["max_step_size"])
-    safe_cert = certify.discrete_certificate(safe)
-    assert safe_cert["lipschitz_bound"] <= 1.0
+    safe = with_step_size(layer, 0.95 * cert.details["max_step_size"])
+    safe_cert = certify.layer_certificate(safe)
+    assert safe_cert.value <= 1.0
     norms = _jacobian_norms(safe, x)
-    assert norms.max() <= safe_cert["lipschitz_bound"] * (1 + 1e-5)
+    assert norms.max() <= safe_cert.value * (1 + 1e-5)
     assert norms.max() <= 1.0 + 1e-5
 
 

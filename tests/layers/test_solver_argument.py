@@ -13,7 +13,7 @@ import tensorflow_probability as tfp
 
 from contractive_keras import solvers
 from contractive_keras.layers import CHNODE, HDNN, NeuralODE, ResNetODE, StabilizedNODE
-from contractive_keras.layers._hamiltonian_common import StepwiseIdentity
+from contractive_keras.layers import StepwiseIdentity
 
 ode = tfp.math.ode
 
@@ -34,7 +34,7 @@ def make_layer(kind, solver, **kwargs):
     if kind == "node":
         return NeuralODE(keras.layers.Dense(4, activation="tanh", dtype="float64"), t1=0.6,
                          solver=solver, dtype="float64", **kwargs)
-    return StabilizedNODE(alpha=0.2, delta_bar=0.0, t1=0.6, solver=solver,
+    return StabilizedNODE(min_slope=0.2, delta_bar=0.0, t1=0.6, solver=solver,
                           activation="smooth_leaky_relu", dtype="float64", **kwargs)
 
 
@@ -58,8 +58,8 @@ def test_tfp_instance_matches_the_name_and_round_trips_through_get_config(kind):
     # Same scheme, same tolerances (tfp's default atol = the layers' 1e-6).
     np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-12, atol=1e-12)
     config = layer.get_config()
-    assert config["solver"]["class_name"] == "DormandPrince"
-    assert config["solver"]["config"]["rtol"] == 1e-5
+    assert config["solver"]["config"]["method"]["class_name"] == "DormandPrince"
+    assert config["solver"]["config"]["method"]["config"]["rtol"] == 1e-5
     clone = type(layer).from_config(config)
     assert type(clone.solver) is ode.DormandPrince and clone.solver._rtol == 1e-5
     assert clone.get_config() == config
@@ -77,7 +77,7 @@ def test_own_dopri5_instance_solves_to_its_tolerance(kind):
     fine.build((None, 4))
     layer = twin(kind, solvers.Dopri5(max_steps=200), fine, rtol=1e-8, atol=1e-8)
     np.testing.assert_allclose(layer(x).numpy(), fine(x).numpy(), atol=1e-6)
-    assert solvers.deserialize(layer.get_config()["solver"]).max_steps == 200
+    assert solvers.deserialize(layer.get_config()["solver"]["config"]["method"]).max_steps == 200
 
 
 @pytest.mark.parametrize("kind", ["chnode", "stabilized"])
@@ -99,8 +99,8 @@ def test_solver_instances_survive_keras_files(kind, solver, tmp_path):
 
 def test_named_scheme_instances_act_as_their_names():
     layer = make_layer("chnode", solvers.RK4())
-    assert layer.solver == "rk4" and layer.get_config()["solver"] == "rk4"
-    node = StabilizedNODE(alpha=0.2, delta_bar=0.1, steps=4, solver=solvers.Euler())
+    assert layer.solver == "rk4" and layer.get_config()["solver"]["config"]["method"] == "rk4"
+    node = StabilizedNODE(min_slope=0.2, delta_bar=0.1, steps=4, solver=solvers.Euler())
     # The Euler instance gets the projection that covers the Euler map.
     assert node.solver == "euler" and node.kernel_constraint.step_size == 0.25
 
@@ -137,7 +137,7 @@ def test_adaptive_instances_need_shared_weights_and_custom_schemes_need_stabiliz
         HDNN(solver=solvers.Dopri5())
     with pytest.raises(ValueError, match="named fixed-step schemes only"):
         ResNetODE(solver=_Heun())
-    node = StabilizedNODE(alpha=0.5, steps=2, solver=_Heun())
+    node = StabilizedNODE(min_slope=0.5, steps=2, solver=_Heun())
     assert node(np.ones((1, 3), "float32")).shape == (1, 3)
     with pytest.raises(ValueError, match="cannot serialize solver .* of type _Heun"):
         node.get_config()

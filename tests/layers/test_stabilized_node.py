@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from contractive_keras import stability
+from contractive_keras import certify, stability
 from contractive_keras.layers import StabilizedNODE
 
 
@@ -20,7 +20,7 @@ def euler_reference(u, A, b, alpha, t1, steps):
 
 
 def test_forward_is_explicit_euler_on_leaky_relu_field():
-    layer = StabilizedNODE(alpha=0.2, t1=0.5, steps=5, dtype="float64")
+    layer = StabilizedNODE(min_slope=0.2, t1=0.5, steps=5, dtype="float64")
     x = np.random.default_rng(0).standard_normal((7, 6))
     y = layer(x).numpy()
     A, b = layer.kernel.numpy(), layer.bias.numpy()
@@ -32,13 +32,13 @@ def test_smooth_activation_has_slopes_in_the_band_and_rk4_converges_to_dopri5():
     x = tf.constant(np.linspace(-30, 30, 2001))
     with tf.GradientTape() as tape:
         tape.watch(x)
-        y = StabilizedNODE(alpha=0.3, activation="smooth_leaky_relu")._activation_fn(x)
+        y = StabilizedNODE(min_slope=0.3, activation="smooth_leaky_relu")._activation(x)
     slopes = tape.gradient(y, x).numpy()
     assert slopes.min() >= 0.3 and slopes.max() <= 1.0 and float(y[1000]) == pytest.approx(0.0)
     u = np.random.default_rng(1).standard_normal((3, 4))
-    fine = StabilizedNODE(alpha=0.3, activation="smooth_leaky_relu", solver="rk4", steps=64,
+    fine = StabilizedNODE(min_slope=0.3, activation="smooth_leaky_relu", solver="rk4", steps=64,
                           dtype="float64")
-    adaptive = StabilizedNODE(alpha=0.3, activation="smooth_leaky_relu", solver="dopri5",
+    adaptive = StabilizedNODE(min_slope=0.3, activation="smooth_leaky_relu", solver="dopri5",
                               dtype="float64", rtol=1e-8, atol=1e-8)
     fine.build(u.shape)
     adaptive.build(u.shape)
@@ -51,13 +51,14 @@ def test_smooth_activation_has_slopes_in_the_band_and_rk4_converges_to_dopri5():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(alpha=0.0), "alpha"),
-    (dict(alpha=1.01), "alpha"),
+    (dict(min_slope=0.0), "min_slope"),
+    (dict(min_slope=1.01), "min_slope"),
+    (dict(alpha=1.01), "min_slope"),
     (dict(activation="relu"), "relu"),
     (dict(activation="tanh"), "tanh"),
     (dict(activation=tf.nn.relu6), "activation_slopes"),
     (dict(activation=tf.tanh, activation_slopes=(0.1, 1.0)), "secant slopes"),
-    (dict(activation=lambda x: 2 * x, activation_slopes=(0.5, 2.0)), r"\[alpha, 1\]"),
+    (dict(activation=lambda x: 2 * x, activation_slopes=(0.5, 2.0)), r"\[min_slope, 1\]"),
     (dict(delta_bar=float("nan")), "NaN"),
     (dict(delta_bar=float("inf")), "finite"),
     (dict(t1=0.0), "t1"),
@@ -72,7 +73,7 @@ def test_bad_arguments_raise_value_errors(kwargs, match):
 
 def test_custom_activation_with_declared_slopes_is_accepted():
     fn = lambda x: 0.5 * x + 0.25 * tf.sin(x)       # slopes in [0.25, 0.75]
-    layer = StabilizedNODE(alpha=0.25, activation=fn, activation_slopes=(0.25, 0.75), steps=2)
+    layer = StabilizedNODE(min_slope=0.25, activation=fn, activation_slopes=(0.25, 0.75), steps=2)
     assert layer(np.ones((1, 3), "float32")).shape == (1, 3)
 
 
@@ -100,7 +101,7 @@ def adversarial_ratio(layer, d, rng, starts=8, iterations=60):
 def test_trained_constrained_layer_never_exceeds_its_certificate(d, solver):
     rng = np.random.default_rng(d)
     keras.utils.set_random_seed(d)
-    layer = StabilizedNODE(alpha=0.1, delta_bar=0.2, steps=5, solver=solver, name="node",
+    layer = StabilizedNODE(min_slope=0.1, delta_bar=0.2, steps=5, solver=solver, name="node",
                            kernel_initializer=keras.initializers.RandomNormal(stddev=2.0 / np.sqrt(d)))
     model = keras.Sequential([keras.Input((d,)), layer, keras.layers.Dense(2)])
     model.compile(keras.optimizers.Adam(0.05),
@@ -108,11 +109,11 @@ def test_trained_constrained_layer_never_exceeds_its_certificate(d, solver):
     x = rng.standard_normal((128, d)).astype("float32")
     model.fit(x, (x[:, 0] * x[:, 1] > 0).astype("int32"), batch_size=32, epochs=2, verbose=0)
     certificate = stability.lipschitz_bound(layer)
-    assert certificate.certifies == "map" and certificate.delta.kind in ("exact", "upper")
+    assert certificate.certifies == "map" and certificate.details["delta"].kind in ("exact", "upper")
     if solver == "euler":       # the projection covers the Euler map
         assert certificate.value <= np.exp(0.2 * 1.0) + 1e-5
-        assert certificate.delta.value <= 0.2 + 1e-6
-    f64 = StabilizedNODE(alpha=0.1, steps=5, solver=solver, dtype="float64")
+        assert certificate.details["delta"].value <= 0.2 + 1e-6
+    f64 = StabilizedNODE(min_slope=0.1, steps=5, solver=solver, dtype="float64")
     f64.build((None, d))
     f64.set_weights(layer.get_weights())
     run = lambda z: f64(z).numpy()
@@ -124,19 +125,19 @@ def test_trained_constrained_layer_never_exceeds_its_certificate(d, solver):
 
 def test_unconstrained_layer_certifies_what_it_computes():
     rng = np.random.default_rng(3)
-    layer = StabilizedNODE(alpha=0.5, steps=3, dtype="float64",
+    layer = StabilizedNODE(min_slope=0.5, steps=3, dtype="float64",
                            kernel_initializer=keras.initializers.RandomNormal(stddev=1.5))
     layer.build((None, 5))
     certificate = stability.lipschitz_bound(layer)
     assert certificate.value == pytest.approx(stability.step_lipschitz_bound(
         layer.kernel.numpy(), 0.5, 1 / 3, "euler").value ** 3)
     assert adversarial_ratio(layer, 5, rng) <= certificate.value * (1 + 1e-9)
-    report = layer.certificate()
+    report = certify.summary(layer)
     assert report["delta_kind"] == "exact" and report["delta_bar"] is None
 
 
 def test_keras_file_and_saved_model_round_trip(tmp_path):
-    layer = StabilizedNODE(alpha=0.2, delta_bar=0.0, steps=3, activation="smooth_leaky_relu",
+    layer = StabilizedNODE(min_slope=0.2, delta_bar=0.0, steps=3, activation="smooth_leaky_relu",
                            kernel_regularizer=keras.regularizers.L2(1e-3))
     inputs = keras.Input((5,))
     model = keras.Model(inputs, keras.layers.Dense(2)(layer(inputs)))
@@ -157,3 +158,13 @@ def test_keras_file_and_saved_model_round_trip(tmp_path):
     np.testing.assert_allclose(reloaded.serve(x).numpy(), expected, rtol=1e-6)
     np.testing.assert_allclose(keras.layers.TFSMLayer(export, call_endpoint="serve")(x).numpy(),
                                expected, rtol=1e-6)
+
+
+def test_configs_saved_with_the_old_slope_name_alpha_still_load():
+    layer = StabilizedNODE(min_slope=0.3, delta_bar=0.0, steps=3)
+    config = layer.get_config()
+    legacy = {k: v for k, v in config.items() if k not in ("min_slope", "solver")}
+    legacy.update(alpha=0.3, solver="euler", steps=3, t1=1.0, gradient="backprop",
+                  rtol=1e-6, atol=1e-6)
+    restored = StabilizedNODE.from_config(legacy)
+    assert restored.min_slope == 0.3 and restored.get_config() == config

@@ -123,9 +123,9 @@ def test_after_huge_optimizer_steps_jacobians_contract_and_obey_theorem2(gamma, 
         assert float(g) == gamma
     x = (np.random.randn(32, 6) * 3).astype("float32")
     # The discrete block at its certified step size is non-expansive.
-    cert = certify.discrete_certificate(layer)
-    safe = _clone(layer, step_size=0.9 * cert["max_step_size"])
-    assert certify.discrete_certificate(safe)["lipschitz_bound"] <= 1.0
+    cert = certify.layer_certificate(layer)
+    safe = _clone(layer, step_size=0.9 * cert.details["max_step_size"])
+    assert certify.layer_certificate(safe).value <= 1.0
     assert _jacobian_norms(safe, x).max() <= 1.0 + 1e-5
     # The flow (RK4, many small steps, float64) obeys Theorem 2 along the trajectory.
     c = certify.contraction_constants(layer)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from contractive_keras import stability
+from contractive_keras import certify, stability
 from contractive_keras.constraints import DeltaBarProjection
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,7 +72,7 @@ def test_euler_mode_certifies_the_step_and_delta():
 def make_model(d=64, delta_bar=0.0, alpha=0.1, steps=5, h=None):
     from contractive_keras.layers import StabilizedNODE
 
-    layer = StabilizedNODE(alpha=alpha, delta_bar=delta_bar, steps=steps, name="node",
+    layer = StabilizedNODE(min_slope=alpha, delta_bar=delta_bar, steps=steps, name="node",
                            solver="euler" if h is None else "euler")
     inputs = keras.Input((12,))
     x = keras.layers.Dense(d)(inputs)
@@ -112,7 +112,7 @@ def test_certified_after_every_step_of_fit_with_a_large_learning_rate():
     assert len(recorder.values) == 16
     assert max(recorder.values) <= 0.0 + 1e-6
     assert layer.kernel.constraint.step_size == pytest.approx(0.2)   # Euler covered
-    summary = layer.certificate()
+    summary = certify.summary(layer)
     assert summary["delta_kind"] == "upper" and summary["delta"] <= 1e-6
     assert summary["lipschitz_certifies"] == "map" and summary["lipschitz_bound"] <= 1 + 1e-5
 
@@ -138,8 +138,9 @@ def test_certified_in_an_xla_compiled_custom_loop():
         h = constraint.step_size
         value = (euler_relaxation_norm(B, 0.3, h, constraint.scaling()) - 1) / h
         assert value <= -0.3 + 1e-6
-        reported = stability.lipschitz_bound(layer)        # what certificate() logs
-        assert reported.delta.kind == "exact" and reported.delta.value <= -0.3 + 1e-6
+        reported = stability.lipschitz_bound(layer)        # what certify.summary logs
+        delta = reported.details["delta"]
+        assert delta.kind == "exact" and delta.value <= -0.3 + 1e-6
         assert reported.value <= (1 - 0.3 * h) ** 5 * (1 + 1e-6)
 
 
@@ -189,7 +190,7 @@ MIRRORED = textwrap.dedent("""
     from contractive_keras.layers import StabilizedNODE
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
-        layer = StabilizedNODE(alpha=0.1, delta_bar=0.0, steps=4)
+        layer = StabilizedNODE(min_slope=0.1, delta_bar=0.0, steps=4)
         model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(12), layer,
                                   keras.layers.Dense(2)])
         optimizer = keras.optimizers.Adam(0.05)
@@ -229,3 +230,20 @@ def test_certified_under_mirrored_strategy_with_two_replicas():
     result = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True,
                             env=env, cwd=ROOT, timeout=300)
     assert "MIRRORED_OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_reset_and_warm_start_are_public_and_keep_the_guarantee():
+    rng = np.random.default_rng(7)
+    constraint = DeltaBarProjection(0.2, 0.0)
+    A = rng.standard_normal((8, 8)).astype("float32")
+    B = np.asarray(constraint(A))
+    scaling = constraint.scaling()
+    assert scaling is not None and relaxation_value(B, 0.2, scaling) <= 1e-6
+    constraint.reset()
+    assert constraint.scaling() is None
+    constraint.warm_start(scaling)
+    np.testing.assert_allclose(constraint.scaling(), scaling)
+    C = np.asarray(constraint(A * 3.0))
+    assert relaxation_value(C, 0.2, constraint.scaling()) <= 1e-6
+    with pytest.raises(ValueError, match="positive"):
+        constraint.warm_start(-scaling)

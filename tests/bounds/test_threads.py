@@ -1,11 +1,12 @@
-"""_blas.single_threaded_blas: one BLAS thread inside the certificates, restored after."""
+"""bounds.threads.single_threaded_blas: one BLAS thread inside the certificates, restored after."""
 
 import keras
 import numpy as np
 import pytest
 import threadpoolctl
 
-from contractive_keras import _blas, certify, stability
+from contractive_keras import bounds, certify, stability
+from contractive_keras.bounds import threads
 from contractive_keras.layers import CHNODE, StabilizedNODE
 
 
@@ -26,11 +27,11 @@ def two_blas_threads():
 def test_limit_holds_inside_nested_and_failing_calls_and_is_restored(two_blas_threads):
     seen = []
 
-    @_blas.single_threaded_blas
+    @threads.single_threaded_blas
     def inner():
         seen.append(blas_threads())
 
-    @_blas.single_threaded_blas
+    @threads.single_threaded_blas
     def outer(fail):
         inner()
         seen.append(blas_threads())
@@ -45,14 +46,14 @@ def test_limit_holds_inside_nested_and_failing_calls_and_is_restored(two_blas_th
 
 
 ENTRY_POINTS = [stability.delta, stability.min_perturbation, stability.lipschitz_bound,
-                stability.step_lipschitz_bound, stability.summary, StabilizedNODE.certificate,
-                certify.discrete_certificate, certify.step_lipschitz_bounds,
+                stability.step_lipschitz_bound, stability.summary, certify.layer_certificate,
+                certify.step_lipschitz_bounds, bounds.map_certificate, bounds.flow_certificate,
                 certify.lipschitz_bound, certify.certified_radius, certify.summary]
 
 
 @pytest.mark.parametrize("fn", ENTRY_POINTS, ids=lambda fn: fn.__qualname__)
 def test_numpy_heavy_entry_points_are_wrapped(fn):
-    assert fn.__code__ is _blas.single_threaded_blas(len).__code__
+    assert fn.__code__ is threads.single_threaded_blas(len).__code__
     assert fn.__wrapped__.__name__ == fn.__name__
 
 
@@ -65,15 +66,15 @@ def test_certificates_run_their_eigenproblems_on_one_thread(two_blas_threads, mo
             seen.append(blas_threads("numpy"))
         return eigvalsh(*args, **kwargs)
 
-    layer = StabilizedNODE(alpha=0.1, delta_bar=0.1, steps=2)
+    layer = StabilizedNODE(min_slope=0.1, delta_bar=0.1, steps=2)
     layer.build((None, 20))
     chnode = CHNODE(steps=2, step_size=1e-3, units=4, discrete_check="ignore")
     chnode.build((None, 4))     # builds call eigvalsh too: record the certificates only
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(3)(chnode(inputs)))
     monkeypatch.setattr(np.linalg, "eigvalsh", recording)
-    layer.certificate()
-    certify.discrete_certificate(chnode)
+    certify.summary(layer)
+    certify.layer_certificate(chnode)
     certify.lipschitz_bound(model)
     assert len(seen) >= 3 and all(threads == {1} for threads in seen)
     assert blas_threads("numpy") == {2}

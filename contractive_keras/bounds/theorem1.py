@@ -1,4 +1,4 @@
-"""Theorem 1 arithmetic for CH-NODE, in float64, rounded toward safety.
+"""Theorems 1 and 2 of the CH-NODE, in float64, rounded toward safety.
 
 Notation of shared/DESIGN.md ("CH-NODE"): M_k(s) = K_k^T diag(s) K_k + L_k^T L_k
 + kappa I has its spectrum in [c1, c2] with
@@ -15,6 +15,9 @@ equivalent to ``gap >= g(gamma) = eps + j2 / (gamma^2 + j2)``, i.e. to
 ``q <= q_max(g) = (2 - g + 2 sqrt(1 - g)) / g``.  The same cap with g ~ 2 eps
 keeps the "auto" gamma finite (1 - alpha^2 - eps >= min(eps, (1 - eps) / 2)).
 """
+
+import dataclasses
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -70,16 +73,115 @@ def c1_c2(K, L, kappa, slope_bound):
 
 
 def one_minus_alpha_sq(c1, c2):
-    """1 - alpha^2 = 4 c1 c2 / (c1 + c2)^2, without cancellation."""
-    return 4.0 * c1 * c2 / tf.square(c1 + c2)
+    """1 - alpha^2 = 4 c1 c2 / (c1 + c2)^2, without cancellation (floats or tensors)."""
+    return 4.0 * c1 * c2 / (c1 + c2) ** 2
 
 
-def theorem1_gamma(c1, c2, eps, j2):
-    """Smallest gamma of Theorem 1 (float64): sqrt((alpha^2+eps) j2 / (1-alpha^2-eps))."""
+def theorem1_gamma(c1, c2, eps, j2=1.0):
+    """Smallest gamma of Theorem 1, rounded up: sqrt((alpha^2 + eps) j2 / (1 - alpha^2 - eps)).
+
+    Works on Python floats and on float64 tensors (inside ``CHNODE.call``).
+
+    Raises:
+        ValueError: (floats) eps >= 1 - alpha^2: no gamma satisfies Theorem 1.
+    """
     gap = one_minus_alpha_sq(c1, c2)
+    if not tf.is_tensor(gap) and not gap > eps:
+        raise ValueError(
+            f"eps={eps} must be < 1 - alpha^2 = {gap:.6g} (c1={c1:.6g}, c2={c2:.6g}).")
     slack = gap - eps
-    gamma_sq = (1.0 - slack) * j2 / slack
-    return tf.sqrt(gamma_sq) * (1.0 + _F64_SLACK)
+    return ((1.0 - slack) * j2 / slack) ** 0.5 * (1.0 + _F64_SLACK)
+
+
+def log_norm_bound(c1, c2, gamma, j2=1.0):
+    """Upper bound on mu_2((J - gamma I) M) over symmetric M with spectrum in [c1, c2].
+
+    With M = beta (I + E), ||E||_2 <= alpha:
+    x^T (J - gamma I) M x = -(gamma x + J x)^T M x
+    <= -beta (gamma - alpha sqrt(gamma^2 + |J x|^2)) |x|^2, so
+    mu_2 <= -beta (gamma - alpha sqrt(gamma^2 + j2)); attained for the
+    canonical J by a reflection-type M, and <= -rho / 2 whenever gamma
+    satisfies Theorem 1 (which is Theorem 2).
+    """
+    beta = 0.5 * (c1 + c2)
+    alpha = (c2 - c1) / (c2 + c1)
+    return -beta * (gamma - alpha * math.sqrt(gamma * gamma + j2))
+
+
+def worst_case_max_step_size(c1, c2, gamma, j2=1.0):
+    """Largest h with ||I + h (J - gamma I) M||_2 <= 1 for every admissible M.
+
+    Admissible: symmetric M with spectrum in [c1, c2] (every CH-NODE field
+    with these bounds, whatever K and the slopes).  Writing y = M x, y ranges
+    over the ball of centre beta x and radius alpha beta, and the condition
+    reads h <= 2 v^T y / ((gamma^2 + j2) |y|^2) with v = gamma x + J x, whose
+    minimum over the ball is (gamma - alpha V) / (beta (1 - alpha^2)),
+    V = sqrt(gamma^2 + j2).  Hence
+
+        h_max = (gamma - alpha V) (c1 + c2) / (V^2 c1 c2),
+
+    exact for the canonical J, a valid lower bound for any skew J.  Returns 0
+    when gamma does not satisfy the (eps = 0) Theorem 1 inequality.
+    """
+    V = math.sqrt(gamma * gamma + j2)
+    alpha = (c2 - c1) / (c2 + c1)
+    margin = gamma - alpha * V
+    if margin <= 0.0:
+        return 0.0
+    return margin * (c1 + c2) / (V * V * c1 * c2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Theorem1Constants:
+    """The constants of Theorems 1-2 for one CH-NODE's weights (floats).
+
+    Attributes:
+        c1, c2: bounds of the spectrum of M = K^T diag(s) K + L^T L + kappa I.
+        alpha: (c2 - c1) / (c2 + c1); one_minus_alpha_sq: 1 - alpha^2.
+        beta: (c1 + c2) / 2.
+        gamma: the damping the layer uses; gamma_min: Theorem 1's bound.
+        eps, kappa, j2 (= lambda_max(J J^T)), slope_bound (S).
+        rho: Theorem 2's rate, eps beta (gamma^2 + j2) / gamma.
+        max_ratio: with a fixed gamma, the largest c2 / c1 its projection
+            allows (None for gamma = "auto").
+    """
+
+    c1: float
+    c2: float
+    alpha: float
+    one_minus_alpha_sq: float
+    beta: float
+    gamma: float
+    gamma_min: float
+    eps: float
+    kappa: float
+    j2: float
+    slope_bound: float
+    rho: float
+    max_ratio: float = None
+
+    def as_dict(self):
+        """The constants as a dict of floats (``max_ratio`` only when set)."""
+        values = dataclasses.asdict(self)
+        if values["max_ratio"] is None:
+            del values["max_ratio"]
+        return values
+
+
+def constants(K, L, kappa, slope_bound, eps, j2, gamma, max_ratio=None):
+    """``Theorem1Constants`` of stacked weights K (W, m, n), L (W, p, n) and a gamma."""
+    c1, c2 = c1_c2(K, L, kappa, slope_bound)
+    c1, c2 = float(c1), float(c2)
+    gap = one_minus_alpha_sq(c1, c2)
+    gamma = float(gamma)
+    beta = 0.5 * (c1 + c2)
+    gamma_min = theorem1_gamma(c1, c2, eps, j2) if gap > eps else math.inf
+    return Theorem1Constants(
+        c1=c1, c2=c2, alpha=(c2 - c1) / (c2 + c1), one_minus_alpha_sq=gap, beta=beta,
+        gamma=gamma, gamma_min=float(gamma_min), eps=float(eps), kappa=float(kappa),
+        j2=float(j2), slope_bound=float(slope_bound),
+        rho=float(eps) * beta * (gamma * gamma + j2) / gamma,
+        max_ratio=None if max_ratio is None else float(max_ratio))
 
 
 def K_scale_to_cap(K, L, kappa, slope_bound, q_max, dtype):

@@ -1,7 +1,7 @@
-"""Graph-mode projection behind ``constraints.DeltaBarProjection`` (TensorFlow, float64).
+"""The certified delta_bar sets and the projection onto them (TensorFlow, float64, graph mode).
 
-Private part of :mod:`contractive_keras.stability`.  For a fixed positive
-diagonal T the certified sets of ``_stability_bounds`` are weighted
+The math behind ``constraints.DeltaBarProjection``.  For a fixed positive
+diagonal T the certified sets of ``bounds.relaxation`` are weighted
 spectral-norm balls (completing the square in the relaxation):
 
 * flow:  lambda_max(c sym B + (r/2)(T + B^T T^-1 B)) <= delta_bar

@@ -2,19 +2,17 @@
 
 The certificates (``stability``, ``certify``) run thousands of small float64
 eigen-decompositions and products in NumPy (d = 8..64, or batches of 2^m
-vertex matrices).  Multi-threaded OpenBLAS pays a thread hand-off per call
-that dwarfs such problems: on a busy 2-core machine one
-``stability.delta(A, 0.1, "upper")`` at d = 64 took 37 s instead of 0.3 s
-(benchmarks/README.md).  ``single_threaded_blas`` limits every BLAS library
+vertex matrices), for which a multi-threaded BLAS pays more in thread
+hand-offs than it computes (measured in benchmarks/README.md).
+``single_threaded_blas`` limits every BLAS library
 NumPy loaded to one thread for the duration of the decorated call
 (``threadpoolctl``), then restores the previous setting; the user's own
 setting (``OPENBLAS_NUM_THREADS`` or a ``threadpool_limits`` block) is
 untouched outside these calls.  Nested decorated calls share one limit,
 set by the first to enter and restored by the last to leave.  Calls from
 several Python threads at once are counted the same way, but OpenBLAS may
-not honour a limit set from a worker thread while another is in force (seen
-with OpenBLAS 0.3 pthreads builds), so only the single-threaded caller is
-tested.
+not honour a limit set from a worker thread while another is in force, so
+only the single-threaded caller is tested.
 """
 
 import functools

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contractive_keras.bounds import conv_operator_norm
 from contractive_keras import certify
 from contractive_keras.layers import CHNODE, HDNN, ResNetODE
 
@@ -130,9 +131,10 @@ def test_vertex_certificate_is_attained_with_relu(layer_cls):
                       K_initializer=keras.initializers.RandomNormal(stddev=0.7),
                       b_initializer=keras.initializers.RandomNormal(stddev=0.5), **extra)
     layer.build((None, 4))
-    cert = certify.discrete_certificate(layer)
-    assert cert["exact_in_slopes"]
-    A0, U, V, S = layer.jacobian_parts()
+    cert = certify.layer_certificate(layer)
+    assert cert.details["exact_in_slopes"]
+    structure = layer.jacobian_structure()
+    A0, U, V, S = structure.offset, structure.left, structure.right, structure.slopes[1]
     patterns = np.array(np.meshgrid(*[[0.0, 1.0]] * 4)).reshape(4, -1).T
     norms = [np.linalg.norm(np.eye(4) + 0.3 * (A0[0] + U[0] @ np.diag(s) @ V[0].T), 2)
              for s in patterns]
@@ -142,7 +144,7 @@ def test_vertex_certificate_is_attained_with_relu(layer_cls):
     pre = K if layer_cls is CHNODE else K.T
     z = np.where(worst > 0, 1.0, -1.0) * rng.uniform(0.5, 1.0, size=4)
     xi = np.linalg.solve(pre, z - b)[None]
-    assert _step_jacobian_norms(layer, xi)[0] == pytest.approx(cert["lipschitz_bound"],
+    assert _step_jacobian_norms(layer, xi)[0] == pytest.approx(cert.value,
                                                                rel=1e-9)
 
 
@@ -156,9 +158,9 @@ def test_certificate_dominates_block_jacobians_for_every_scheme(layer_cls, solve
                       b_initializer=keras.initializers.RandomNormal(stddev=1.0), **extra)
     x = np.random.randn(200, 4) * 2
     layer(x)
-    cert = certify.discrete_certificate(layer)
-    assert _step_jacobian_norms(layer, x).max() <= cert["lipschitz_bound"] * (1 + 1e-9)
-    assert len(cert["per_step_bounds"]) == 3
+    cert = certify.layer_certificate(layer)
+    assert _step_jacobian_norms(layer, x).max() <= cert.value * (1 + 1e-9)
+    assert len(cert.details["per_step_bounds"]) == 3
 
 
 def test_max_step_size_is_the_largest_certified_one():
@@ -166,9 +168,10 @@ def test_max_step_size_is_the_largest_certified_one():
     layer = CHNODE(steps=2, step_size=0.1, kappa=0.1, discrete_check="ignore",
                    K_initializer=keras.initializers.RandomNormal(stddev=0.6))
     layer.build((None, 4))
-    cert = certify.discrete_certificate(layer)
-    A0, U, V, S = layer.jacobian_parts()
-    h = cert["max_step_size"]
+    cert = certify.layer_certificate(layer)
+    structure = layer.jacobian_structure()
+    A0, U, V, S = structure.offset, structure.left, structure.right, structure.slopes[1]
+    h = cert.details["max_step_size"]
     at, _, _ = certify.step_lipschitz_bounds(A0, U, V, S, h)
     above, _, _ = certify.step_lipschitz_bounds(A0, U, V, S, h * (1 + 2e-6))
     assert at.max() <= 1.0 < above.max()
@@ -182,13 +185,14 @@ def test_wide_layers_keep_the_worst_case_step_size_of_theorem1():
                    K_initializer=keras.initializers.RandomNormal(stddev=0.1))
     x = np.random.randn(100, 8) * 2
     layer(x)
-    cert = certify.discrete_certificate(layer)
-    assert not cert["exact_in_slopes"]
-    assert cert["max_step_size"] >= cert["worst_case_max_step_size"] > 0
-    A0, U, V, S = layer.jacobian_parts()
+    cert = certify.layer_certificate(layer)
+    assert not cert.details["exact_in_slopes"]
+    assert cert.details["max_step_size"] >= cert.details["worst_case_max_step_size"] > 0
+    structure = layer.jacobian_structure()
+    A0, U, V, S = structure.offset, structure.left, structure.right, structure.slopes[1]
     centre_radius, largest, _ = certify.step_lipschitz_bounds(A0, U, V, S, 1e-3)
-    assert cert["max_step_size"] >= largest.min() and cert["lipschitz_bound"] <= 1.0
-    at_max = CHNODE.from_config({**layer.get_config(), "step_size": cert["max_step_size"]})
+    assert cert.details["max_step_size"] >= largest.min() and cert.value <= 1.0
+    at_max = CHNODE.from_config({**layer.get_config(), "step_size": cert.details["max_step_size"]})
     at_max(x)
     at_max.set_weights(layer.get_weights())
     assert _step_jacobian_norms(at_max, x).max() <= (1 + 1e-9) ** 2
@@ -227,7 +231,7 @@ def test_conv_bound_dominates_the_explicit_operator_norm():
     operator = np.stack([conv(e.reshape(1, 6, 6, 2)).numpy().ravel()
                          for e in np.eye(72)], axis=1)
     exact = np.linalg.norm(operator, 2)
-    bound = certify._conv_norm(conv.kernel.numpy().astype(np.float64), (6, 6))
+    bound = conv_operator_norm(conv.kernel.numpy().astype(np.float64), (6, 6))
     assert exact <= bound * (1 + 1e-6)
     assert bound <= 1.5 * exact
 
@@ -245,13 +249,13 @@ def test_model_lipschitz_bound_and_certified_radius_hold():
     keras.utils.set_random_seed(9)
     model = _tiny_classifier()
     bound = certify.lipschitz_bound(model)
-    assert [kind for _, kind, _ in bound["factors"]][2:4] == [
-        "conv2d (circulant bound)", "ode block (discrete certificate)"]
+    assert [kind for _, kind, _ in bound.factors][2:4] == [
+        "conv2d (circulant bound)", "ode block (map certificate)"]
     x = np.random.rand(20, 5, 5, 1).astype("float32")
     delta = np.random.randn(20, 5, 5, 1).astype("float32") * 0.1
     diff = model(x + delta).numpy() - model(x).numpy()
     ratios = np.linalg.norm(diff, axis=1) / np.linalg.norm(delta.reshape(20, -1), axis=1)
-    assert ratios.max() <= bound["lipschitz_bound"]
+    assert ratios.max() <= bound.value
     radius, correct = certified_radius = certify.certified_radius(model, x)
     pred = model(x).numpy().argmax(1)
     for _ in range(5):
@@ -259,13 +263,35 @@ def test_model_lipschitz_bound_and_certified_radius_hold():
         d /= np.linalg.norm(d.reshape(20, -1), axis=1)[:, None, None, None]
         moved = model(x + 0.99 * radius[:, None, None, None].astype("float32") * d)
         assert np.all(moved.numpy().argmax(1) == pred)
+    global_radius, _ = certify.certified_radius(model, x, bound="global")
+    assert np.all(radius >= global_radius) and np.any(radius > global_radius)
+
+
+def test_pairwise_radius_is_exact_for_a_linear_model():
+    """For z = W^T x the pairwise radius is the distance to the nearest decision boundary."""
+    rng = np.random.default_rng(5)
+    W = rng.standard_normal((6, 4))
+    x = rng.standard_normal((50, 6))
+    logits = x @ W
+    radius = certify.pairwise_radius(logits, W, 1.0)
+    pred = logits.argmax(1)
+    for i in range(50):
+        y = pred[i]
+        distances = [(logits[i, y] - logits[i, j]) / np.linalg.norm(W[:, y] - W[:, j])
+                     for j in range(4) if j != y]
+        assert radius[i] == pytest.approx(min(distances), rel=1e-12)
+        # just beyond the radius, towards the nearest boundary, the class changes
+        j = [j for j in range(4) if j != y][int(np.argmin(distances))]
+        step = (W[:, j] - W[:, y]) / np.linalg.norm(W[:, j] - W[:, y])
+        assert (x[i] + 1.0001 * radius[i] * step) @ W[:, j] > (x[i] + 1.0001 * radius[i] * step) @ W[:, y]
 
 
 def test_summary_reports_the_certificate_scalars():
     model = _tiny_classifier()
     values = certify.summary(model)
-    assert set(values) == {"gamma", "alpha", "rho", "c1", "c2", "discrete_lipschitz_bound",
-                           "max_step_size", "step_size"}
+    assert set(values) == {"gamma", "alpha", "rho", "c1", "c2", "lipschitz_bound",
+                           "lipschitz_certifies", "max_step_size", "step_size"}
+    assert values.pop("lipschitz_certifies") == "map"
     assert all(isinstance(v, float) for v in values.values())
     with pytest.raises(ValueError, match="cannot certify"):
         certify.lipschitz_bound(keras.Sequential([keras.Input((3,)), keras.layers.Dropout(0.1)]))
@@ -280,9 +306,9 @@ def test_model_lipschitz_bound_covers_stabilized_node_models(name):
     model = models.build(name, width=8)
     layer = model.get_layer("stabilized_node")
     bound = certify.lipschitz_bound(model)
-    kinds = {name: kind for name, kind, _ in bound["factors"]}
-    assert kinds["stabilized_node"] == "stabilized node (discrete certificate)"
-    block = dict((n, f) for n, _, f in bound["factors"])["stabilized_node"]
+    kinds = {name: kind for name, kind, _ in bound.factors}
+    assert kinds["stabilized_node"] == "ode block (map certificate)"
+    block = dict((n, f) for n, _, f in bound.factors)["stabilized_node"]
     assert block == stability.lipschitz_bound(layer).value
     x = tf.constant(np.random.rand(16, 28, 28, 1), tf.float32)
     with tf.GradientTape() as tape:
@@ -290,7 +316,7 @@ def test_model_lipschitz_bound_covers_stabilized_node_models(name):
         logits = model(x)
     jac = tape.batch_jacobian(logits, x).numpy().reshape(16, 10, -1)
     measured = np.linalg.norm(jac, 2, axis=(1, 2)).max()
-    assert 0 < measured <= bound["lipschitz_bound"]
+    assert 0 < measured <= bound.value
 
 
 def test_model_lipschitz_bound_refuses_an_adaptive_stabilized_node():

@@ -1,0 +1,48 @@
+"""Certificates of layers and models, computed from what the layers describe.
+
+Verify a model without trusting the training code (shared/DESIGN.md,
+"CH-NODE", "Stabilized NODE", "Certified robustness").  Every certificate
+function returns one type, ``Certificate`` (value, what it certifies: the
+computed "map" or the exact "flow", how: "exact" or "upper", and the
+per-factor breakdown):
+
+* ``layer_certificate``: an ODE layer's map (fixed-step schemes) or flow;
+* ``lipschitz_bound``: a whole chain model, input -> logits;
+* ``certified_radius``: per-input l2 radii (pairwise read-out margins);
+* ``summary``: flat scalars for logging, both families;
+* ``bsm_norms``: measured backward sensitivity (Theorem 2);
+* Theorem 1-2 arithmetic: ``theorem1_gamma``, ``log_norm_bound``,
+  ``worst_case_max_step_size``, ``contraction_constants``,
+  ``contraction_rate``.
+
+Example:
+
+>>> from contractive_keras import certify, models        # doctest: +SKIP
+>>> model = models.build("stable_node")                   # doctest: +SKIP
+>>> certify.lipschitz_bound(model).value                  # doctest: +SKIP
+"""
+
+from contractive_keras.bounds.certificate import Certificate
+from contractive_keras.bounds.certificate import Factor
+from contractive_keras.bounds.step_bound import MAX_EXACT_UNITS
+from contractive_keras.bounds.theorem1 import log_norm_bound
+from contractive_keras.bounds.theorem1 import theorem1_gamma
+from contractive_keras.bounds.theorem1 import worst_case_max_step_size
+from contractive_keras.certify.bsm import bsm_norms
+from contractive_keras.certify.layer import contraction_constants
+from contractive_keras.certify.layer import contraction_rate
+from contractive_keras.certify.layer import discrete_certificate
+from contractive_keras.certify.layer import layer_certificate
+from contractive_keras.certify.layer import step_lipschitz_bounds
+from contractive_keras.certify.model import body_and_readout
+from contractive_keras.certify.model import lipschitz_bound
+from contractive_keras.certify.radius import certified_radius
+from contractive_keras.certify.radius import pairwise_radius
+from contractive_keras.certify.report import summary
+
+__all__ = [
+    "Certificate", "Factor", "MAX_EXACT_UNITS", "body_and_readout", "bsm_norms",
+    "certified_radius", "contraction_constants", "contraction_rate", "discrete_certificate",
+    "layer_certificate", "lipschitz_bound", "log_norm_bound", "pairwise_radius",
+    "step_lipschitz_bounds", "summary", "theorem1_gamma", "worst_case_max_step_size",
+]

@@ -1,0 +1,100 @@
+"""Certified Lipschitz bounds of whole models (chains of layers), input -> logits.
+
+Lip(f_L o ... o f_1) <= prod_i Lip(f_i) (l2 norms throughout): each layer
+contributes a certified factor, ODE blocks through the certificate of the
+map they compute (``certify.layer_certificate``), linear layers through
+their operator norms (``bounds.operator_norms``).  For a linear read-out
+W the model's logit differences are bounded pairwise by
+L_body ||w_i - w_j||_2 (``body_and_readout``), tighter than sqrt(2) Lip.
+"""
+
+import keras
+import numpy as np
+
+from contractive_keras.bounds import certificate
+from contractive_keras.bounds.operator_norms import conv_operator_norm
+from contractive_keras.bounds.operator_norms import spectral_norm
+from contractive_keras.bounds.threads import single_threaded_blas
+from contractive_keras.certify.layer import describes_itself
+from contractive_keras.certify.layer import layer_certificate
+
+_LINEAR = (keras.activations.linear, None)
+KNOWN = ("InputLayer, Rescaling, Conv2D (linear, stride 1), Dense (linear), Flatten, Reshape, "
+         "the package's ODE layers with a fixed-step solver, and any layer with a "
+         "lipschitz_bound() method")
+
+
+def _conv_factor(layer):
+    if layer.activation not in _LINEAR or tuple(layer.strides) != (1, 1) or \
+            tuple(layer.dilation_rate) != (1, 1):
+        raise ValueError(f"{layer.name}: only linear stride-1 Conv2D layers are certified.")
+    spatial = keras.tree.flatten(layer.input)[0].shape[1:3]
+    return conv_operator_norm(np.asarray(layer.kernel, np.float64), spatial), \
+        "conv2d (circulant bound)"
+
+
+def layer_factor(layer):
+    """(certified factor, kind) of one layer of a chain model.
+
+    Raises:
+        ValueError: a layer of unknown kind, a nonlinear Dense / Conv2D, or
+            an ODE layer with an adaptive solver.
+    """
+    if describes_itself(layer):
+        return layer_certificate(layer).value, "ode block (map certificate)"
+    if callable(getattr(layer, "lipschitz_bound", None)):
+        return float(layer.lipschitz_bound()), "declared by the layer"
+    if isinstance(layer, keras.layers.InputLayer):
+        return 1.0, "input"
+    if isinstance(layer, (keras.layers.Flatten, keras.layers.Reshape)):
+        return 1.0, "reshape (isometry)"
+    if isinstance(layer, keras.layers.Rescaling):
+        return float(np.max(np.abs(np.asarray(layer.scale, np.float64)))), "rescaling"
+    if isinstance(layer, keras.layers.Dense):
+        if layer.activation not in _LINEAR:
+            raise ValueError(f"{layer.name}: only linear Dense layers are certified.")
+        return spectral_norm(np.asarray(layer.kernel, np.float64)), "dense"
+    if isinstance(layer, keras.layers.Conv2D):
+        return _conv_factor(layer)
+    raise ValueError(f"cannot certify layer {layer.name} of type {type(layer).__name__}; "
+                     f"known: {KNOWN}.")
+
+
+@single_threaded_blas
+def lipschitz_bound(model):
+    """Certified l2 Lipschitz bound of a chain model (input -> logits).
+
+    Returns:
+        ``Certificate`` (certifies "map"), one ``Factor`` per layer.
+    """
+    factors = []
+    for layer in model.layers:
+        value, kind = layer_factor(layer)
+        factors.append((layer.name, kind, value))
+    return certificate.product(factors, "map")
+
+
+def _linear_readout(model):
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Dense) and last.activation in _LINEAR:
+        return last
+    return None
+
+
+@single_threaded_blas
+def body_and_readout(model):
+    """(certificate of the body up to the read-out, read-out kernel W or None).
+
+    With a linear Dense read-out z = W^T h + c, the logit difference
+    z_i - z_j = (w_i - w_j)^T h + const is L_body ||w_i - w_j||_2-Lipschitz
+    in the input.  Without one, the body is the whole model and W is None.
+    """
+    readout = _linear_readout(model)
+    layers = model.layers[:-1] if readout is not None else model.layers
+    factors = []
+    for layer in layers:
+        value, kind = layer_factor(layer)
+        factors.append((layer.name, kind, value))
+    body = certificate.product(factors, "map")
+    kernel = None if readout is None else np.asarray(readout.kernel, np.float64)
+    return body, kernel

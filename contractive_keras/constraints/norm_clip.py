@@ -1,0 +1,82 @@
+"""Norm clips: the layers around an ODE block, so that a whole network has a certified bound."""
+
+import keras
+import tensorflow as tf
+
+from contractive_keras.bounds.operator_norms import clip_singular_values
+
+
+@keras.saving.register_keras_serializable(package="contractive_keras")
+class SpectralNormClip(keras.constraints.Constraint):
+    """Clips the singular values of every slice of a stacked (W, m, n) weight.
+
+    The result is the Frobenius-nearest matrix with ||W_k||_2 <= max_norm_k
+    (Eckart-Young / Mirsky), computed slice by slice.
+
+    Args:
+        max_norm: a float, or one float per slice.
+
+    Example:
+
+    >>> import numpy as np
+    >>> w = SpectralNormClip(1.0)(np.diag([3.0, 0.5]).astype("float32"))
+    >>> float(np.linalg.norm(w, 2)) <= 1.0
+    True
+    """
+
+    def __init__(self, max_norm):
+        if isinstance(max_norm, (list, tuple)):
+            self.max_norm = [float(x) for x in max_norm]
+        else:
+            self.max_norm = float(max_norm)
+        if min(self.max_norm if isinstance(self.max_norm, list) else [self.max_norm]) < 0:
+            raise ValueError(f"max_norm must be >= 0, got {max_norm}.")
+
+    def __call__(self, w):
+        return clip_singular_values(w, self.max_norm)
+
+    def get_config(self):
+        return {"max_norm": self.max_norm}
+
+
+@keras.saving.register_keras_serializable(package="contractive_keras")
+class ConvNormClip(keras.constraints.Constraint):
+    """Bounds the l2 operator norm of a 2-D convolution by ``max_norm``.
+
+    For a kernel K of shape (kh, kw, cin, cout), any stride >= 1 and zero
+    padding: conv(x) = P(x) K_mat with K_mat = K as a (kh kw cin, cout)
+    matrix and P(x) the patches of x (im2col), in which each input value
+    appears at most kh kw times, so ||P(x)||_F <= sqrt(kh kw) ||x||_2 and
+
+        ||conv(x) - conv(y)||_2 <= sqrt(kh kw) ||K_mat||_2 ||x - y||_2.
+
+    The constraint clips the singular values of K_mat at
+    max_norm / sqrt(kh kw) (the Frobenius-nearest such kernel), so the
+    convolution is max_norm-Lipschitz.  ``certify.lipschitz_bound`` then
+    measures the exact (circulant) norm, which is at most this.
+
+    Example:
+
+    >>> import numpy as np
+    >>> k = ConvNormClip(1.0)(np.ones((3, 3, 1, 4), "float32"))
+    >>> bool(3 * np.linalg.norm(k.numpy().reshape(9, 4), 2) <= 1.0)
+    True
+    """
+
+    def __init__(self, max_norm):
+        self.max_norm = float(max_norm)
+        if not self.max_norm > 0:
+            raise ValueError(f"max_norm must be > 0, got {max_norm}.")
+
+    def __call__(self, w):
+        value = tf.convert_to_tensor(w)
+        if value.shape.rank != 4:
+            raise ValueError(f"ConvNormClip takes a (kh, kw, cin, cout) Conv2D kernel, "
+                             f"got shape {value.shape}.")
+        kh, kw, cin, cout = value.shape
+        matrix = tf.reshape(value, (kh * kw * cin, cout))
+        clipped = clip_singular_values(matrix, self.max_norm / (kh * kw) ** 0.5)
+        return tf.reshape(clipped, tf.shape(value))
+
+    def get_config(self):
+        return {"max_norm": self.max_norm}

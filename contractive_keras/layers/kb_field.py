@@ -1,0 +1,100 @@
+"""KbFieldOptions: the activation and K, b options of CHNODE, HDNN and ResNetODE."""
+
+import math
+
+import keras
+
+from contractive_keras.layers import activations
+
+
+def serialize(obj):
+    """keras.saving.serialize_keras_object, None-safe."""
+    return None if obj is None else keras.saving.serialize_keras_object(obj)
+
+
+def resolve_activation(activation, slope_bound=None):
+    """Returns ``(callable, S)`` for an activation with slopes in [0, S].
+
+    Args:
+        activation: a name of ``activations.SLOPE_INTERVALS`` or any callable /
+            Keras activation name; those need ``slope_bound``.
+        slope_bound: S; for a known name it may only loosen the known bound.
+
+    Raises:
+        ValueError: unknown activation without ``slope_bound``, a bound below
+            the known one, or a non-positive ``slope_bound``.
+    """
+    names = sorted(activations.SLOPE_INTERVALS)
+    if isinstance(activation, str) and activation in activations.SLOPE_INTERVALS:
+        sloped = activations.get(activation)
+        known = sloped.slopes[1]
+        if slope_bound is None:
+            return sloped.fn, known
+        if float(slope_bound) < known:
+            raise ValueError(
+                f"activation_slope_bound={slope_bound} is below the true "
+                f"slope bound {known} of {activation!r}.")
+        fn = sloped.fn
+    elif isinstance(activation, str):
+        if slope_bound is None:
+            raise ValueError(
+                f"activation={activation!r} has no known slope bound; allowed "
+                f"names: {names}, or pass a callable together with "
+                "activation_slope_bound=S such that 0 <= sigma'(x) <= S for all x.")
+        fn = keras.activations.get(activation)
+    else:
+        if not callable(activation) or slope_bound is None:
+            raise ValueError(
+                f"activation={activation!r}: a custom activation must be a "
+                "callable with activation_slope_bound=S given (0 <= sigma' <= S); "
+                f"known names: {names}.")
+        fn = activation
+    slope_bound = float(slope_bound)
+    if not (slope_bound > 0.0 and math.isfinite(slope_bound)):
+        raise ValueError(
+            f"activation_slope_bound must be a finite number > 0, got {slope_bound}.")
+    return fn, slope_bound
+
+
+class KbFieldOptions:
+    """The options CHNODE, HDNN and ResNetODE share for their field.
+
+    An activation with a known slope bound S (``resolve_activation``) and
+    the initializers and regularizers of the stacked per-step K and b.
+    Mix in before ``PerStepODE``; call ``set_field_options`` in
+    ``__init__`` and merge ``field_options_config()`` into ``get_config``.
+    """
+
+    def set_field_options(self, activation, activation_slope_bound, K_initializer,
+                          b_initializer, K_regularizer, b_regularizer):
+        self.activation_fn, self.slope_bound = resolve_activation(
+            activation, activation_slope_bound)
+        self.activation = activation
+        self.activation_slope_bound = activation_slope_bound
+        self.K_initializer = keras.initializers.get(K_initializer)
+        self.b_initializer = keras.initializers.get(b_initializer)
+        self.K_regularizer = keras.regularizers.get(K_regularizer)
+        self.b_regularizer = keras.regularizers.get(b_regularizer)
+
+    def field_options_config(self):
+        return {
+            "activation": self.activation if isinstance(self.activation, str)
+            else serialize(self.activation),
+            "activation_slope_bound": self.activation_slope_bound,
+            "K_initializer": serialize(self.K_initializer),
+            "b_initializer": serialize(self.b_initializer),
+            "K_regularizer": serialize(self.K_regularizer),
+            "b_regularizer": serialize(self.b_regularizer),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("activation"), dict):
+            config["activation"] = keras.saving.deserialize_keras_object(config["activation"])
+        layer = cls(**config)
+        # Keras builds a deserialized layer before it loads the saved weights:
+        # checks of the initial weights would be about weights nobody uses.
+        layer.from_saved_config = True
+        return layer
+

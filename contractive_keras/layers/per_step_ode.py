@@ -1,0 +1,143 @@
+"""PerStepODE: the skeleton of the ODE layers with per-step weights on the last axis."""
+
+import keras
+import tensorflow as tf
+
+from contractive_keras import solvers
+from contractive_keras.layers.ode_block import ODEBlock
+
+
+class PerStepODE(ODEBlock):
+    """Skeleton of an ODE layer on the last axis with per-step weights.
+
+    Subclasses create their weights in ``build_field(n)`` and provide
+    ``field_closure()``, returning ``fn(t, y, step)`` for a state ``y`` of
+    shape (n, rows): the vectors of the last axis are the *columns*, so each
+    per-vector product is one (n x n) @ (n x rows) matrix product with a long
+    second dimension (measured fastest on CPU, with and without XLA; see
+    benchmarks/README.md).  This class reshapes inputs, integrates with
+    ``contractive_keras.solvers.odeint`` and formats the output.
+
+    Args:
+        steps: number of solver steps N (and of weight pieces when
+            ``time_varying``); default 4.
+        step_size: h; the horizon is T = N h.  Give at most one of
+            ``step_size`` and ``t1``; with neither, h = 0.5 (reference).
+        t1: final time T (then h = T / N).
+        solver: "euler" (default), "midpoint", "rk4" (fixed step), or
+            "dopri5", "bdf" (adaptive, only with ``time_varying=False``);
+            or a solver instance: ``Euler()``, ``Midpoint()``, ``RK4()``
+            (stored as their names), a ``tfp.math.ode.Solver`` (e.g.
+            ``DormandPrince(rtol=1e-5)``; it keeps its own tolerances, so
+            ``rtol``/``atol`` do not apply) or
+            ``contractive_keras.solvers.Dopri5`` (XLA-compilable; it uses
+            ``rtol``/``atol``), adaptive ones only with
+            ``time_varying=False``.  ``get_config`` stores names, and
+            DormandPrince, BDF and Dopri5 as ``{"class_name", "config"}``
+            (``contractive_keras.solvers.serialize``); other instances are
+            refused there.
+        time_varying: per-step weights K_k, b_k (... ) if True, else shared.
+        return_trajectory: output the states at t_0..t_N, shape
+            (batch, N + 1, ..., n), instead of xi(T).
+        gradient: "backprop" | "adjoint" | "checkpoint" (see solvers).
+        rtol, atol: tolerances of the adaptive solvers.
+    """
+
+    def __init__(self, steps=None, step_size=None, t1=None, solver=None,
+                 time_varying=True, return_trajectory=False,
+                 gradient=None, rtol=None, atol=None, **kwargs):
+        super().__init__(solver, steps=steps, step_size=step_size, t1=t1, gradient=gradient,
+                         rtol=rtol, atol=atol, **kwargs)
+        if not self.fixed_step and time_varying:
+            raise ValueError(
+                f"solver={self.solver!r} is adaptive: per-step weights need a fixed-step "
+                f"solver {tuple(solvers.FIXED_STEP_METHODS)}; pass time_varying=False.")
+        self.time_varying = bool(time_varying)
+        self.return_trajectory = bool(return_trajectory)
+        self.input_spec = keras.layers.InputSpec(min_ndim=2)
+
+    @property
+    def weight_steps(self):
+        """Number of stacked weight slices: N if time-varying, else 1."""
+        return self.steps if self.time_varying else 1
+
+    # -- Keras contract ----------------------------------------------------
+    def build(self, input_shape):
+        n = input_shape[-1]
+        if n is None:
+            raise ValueError("the last (state) dimension must be known.")
+        self.state_size = int(n)
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: n})
+        self.build_field(self.state_size)
+        self.built = True
+        self.after_build()
+
+    def build_field(self, n):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def after_build(self):
+        """Hook run once weights exist (eager checks)."""
+
+    def field_closure(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_state(self, rows):
+        """(rows, n) -> the solver state (n, rows)."""
+        return tf.transpose(rows)
+
+    def from_state(self, state):
+        """The solver state (n, rows) -> (rows, n)."""
+        return tf.transpose(state)
+
+    def integrate(self, rows, times=None):
+        """Integrates rows (P, n) to t1, or to ``times`` (stacked first)."""
+        state = self.to_state(rows)
+        traj = self.solver_spec.odeint(self.field_closure(), state, times=times,
+                                       with_step_index=True)
+        if times is None:
+            return self.from_state(traj)
+        return tf.transpose(traj, [0, 2, 1])
+
+    def call(self, inputs):
+        x = tf.convert_to_tensor(inputs, dtype=self.compute_dtype)
+        shape = tf.shape(x)
+        rows = tf.reshape(x, [-1, self.state_size])
+        if not self.return_trajectory:
+            return tf.reshape(self.integrate(rows), shape)
+        traj = self.integrate(rows, self.solver_spec.times)
+        traj = tf.reshape(traj, tf.concat([[self.steps + 1], shape], 0))
+        perm = [1, 0] + list(range(2, len(inputs.shape) + 1))
+        return tf.transpose(traj, perm)
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if self.return_trajectory:
+            return (input_shape[0], self.steps + 1) + input_shape[1:]
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "time_varying": self.time_varying,
+            "return_trajectory": self.return_trajectory,
+        })
+        return config
+
+    # -- helpers for subclasses ------------------------------------------
+    def add_step_weight(self, name, shape, initializer, regularizer=None,
+                        constraint=None, trainable=True):
+        """Adds a stacked per-step weight of shape (weight_steps, *shape)."""
+        return self.add_weight(
+            name=name, shape=(self.weight_steps,) + tuple(shape),
+            initializer=initializer, regularizer=regularizer,
+            constraint=constraint, trainable=trainable)
+
+    def select(self, stacked, step):
+        """The slice of a stacked weight used at solver step ``step``."""
+        if not self.time_varying:
+            return stacked[0]
+        static = tf.get_static_value(step)
+        if static is not None:          # unrolled loop: a slice, dense gradient
+            return stacked[int(static)]
+        return tf.gather(stacked, step)
+
