@@ -5,7 +5,10 @@
 
 runs the reference recipe of the chosen model (shared/DESIGN.md): its
 defaults come from ``contractive_keras.models.REFERENCE_HPARAMS`` and every
-flag left unset keeps them. One custom loop serves every
+flag left unset keeps them. The allowed models, datasets, solvers and
+strategies, and which flag applies to which model, come from the package
+(``models``, ``data``, ``solvers``, ``training``); the loop is
+``contractive_keras.training.Trainer``. One custom loop serves every
 ``tf.distribute`` strategy (one CPU, several GPUs, several hosts through
 ``TF_CONFIG``, TPU). ``--validation_size=n`` trains on the first N - n
 training images only and reports the accuracy on the last n after every
@@ -27,20 +30,17 @@ import sys
 # 20-90x slower with multi-threaded OpenBLAS beside TensorFlow's own threads;
 # must be set before NumPy is imported.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags
+import tensorflow as tf  # noqa: E402  (after the environment settings above)
+from absl import app, flags, logging  # noqa: E402
 
-MODELS = ["chnode", "hdnn", "resnet", "node", "stable_node"]
-DATASETS = ["mnist", "fashion_mnist"]
-SOLVERS = ["euler", "midpoint", "rk4", "dopri5", "bdf"]
-STRATEGIES = ["auto", "one_device", "mirrored", "multi_worker", "tpu"]
-HAMILTONIAN = ("chnode", "hdnn", "resnet")
-STABILIZED = ("node", "stable_node")
+from contractive_keras import data, models, solvers, training  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("model", "chnode", MODELS, "Architecture to train.")
+flags.DEFINE_enum("model", "chnode", models.NAMES, "Architecture to train.")
 flags.DEFINE_integer("depth", None, "Number of ODE steps/layers N (Hamiltonian models; default from the recipe).")
-flags.DEFINE_enum("dataset", "mnist", DATASETS, "Dataset.")
+flags.DEFINE_enum("dataset", "mnist", data.DATASETS, "Dataset.")
 flags.DEFINE_string("data_dir", None, "Directory with <dataset>.npz or IDX files (default: $CONTRACTIVE_KERAS_DATA, then tensorflow_datasets).")
 flags.DEFINE_integer("epochs", None, "Number of epochs (default from the recipe).")
 flags.DEFINE_integer("batch_size", None, "Global batch size, split over replicas (default from the recipe).")
@@ -48,7 +48,7 @@ flags.DEFINE_float("learning_rate", None, "Initial Adam learning rate (default f
 flags.DEFINE_float("lr_decay", None, "Learning-rate factor applied after every epoch, in (0, 1] (default from the recipe).")
 flags.DEFINE_float("weight_decay", None, "Weight decay as in PyTorch Adam, an L2 penalty wd/2 ||w||^2 (default from the recipe).")
 flags.DEFINE_float("smoothness", None, "Factor of the penalty h * sum_j 0.5 (||K_{j+1}-K_j||^2 + ||b_{j+1}-b_j||^2) (Hamiltonian models; default from the recipe).")
-flags.DEFINE_enum("solver", None, SOLVERS, "ODE solver (default from the recipe: euler for the Hamiltonian models).")
+flags.DEFINE_enum("solver", None, solvers.KNOWN_METHODS, "ODE solver (default from the recipe: euler).")
 flags.DEFINE_float("step_size", None, "Fixed step h of the ODE solver (default from the recipe, 0.5 for the Hamiltonian models).")
 flags.DEFINE_string("gamma", None, "CH-NODE damping: 'auto' (Theorem 1 from the weights after every step) or a positive float held fixed.")
 flags.DEFINE_float("eps", None, "CH-NODE: margin of Theorem 1, in (0, 1); with a fixed --gamma a larger eps leaves a larger certified Euler step (default 1e-6, the reference).")
@@ -58,7 +58,7 @@ flags.DEFINE_float("readout_max_norm", None, "Bound on the spectral norm of the 
 flags.DEFINE_float("delta_bar", None, "Stabilized NODE: target bound on delta = max_D mu_2(D A) (stable_node only).")
 flags.DEFINE_float("alpha", None, "Stabilized NODE: lower slope bound of the activation, in (0, 1].")
 flags.DEFINE_integer("seed", 0, "Random seed (initialisation and data order).")
-flags.DEFINE_enum("strategy", "auto", STRATEGIES, "tf.distribute strategy; auto picks TPU, several GPUs, multi-worker from TF_CONFIG, or one device.")
+flags.DEFINE_enum("strategy", "auto", training.STRATEGIES, "tf.distribute strategy; auto picks TPU, several GPUs, multi-worker from TF_CONFIG, or one device.")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, TensorBoard logs, summary.json and exports go (default runs/<model>_<dataset>[_n<depth>]).")
 flags.DEFINE_integer("steps_per_epoch", None, "Cap on the number of steps per epoch (default: one pass over the training set).")
 flags.DEFINE_integer("checkpoint_every", 100, "Save a checkpoint every this many steps (and at each epoch end); 0 = epoch ends only.")
@@ -86,8 +86,6 @@ flags.register_validator("alpha", lambda v: v is None or 0 < v <= 1, message="--
 flags.register_validator(
     "delta_bar", lambda v: v is None or math.isfinite(v), message="--delta_bar must be a finite number"
 )
-
-
 flags.register_validator("eps", lambda v: v is None or 0 < v < 1, message="--eps must lie in (0, 1)")
 for _name in ("L_scale", "lift_max_norm", "readout_max_norm"):
     flags.register_validator(_name, lambda v: v is None or (v > 0 and math.isfinite(v)),
@@ -106,23 +104,9 @@ def _valid_gamma(value):
 flags.register_validator("gamma", _valid_gamma, message="--gamma must be 'auto' or a positive number")
 
 
-@flags.multi_flags_validator(["model", "gamma", "eps", "L_scale", "delta_bar", "alpha", "depth", "smoothness",
-                              "lift_max_norm", "readout_max_norm"],
-                             message="a flag does not apply to the chosen --model")
+@flags.multi_flags_validator(["model", *training.MODEL_FIELDS], message="a flag does not apply to the chosen --model")
 def _model_specific_flags(values):
-    model = values["model"]
-    problems = []
-    for name in ("gamma", "eps", "L_scale"):
-        if values[name] is not None and model != "chnode":
-            problems.append(f"--{name} applies to --model=chnode only")
-    for name in ("delta_bar",):
-        if values[name] is not None and model != "stable_node":
-            problems.append(f"--{name} applies to --model=stable_node only")
-    if values["alpha"] is not None and model not in STABILIZED:
-        problems.append("--alpha applies to --model=node or stable_node only")
-    for name in ("depth", "smoothness"):
-        if values[name] is not None and model not in HAMILTONIAN:
-            problems.append(f"--{name} applies to --model=chnode, hdnn or resnet only")
+    problems = training.option_problems(values["model"], values)
     if problems:
         raise flags.ValidationError("; ".join(problems))
     return True
@@ -130,26 +114,9 @@ def _model_specific_flags(values):
 
 def make_config(argv_flags=FLAGS):
     """A TrainConfig from the parsed flags, unset ones from the recipe."""
-    from contractive_keras import models
-    from contractive_keras.trainer import TrainConfig
-
-    recipe = dict(models.REFERENCE_HPARAMS[argv_flags.model])
-    if "lr" in recipe:  # models.REFERENCE_HPARAMS spells the learning rate "lr"
-        recipe.setdefault("learning_rate", recipe.pop("lr"))
-    values = {}
-    for field in TrainConfig.__dataclass_fields__:
-        if field in argv_flags and argv_flags[field].value is not None:
-            values[field] = argv_flags[field].value
-        elif field in recipe:
-            values[field] = recipe[field]
-    if "depth" not in values and argv_flags.model in HAMILTONIAN:
-        values["depth"] = recipe.get("depth", 12)
-    if values.get("model_dir") is None:
-        name = f"{argv_flags.model}_{argv_flags.dataset}"
-        if argv_flags.model in HAMILTONIAN:
-            name += f"_n{values['depth']}"
-        values["model_dir"] = os.path.join("runs", name)
-    return TrainConfig(**values)
+    values = {field: argv_flags[field].value for field in training.TrainConfig.__dataclass_fields__
+              if field in argv_flags and field != "model"}
+    return training.make_config(argv_flags.model, **values)
 
 
 def _parse_flags_or_exit(argv):
@@ -165,23 +132,15 @@ def main(argv):
     if len(argv) > 1:
         sys.stderr.write(f"train.py: error: unexpected arguments {argv[1:]}\n")
         sys.exit(2)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from absl import logging
-
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the progress bar
     if FLAGS.cpu_devices:
-        import tensorflow as tf
-
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices
         )
-    from contractive_keras import data
-    from contractive_keras.trainer import Trainer, TrainingDiverged
-
-    config = make_config()
     try:
-        trainer = Trainer(config)
+        config = make_config()
+        trainer = training.Trainer(config)
     except (data.DataSourceError, data.CorruptDataError) as e:
         sys.stderr.write(f"train.py: no usable data: {e}\n")
         sys.exit(1)
@@ -190,7 +149,7 @@ def main(argv):
         sys.exit(2)
     try:
         summary = trainer.run()
-    except TrainingDiverged as e:
+    except training.TrainingDiverged as e:
         sys.stderr.write(f"train.py: training diverged: {e}\n")
         sys.exit(3)
     if trainer.chief and config.verbose:

@@ -30,14 +30,20 @@ import struct
 
 import numpy as np
 
+#: The datasets this module loads (train.py's ``--dataset`` values).
 DATASETS = ("mnist", "fashion_mnist")
 SPLITS = ("train", "test")
+#: Shape of one image as the models take it: 28 x 28 pixels, one channel.
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
 ENV_VAR = "CONTRACTIVE_KERAS_DATA"
 #: ``data/`` of the source tree, where ``make data`` writes the offline copies.
 SOURCE_TREE_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 
 #: Per-dataset pixel mean and standard deviation (of uint8 / 255), used by
-#: ``normalize=True``. The MNIST values are those of the reference experiment.
+#: ``normalize=True``. The MNIST values are those of the reference experiment
+#: (shared/DESIGN.md, "CH-NODE"); the models of ``contractive_keras.models``
+#: standardise their inputs with them for both datasets.
 NORMALIZATION = {
     "mnist": (0.1307, 0.3081),
     "fashion_mnist": (0.2860, 0.3530),
@@ -118,8 +124,9 @@ def read_idx(path, expected_magic):
 
 
 def _validate(images, labels, origin):
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise CorruptDataError(f"{origin}: images have shape {images.shape}, expected (N, 28, 28)")
+    if images.ndim != 3 or images.shape[1:] != INPUT_SHAPE[:2]:
+        raise CorruptDataError(
+            f"{origin}: images have shape {images.shape}, expected (N, {INPUT_SHAPE[0]}, {INPUT_SHAPE[1]})")
     if images.dtype != np.uint8:
         raise CorruptDataError(f"{origin}: images have dtype {images.dtype}, expected uint8")
     if labels.shape != (images.shape[0],):
@@ -127,8 +134,8 @@ def _validate(images, labels, origin):
             f"{origin}: {labels.shape[0] if labels.ndim else 0} labels for "
             f"{images.shape[0]} images"
         )
-    if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise CorruptDataError(f"{origin}: labels outside 0..9")
+    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise CorruptDataError(f"{origin}: labels outside 0..{NUM_CLASSES - 1}")
     return images, labels.astype(np.int64)
 
 

@@ -5,9 +5,10 @@ The SavedModel (``keras.export.ExportArchive``, the machinery behind
 ``(N, 10)``:
 
 * ``serve`` (also the ``serving_default`` signature): float32 images in
-  [0, 1] of shape ``(N, 28, 28, 1)``, the model's own input;
-* ``serve_uint8`` (signature of the same name): raw uint8 pixels of shape
-  ``(N, 28, 28, 1)``, divided by 255 before the model.
+  [0, 1] of shape ``(N, *data.INPUT_SHAPE)`` = ``(N, 28, 28, 1)``, the
+  model's own input;
+* ``serve_uint8`` (signature of the same name): raw uint8 pixels of the same
+  shape, divided by 255 before the model.
 
 Normalisation is a layer inside every model built by
 ``contractive_keras.models``, so neither endpoint needs preprocessing.
@@ -25,7 +26,10 @@ import os
 import shutil
 import tempfile
 
-IMAGE_SHAPE = (28, 28, 1)
+import keras
+import tensorflow as tf
+
+from contractive_keras import data
 
 
 def export_saved_model(model, path):
@@ -34,13 +38,10 @@ def export_saved_model(model, path):
     The directory is written next to ``path`` and renamed into place, so an
     interrupted export never leaves a half-written SavedModel at ``path``.
     """
-    import keras
-    import tensorflow as tf
-
     archive = keras.export.ExportArchive()
     archive.track(model)
-    float_spec = tf.TensorSpec((None, *IMAGE_SHAPE), tf.float32, name="images")
-    uint8_spec = tf.TensorSpec((None, *IMAGE_SHAPE), tf.uint8, name="images")
+    float_spec = tf.TensorSpec((None, *data.INPUT_SHAPE), tf.float32, name="images")
+    uint8_spec = tf.TensorSpec((None, *data.INPUT_SHAPE), tf.uint8, name="images")
 
     def serve(images):
         return model(images, training=False)

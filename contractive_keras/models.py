@@ -1,82 +1,107 @@
-"""Builders of the reference MNIST architectures (shared/DESIGN.md, "CH-NODE").
+"""The registry of model builders: names, reference recipes and options.
+
+``MODELS`` holds, once, every model this package builds by name: its builder,
+its family, its reference recipe (``REFERENCE_HPARAMS``) and the
+model-specific options it accepts. ``train.py`` takes its ``--model`` values
+and the rule of which flag applies to which model from here; an option has
+the same name as the train.py flag that sets it.
+
+Hamiltonian family (``chnode``, ``hdnn``, ``resnet``; shared/DESIGN.md,
+"CH-NODE", reference MNIST experiment):
 
     images in [0, 1] (N, 28, 28, 1)
-      -> Rescaling: (x - 0.1307) / 0.3081
+      -> Rescaling: (x - mean) / std, data.NORMALIZATION["mnist"]
       -> Conv2D 3x3, 1 -> 8 channels, no activation (lifts each pixel to R^8)
       -> per-pixel ODE block (weights shared over the 28 x 28 grid, N steps)
       -> Flatten -> Dense 10 (logits)
 
-``build(name, depth)`` returns the uncompiled ``keras.Model`` with the
-reference regularization as Keras regularizers (so it is in ``model.losses``):
-PyTorch-Adam weight decay wd as an L2 penalty (wd / 2) ||w||^2 on every
-trainable weight, and the smoothness penalty smoothness * h * sum_j
-0.5 (||K_{j+1} - K_j||^2 + ||b_{j+1} - b_j||^2) on the ODE weights.
-``REFERENCE_HPARAMS[name]`` holds the training settings train.py reads.
+with the reference regularization as Keras regularizers (so it is in
+``model.losses``): PyTorch-Adam weight decay wd as an L2 penalty
+(wd / 2) ||w||^2 on every trainable weight, and the smoothness penalty
+smoothness * h * sum_j 0.5 (||K_{j+1} - K_j||^2 + ||b_{j+1} - b_j||^2) on the
+ODE weights. The smoothness coefficient is the stated 1e-3 * h; pass
+``smoothness=1e-3 * (depth - 1)`` for the coefficient the reference code's
+loop applies.
 
-Note on the reference code: its training loop adds the smoothness penalty
-(N - 1) times per batch (a loop around a function that already sums over
-j), so its effective coefficient is (N - 1) * 1e-3 * h; the defaults here
-follow the stated 1e-3 * h (DESIGN); pass ``smoothness=1e-3 * (depth - 1)``
-to replicate the code exactly.
+Stabilized family (``node``, ``stable_node``; DESIGN, "Stabilized NODE"):
+flatten -> dense lift to width d = 64 -> u' = sigma(A u + b) on [0, t1 = 1],
+explicit Euler with 10 steps -> dense 10; leaky-ReLU slope (the lower
+slope bound, option ``alpha``, the layer's ``min_slope``) 0.1; ``stable_node`` keeps max_D mu_2(D A) <= delta_bar
+= 0 after every step, so the ODE block's certified Lipschitz bound is
+exp(delta_bar * t1) = 1 for the flow and (1 + h * delta_bar)^N = 1 for the
+Euler map. A ``node`` model and a ``stable_node`` model have the same weight
+list, so one fine-tunes the other (train.py ``--init_from``).
 
 Example:
 
 >>> from contractive_keras import models
+>>> models.NAMES
+('chnode', 'hdnn', 'resnet', 'node', 'stable_node')
 >>> model = models.build("chnode", depth=4)   # doctest: +SKIP
 >>> model.output_shape                        # doctest: +SKIP
 (None, 10)
 """
 
+import dataclasses
 import math
+from typing import Any, Callable, Mapping
 
 import keras
 
-from contractive_keras.layers._hamiltonian_common import StepwiseIdentity
+from contractive_keras import data
+from contractive_keras.layers import StepwiseIdentity
 from contractive_keras.regularizers import PiecewiseSmoothness
 
-MNIST_MEAN = 0.1307
-MNIST_STD = 0.3081
+#: Families of models: the reference conv skeleton around a per-pixel
+#: Hamiltonian-type ODE, and the dense skeleton around a stabilized NODE.
+HAMILTONIAN_FAMILY = "hamiltonian"
+STABILIZED_FAMILY = "stabilized"
 
-_COMMON = {
-    "lr": 0.04,            # Adam learning rate
-    "lr_decay": 0.8,       # multiplied in after every epoch
+#: Options every model accepts (beyond its family's recipe keys).
+COMMON_OPTIONS = ("weight_decay", "solver", "step_size", "lift_max_norm", "readout_max_norm")
+
+#: Training settings of a recipe: ``build`` accepts and ignores them, so a
+#: whole ``REFERENCE_HPARAMS`` entry can be passed as overrides.
+TRAINING_KEYS = ("learning_rate", "lr_decay", "batch_size", "epochs")
+
+_HAMILTONIAN_RECIPE = {
+    "learning_rate": 0.04,  # Adam
+    "lr_decay": 0.8,        # multiplied in after every epoch
     "batch_size": 100,
     "epochs": 10,
-    "step_size": 0.5,      # h of forward Euler
-    "depth": 8,            # N, the reference script's default (table: 4, 8, 12)
+    "step_size": 0.5,       # h of forward Euler
+    "depth": 8,             # N, the reference script's default (table: 4, 8, 12)
     "channels": 8,
 }
 
-REFERENCE_HPARAMS = {
-    "chnode": dict(_COMMON, weight_decay=2e-4, smoothness=1e-3),
-    "hdnn": dict(_COMMON, weight_decay=4e-3, smoothness=8e-3),
-    "resnet": dict(_COMMON, weight_decay=2e-4, smoothness=1e-3),
-}
-
-# Stabilized NODE (shared/DESIGN.md, "Stabilized NODE"): the published setup is
-# not available, so these are documented defaults.  flatten -> dense lift to
-# width d = 64 -> u' = sigma(A u + b) on [0, t1 = 1], explicit Euler with 10
-# steps -> dense 10.  Adam lr 1e-3, batch 128, 5 epochs (no decay, no weight
-# decay): enough for ~97% (MNIST) / ~87% (Fashion-MNIST) clean accuracy with
-# a dense model of this size.  alpha = 0.1: leaky-ReLU slope, the usual value,
-# and the lower slope bound of the certificate.  delta_bar = 0: the ODE block
-# becomes non-expansive (its certified Lipschitz bound is exp(0 * t1) = 1 for
-# the flow and (1 + h * 0)^N = 1 for the Euler map), the natural robust
-# choice that still lets the block rotate/mix features.  Fine-tuning recipe:
-# build("stable_node"), then ``set_weights`` from a trained "node" model (same
-# weight list) and train with the same settings; the constraint projects the
-# kernel at the first step.
-_STABILIZED = {
-    "lr": 1e-3, "lr_decay": 1.0, "batch_size": 128, "epochs": 5,
+# The published stabilized-NODE setup is not available: these are the
+# documented defaults (DESIGN, "Stabilized NODE"): Adam 1e-3, batch 128,
+# 5 epochs, no decay, no weight decay.
+_STABILIZED_RECIPE = {
+    "learning_rate": 1e-3, "lr_decay": 1.0, "batch_size": 128, "epochs": 5,
     "width": 64, "alpha": 0.1, "t1": 1.0, "steps": 10, "solver": "euler",
     "weight_decay": 0.0,
 }
-REFERENCE_HPARAMS["node"] = dict(_STABILIZED)
-REFERENCE_HPARAMS["stable_node"] = dict(_STABILIZED, delta_bar=0.0)
 
-# Training settings: build() accepts and ignores them, so train.py can pass
-# a whole REFERENCE_HPARAMS entry as overrides.
-_TRAINING_KEYS = ("lr", "lr_decay", "batch_size", "epochs", "depth")
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One buildable model.
+
+    Attributes:
+        name: the name ``build`` and train.py's ``--model`` take.
+        family: ``HAMILTONIAN_FAMILY`` or ``STABILIZED_FAMILY``.
+        recipe: the reference hyperparameters (training settings included).
+        options: the model-specific options it accepts, beyond
+            ``COMMON_OPTIONS``; each is also a train.py flag.
+        builder: ``builder(depth=None, **overrides) -> keras.Model``.
+    """
+
+    name: str
+    family: str
+    recipe: Mapping[str, Any]
+    options: tuple
+    builder: Callable[..., keras.Model]
 
 
 def _torch_uniform(fan_in):
@@ -93,8 +118,14 @@ def _l2(weight_decay):
     return keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
 
 
-def reference_classifier(ode_layer, weight_decay, channels=8, num_classes=10,
-                         input_shape=(28, 28, 1), name=None, lift_max_norm=None,
+def _normalize_layer():
+    """(x - mean) / std with the reference MNIST statistics."""
+    mean, std = data.NORMALIZATION["mnist"]
+    return keras.layers.Rescaling(1.0 / std, offset=-mean / std, name="normalize")
+
+
+def reference_classifier(ode_layer, weight_decay, channels=8, num_classes=data.NUM_CLASSES,
+                         input_shape=data.INPUT_SHAPE, name=None, lift_max_norm=None,
                          readout_max_norm=None):
     """The reference skeleton around a per-pixel ODE layer (see module doc).
 
@@ -103,13 +134,12 @@ def reference_classifier(ode_layer, weight_decay, channels=8, num_classes=10,
     (``constraints.ConvNormClip``) and of the dense read-out
     (``constraints.SpectralNormClip``) after every optimizer step; with a
     non-expansive ODE block the logits are then certified
-    (1 / 0.3081) * lift_max_norm * readout_max_norm-Lipschitz.
+    (1 / std) * lift_max_norm * readout_max_norm-Lipschitz.
     """
     from contractive_keras.constraints import ConvNormClip, SpectralNormClip
 
     inputs = keras.Input(shape=input_shape, name="images")
-    x = keras.layers.Rescaling(1.0 / MNIST_STD, offset=-MNIST_MEAN / MNIST_STD,
-                               name="normalize")(inputs)
+    x = _normalize_layer()(inputs)
     fan_in = 9 * input_shape[-1]
     x = keras.layers.Conv2D(
         channels, 3, padding="same", kernel_initializer=_torch_kernel(),
@@ -148,14 +178,22 @@ def _classifier_norms(overrides):
     return {key: overrides.pop(key, None) for key in ("lift_max_norm", "readout_max_norm")}
 
 
+def _recipe_with(name, overrides):
+    """The recipe of ``name`` updated by (and popped from) ``overrides``,
+    without its training settings."""
+    hp = dict(REFERENCE_HPARAMS[name])
+    hp.update({k: overrides.pop(k) for k in list(overrides) if k in hp})
+    for key in TRAINING_KEYS:
+        hp.pop(key, None)
+    return hp
+
+
 def _split(name, depth, overrides):
     """(hyperparameters, depth, ODE-layer kwargs, lift / read-out norm bounds)."""
     norms = _classifier_norms(overrides)
-    hp = dict(REFERENCE_HPARAMS[name])
-    hp.update({k: overrides.pop(k) for k in list(overrides) if k in hp})
-    depth = int(depth if depth is not None else hp["depth"])
-    for key in _TRAINING_KEYS:
-        hp.pop(key)
+    hp = _recipe_with(name, overrides)
+    depth = int(depth if depth is not None else hp.pop("depth"))
+    hp.pop("depth", None)
     return hp, depth, overrides, norms
 
 
@@ -166,18 +204,27 @@ def _ode_regularizer(hp):
                                l2=hp["weight_decay"] / 2.0)
 
 
+def _hamiltonian_kwargs(hp, depth, name):
+    """ODE-layer arguments shared by the three Hamiltonian-family builders."""
+    reg = _ode_regularizer(hp)
+    return dict(
+        steps=depth, step_size=hp["step_size"], solver="euler", activation="tanh",
+        K_initializer=keras.initializers.RandomNormal(stddev=1.0),
+        b_initializer=keras.initializers.RandomNormal(stddev=1.0),
+        K_regularizer=reg, b_regularizer=reg, name=name)
+
+
 def _build_chnode(depth=None, **overrides):
+    """CH-NODE; ``L_scale`` sets the fixed dissipation L = L_scale * I
+    (default 0.02, the reference), i.e. c1 = L_scale^2 + kappa of Theorem 1."""
     from contractive_keras.layers import CHNODE
 
     hp, depth, layer_kwargs, norms = _split("chnode", depth, overrides)
-    reg = _ode_regularizer(hp)
-    kwargs = dict(
-        steps=depth, step_size=hp["step_size"], solver="euler", activation="tanh",
-        kappa=1e-6, eps=1e-6, gamma="auto",
-        K_initializer=keras.initializers.RandomNormal(stddev=1.0),
-        b_initializer=keras.initializers.RandomNormal(stddev=1.0),
-        L_initializer=StepwiseIdentity(0.02), L_trainable=False,
-        K_regularizer=reg, b_regularizer=reg, name="chnode")
+    L_scale = layer_kwargs.pop("L_scale", None)
+    kwargs = _hamiltonian_kwargs(hp, depth, "chnode")
+    kwargs.update(kappa=1e-6, eps=1e-6, gamma="auto",
+                  L_initializer=StepwiseIdentity(0.02 if L_scale is None else L_scale),
+                  L_trainable=False)
     kwargs.update(layer_kwargs)
     return reference_classifier(CHNODE(**kwargs), hp["weight_decay"], hp["channels"],
                                 name=f"chnode_{depth}", **norms)
@@ -187,12 +234,7 @@ def _build_hdnn(depth=None, **overrides):
     from contractive_keras.layers import HDNN
 
     hp, depth, layer_kwargs, norms = _split("hdnn", depth, overrides)
-    reg = _ode_regularizer(hp)
-    kwargs = dict(
-        steps=depth, step_size=hp["step_size"], solver="euler", activation="tanh",
-        K_initializer=keras.initializers.RandomNormal(stddev=1.0),
-        b_initializer=keras.initializers.RandomNormal(stddev=1.0),
-        K_regularizer=reg, b_regularizer=reg, name="hdnn")
+    kwargs = _hamiltonian_kwargs(hp, depth, "hdnn")
     kwargs.update(layer_kwargs)
     return reference_classifier(HDNN(**kwargs), hp["weight_decay"], hp["channels"],
                                 name=f"hdnn_{depth}", **norms)
@@ -202,12 +244,7 @@ def _build_resnet(depth=None, **overrides):
     from contractive_keras.layers import ResNetODE
 
     hp, depth, layer_kwargs, norms = _split("resnet", depth, overrides)
-    reg = _ode_regularizer(hp)
-    kwargs = dict(
-        steps=depth, step_size=hp["step_size"], solver="euler", activation="tanh",
-        K_initializer=keras.initializers.RandomNormal(stddev=1.0),
-        b_initializer=keras.initializers.RandomNormal(stddev=1.0),
-        K_regularizer=reg, b_regularizer=reg, name="resnet_ode")
+    kwargs = _hamiltonian_kwargs(hp, depth, "resnet_ode")
     kwargs.update(layer_kwargs)
     return reference_classifier(ResNetODE(**kwargs), hp["weight_decay"], hp["channels"],
                                 name=f"resnet_{depth}", **norms)
@@ -223,27 +260,25 @@ def _build_stabilized(name, depth=None, **overrides):
     from contractive_keras.layers import StabilizedNODE
 
     norms = _classifier_norms(overrides)
-    hp = dict(REFERENCE_HPARAMS[name])
-    hp.update({k: overrides.pop(k) for k in list(overrides) if k in hp})
-    for key in _TRAINING_KEYS:
-        hp.pop(key, None)
+    hp = _recipe_with(name, overrides)
     step_size = overrides.pop("step_size", None)
     if depth is not None:
         hp["steps"] = int(depth)
     if step_size is not None:
         hp["steps"] = max(1, math.ceil(hp["t1"] / float(step_size) - 1e-9))
     width, weight_decay = hp.pop("width"), hp.pop("weight_decay")
-    inputs = keras.Input(shape=(28, 28, 1), name="images")
-    x = keras.layers.Rescaling(1.0 / MNIST_STD, offset=-MNIST_MEAN / MNIST_STD,
-                               name="normalize")(inputs)
+    inputs = keras.Input(shape=data.INPUT_SHAPE, name="images")
+    x = _normalize_layer()(inputs)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(width, kernel_regularizer=_l2(weight_decay),
                            kernel_constraint=_norm_bound(SpectralNormClip, norms["lift_max_norm"]),
                            name="lift")(x)
+    # The recipe's (and train.py's) "alpha" is the layer's min_slope.
+    hp["min_slope"] = hp.pop("alpha")
     layer_kwargs = dict(hp, name="stabilized_node")
     layer_kwargs.update(overrides)
     x = StabilizedNODE(**layer_kwargs)(x)
-    outputs = keras.layers.Dense(10, kernel_regularizer=_l2(weight_decay),
+    outputs = keras.layers.Dense(data.NUM_CLASSES, kernel_regularizer=_l2(weight_decay),
                                  kernel_constraint=_norm_bound(SpectralNormClip,
                                                                norms["readout_max_norm"]),
                                  name="logits")(x)
@@ -263,38 +298,69 @@ def _build_stable_node(depth=None, **overrides):
     return _build_stabilized("stable_node", depth, **overrides)
 
 
-BUILDERS = {
-    "chnode": _build_chnode,
-    "hdnn": _build_hdnn,
-    "resnet": _build_resnet,
-    # Stabilized-NODE builders ("node", "stable_node") are registered here:
-    # add them to BUILDERS and REFERENCE_HPARAMS below this line.
-    "node": _build_node,
-    "stable_node": _build_stable_node,
-}
+_HAMILTONIAN_OPTIONS = ("depth", "smoothness")
+
+#: name -> ModelSpec, in the order train.py lists them.
+MODELS = {spec.name: spec for spec in (
+    ModelSpec("chnode", HAMILTONIAN_FAMILY, dict(_HAMILTONIAN_RECIPE, weight_decay=2e-4, smoothness=1e-3),
+              _HAMILTONIAN_OPTIONS + ("gamma", "eps", "L_scale"), _build_chnode),
+    ModelSpec("hdnn", HAMILTONIAN_FAMILY, dict(_HAMILTONIAN_RECIPE, weight_decay=4e-3, smoothness=8e-3),
+              _HAMILTONIAN_OPTIONS, _build_hdnn),
+    ModelSpec("resnet", HAMILTONIAN_FAMILY, dict(_HAMILTONIAN_RECIPE, weight_decay=2e-4, smoothness=1e-3),
+              _HAMILTONIAN_OPTIONS, _build_resnet),
+    ModelSpec("node", STABILIZED_FAMILY, dict(_STABILIZED_RECIPE), ("alpha",), _build_node),
+    ModelSpec("stable_node", STABILIZED_FAMILY, dict(_STABILIZED_RECIPE, delta_bar=0.0),
+              ("alpha", "delta_bar"), _build_stable_node),
+)}
+
+#: The model names, in registry order.
+NAMES = tuple(MODELS)
+#: name -> reference hyperparameters (training settings included).
+REFERENCE_HPARAMS = {name: dict(spec.recipe) for name, spec in MODELS.items()}
+#: name -> builder function.
+BUILDERS = {name: spec.builder for name, spec in MODELS.items()}
+HAMILTONIAN = tuple(n for n, s in MODELS.items() if s.family == HAMILTONIAN_FAMILY)
+STABILIZED = tuple(n for n, s in MODELS.items() if s.family == STABILIZED_FAMILY)
+#: Every model-specific option of any model, in registry order.
+MODEL_OPTIONS = tuple(dict.fromkeys(o for spec in MODELS.values() for o in spec.options))
+
+
+def _spec(name):
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}.")
+    return MODELS[name]
+
+
+def options(name):
+    """Every option model ``name`` accepts: ``COMMON_OPTIONS`` and its own."""
+    return COMMON_OPTIONS + _spec(name).options
+
+
+def models_accepting(option):
+    """The names of the models that accept ``option``, in registry order."""
+    return tuple(name for name in NAMES if option in options(name))
 
 
 def build(name, depth=None, **overrides):
-    """Builds a reference architecture, uncompiled.
+    """Builds a registered model, uncompiled.
 
     Args:
-        name: one of ``sorted(BUILDERS)``.
-        depth: number of ODE steps N (default ``REFERENCE_HPARAMS[name]["depth"]``).
-        **overrides: reference hyperparameters (``step_size``,
-            ``weight_decay``, ``smoothness``, ``channels``; the training
-            settings ``lr``, ``lr_decay``, ``batch_size``, ``epochs`` are
-            accepted and ignored), ``lift_max_norm`` / ``readout_max_norm``
-            (norm bounds of the lift, conv or dense, and of the dense
-            read-out, see ``reference_classifier``) or keyword arguments of
-            the ODE layer (e.g. ``gamma=5.0``, ``solver="rk4"``,
+        name: one of ``NAMES``.
+        depth: number of ODE steps N (default: the recipe's).
+        **overrides: recipe entries (``step_size``, ``weight_decay``,
+            ``smoothness``, ``channels``, ...; the training settings
+            ``TRAINING_KEYS`` are accepted and ignored), the model's options
+            (``options(name)``, e.g. ``gamma=5.0``, ``L_scale=0.3``,
+            ``lift_max_norm`` / ``readout_max_norm``: norm bounds of the lift
+            and of the dense read-out, see ``reference_classifier``) or
+            keyword arguments of the ODE layer (e.g. ``solver="rk4"``,
             ``discrete_check="ignore"``).
 
     Returns:
-        ``keras.Model`` from float32 images in [0, 1], (N, 28, 28, 1), to logits.
+        ``keras.Model`` from float32 images in [0, 1] of shape
+        ``(N, *data.INPUT_SHAPE)`` to logits ``(N, data.NUM_CLASSES)``.
 
     Raises:
         ValueError: unknown name.
     """
-    if name not in BUILDERS:
-        raise ValueError(f"unknown model {name!r}; known: {sorted(BUILDERS)}.")
-    return BUILDERS[name](depth=depth, **overrides)
+    return _spec(name).builder(depth=depth, **overrides)

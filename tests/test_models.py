@@ -51,18 +51,57 @@ def test_reference_hyperparameters():
     assert hp["chnode"]["smoothness"] == 1e-3 and hp["hdnn"]["smoothness"] == 8e-3
     for name in ("chnode", "hdnn", "resnet"):  # the Hamiltonian reference recipe
         entry = hp[name]
-        assert (entry["lr"], entry["lr_decay"], entry["batch_size"], entry["epochs"]) == (
+        assert (entry["learning_rate"], entry["lr_decay"], entry["batch_size"], entry["epochs"]) == (
             0.04, 0.8, 100, 10)
     chnode = build("chnode").get_layer("chnode")
     assert not chnode.L_trainable and np.allclose(chnode.L.numpy()[0], 0.02 * np.eye(8))
 
 
 def test_overrides_reach_the_layer_and_training_settings_are_ignored():
-    model = build("chnode", depth=2, gamma=50.0, eps=1e-3, step_size=0.1, lr=0.1,
+    model = build("chnode", depth=2, gamma=50.0, eps=1e-3, step_size=0.1, learning_rate=0.1,
                   batch_size=7, weight_decay=0.0, smoothness=0.0)
     ode = model.get_layer("chnode")
     assert ode.gamma == 50.0 and ode.step_size == 0.1
     assert len(model.losses) == 0
+
+
+def test_l_scale_sets_the_fixed_dissipation_matrix():
+    ode = build("chnode", depth=2, L_scale=0.3).get_layer("chnode")
+    np.testing.assert_allclose(ode.L.numpy(), np.stack([0.3 * np.eye(8)] * 2), rtol=1e-6)
+
+
+def test_registry_lists_each_model_once_with_its_family_recipe_and_options():
+    assert models.NAMES == ("chnode", "hdnn", "resnet", "node", "stable_node")
+    assert models.HAMILTONIAN == ("chnode", "hdnn", "resnet")
+    assert models.STABILIZED == ("node", "stable_node")
+    assert set(models.REFERENCE_HPARAMS) == set(models.BUILDERS) == set(models.NAMES)
+    for name, spec in models.MODELS.items():
+        assert spec.name == name and dict(spec.recipe) == models.REFERENCE_HPARAMS[name]
+        assert set(models.options(name)) >= set(models.COMMON_OPTIONS)
+        # one spelling: the learning rate is "learning_rate" everywhere
+        assert "learning_rate" in spec.recipe and "lr" not in spec.recipe
+
+
+@pytest.mark.parametrize("option, accepting", [
+    ("gamma", ("chnode",)), ("eps", ("chnode",)), ("L_scale", ("chnode",)),
+    ("delta_bar", ("stable_node",)), ("alpha", ("node", "stable_node")),
+    ("depth", ("chnode", "hdnn", "resnet")), ("smoothness", ("chnode", "hdnn", "resnet")),
+    ("weight_decay", models.NAMES), ("lift_max_norm", models.NAMES),
+])
+def test_models_accepting_an_option(option, accepting):
+    assert models.models_accepting(option) == accepting
+
+
+def test_models_use_the_dataset_statistics_and_input_shape_of_data():
+    from contractive_keras import data
+
+    mean, std = data.NORMALIZATION["mnist"]
+    for name in ("resnet", "node"):
+        model = build(name) if name == "resnet" else models.build(name)
+        assert model.input_shape == (None, *data.INPUT_SHAPE)
+        assert model.output_shape == (None, data.NUM_CLASSES)
+        rescale = model.get_layer("normalize")
+        assert rescale.scale == pytest.approx(1.0 / std) and rescale.offset == pytest.approx(-mean / std)
 
 
 def test_unknown_name_lists_the_known_ones():
@@ -86,7 +125,7 @@ def test_trains_with_fit_saves_with_safe_mode_and_reports_certificates(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         values = certify.summary(model, warn=False)
-    assert values["discrete_lipschitz_bound"] > 1.0    # the reference h = 0.5: no guarantee
+    assert values["lipschitz_bound"] > 1.0    # the reference h = 0.5: no guarantee
     assert values["gamma"] > 1.0
 
 

@@ -1,4 +1,7 @@
-"""train.py: flag validation, short runs, resume after kill -9, strategies, exports."""
+"""train.py: flag validation, short runs, resume after kill -9, strategies, exports.
+
+In-process tests of the loop behind it are in tests/training/.
+"""
 
 import json
 import os
@@ -101,7 +104,7 @@ def test_help_lists_every_flag():
 def test_chnode_flags_reach_the_layer():
     import train
 
-    from contractive_keras.trainer import build_model
+    from contractive_keras.training import build_model
 
     train.FLAGS(["train.py", "--model=chnode", "--depth=2", "--gamma=2", "--eps=0.3",
                  "--L_scale=0.3", "--lift_max_norm=0.5", "--readout_max_norm=2"])
@@ -131,7 +134,7 @@ def test_recipe_defaults_fill_unset_flags():
         train.FLAGS.unparse_flags()
     recipe = models.REFERENCE_HPARAMS["hdnn"]
     assert config.depth == 8 and config.epochs == 3
-    assert config.learning_rate == recipe.get("learning_rate", recipe.get("lr"))
+    assert config.learning_rate == recipe["learning_rate"]
     assert config.weight_decay == recipe["weight_decay"]
     assert config.model_dir == os.path.join("runs", "hdnn_mnist_n8")
 
@@ -176,60 +179,41 @@ def test_short_cli_run_writes_summary_checkpoint_logs_and_exports(tmp_path):
     np.testing.assert_allclose(wrapped(images).numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
-@needs_mnist
-@pytest.mark.parametrize("model", ["chnode", "hdnn", "resnet", "node", "stable_node"])
-def test_every_model_trains_a_few_steps(tmp_path, model):
-    from contractive_keras.trainer import TrainConfig, Trainer
+def test_flag_choices_come_from_the_package():
+    import train
 
-    config = TrainConfig(
-        model=model, depth=2 if model in ("chnode", "hdnn", "resnet") else None,
-        epochs=1, steps_per_epoch=3, batch_size=20, learning_rate=1e-3, model_dir=str(tmp_path),
-        verbose=0, eval_take=200,
-    )
-    summary = Trainer(config).run()
-    assert np.isfinite(summary["history"][0]["train_loss"])
-    assert summary["final"]["test_accuracy"] >= 0.0
+    from contractive_keras import data, models, solvers, training
 
-
-@needs_mnist
-def test_eval_noise_adds_the_robustness_table_to_the_summary(tmp_path):
-    from contractive_keras.trainer import TrainConfig, Trainer
-
-    config = TrainConfig(model="resnet", depth=2, epochs=1, steps_per_epoch=3, batch_size=20,
-                         learning_rate=1e-3, model_dir=str(tmp_path), verbose=0, eval_take=100,
-                         eval_noise=True)
-    summary = Trainer(config).run()
-    kinds = {row["kind"] for row in summary["robustness"]["rows"]}
-    assert {"clean", "gaussian", "salt_pepper", "fgsm", "worst_case"} <= kinds
-    assert summary["robustness"]["metadata"]["n_examples"] == 100
-    saved = json.loads((tmp_path / "summary.json").read_text())
-    assert saved["robustness"]["rows"][0]["kind"] == "clean"
-
-
-@needs_mnist
-def test_fine_tuning_a_node_into_a_stable_node_starts_constrained(tmp_path):
-    from contractive_keras import stability
-    from contractive_keras.trainer import TrainConfig, Trainer
-
-    common = dict(epochs=1, steps_per_epoch=3, batch_size=32, learning_rate=1e-3, verbose=0,
-                  eval_take=100)
-    Trainer(TrainConfig(model="node", model_dir=str(tmp_path / "node"), export=True, **common)).run()
-    tuned = Trainer(TrainConfig(model="stable_node", delta_bar=0.0, model_dir=str(tmp_path / "tuned"),
-                                init_from=str(tmp_path / "node"), **common))
-    lift = tuned.model.get_layer("lift").kernel.numpy()
-    import keras
-
-    source = keras.saving.load_model(tmp_path / "node" / "export" / "model.keras")
-    np.testing.assert_array_equal(lift, source.get_layer("lift").kernel.numpy())
-    layer = tuned.model.get_layer("stabilized_node")
-    assert stability.lipschitz_bound(layer).value <= 1.0 + 1e-6  # constrained before any step
-    tuned.run()
+    assert tuple(train.FLAGS["model"].parser.enum_values) == models.NAMES
+    assert tuple(train.FLAGS["dataset"].parser.enum_values) == data.DATASETS
+    assert tuple(train.FLAGS["solver"].parser.enum_values) == tuple(solvers.KNOWN_METHODS)
+    assert tuple(train.FLAGS["strategy"].parser.enum_values) == training.STRATEGIES
 
 
 def test_init_from_a_different_architecture_is_refused(tmp_path):
     result = run_train("--model=stable_node", "--init_from=" + str(tmp_path / "missing.keras"),
                        f"--model_dir={tmp_path}", timeout=120)
     assert result.returncode == 2 and "--init_from: no .keras file" in result.stderr
+
+
+def _one_line_error(result):
+    lines = [l for l in result.stderr.splitlines() if l.startswith("train.py:")]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr[-3000:]
+    return lines[0]
+
+
+def test_unwritable_model_dir_exits_2_with_one_line(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    result = run_train("--model=resnet", f"--model_dir={tmp_path / 'a_file' / 'run'}", timeout=120)
+    assert "is not a writable directory" in _one_line_error(result)
+
+
+def test_init_from_a_file_that_is_not_a_keras_archive_exits_2_with_one_line(tmp_path):
+    (tmp_path / "model.keras").write_text("not a zip archive")
+    result = run_train("--model=stable_node", f"--init_from={tmp_path / 'model.keras'}",
+                       f"--model_dir={tmp_path / 'run'}", timeout=120)
+    assert "is not a .keras file" in _one_line_error(result)
 
 
 @needs_mnist
@@ -347,17 +331,6 @@ def test_validation_size_reports_validation_accuracy_every_epoch(tmp_path):
 
 
 @needs_mnist
-def test_without_validation_size_no_validation_accuracy_is_reported(tmp_path):
-    from contractive_keras.trainer import TrainConfig, Trainer
-
-    config = TrainConfig(model="resnet", depth=2, epochs=1, steps_per_epoch=2, batch_size=20,
-                         model_dir=str(tmp_path), verbose=0, eval_take=100)
-    summary = Trainer(config).run()
-    assert "validation_accuracy" not in summary["final"]
-    assert "validation_accuracy" not in summary["history"][0]
-
-
-@needs_mnist
 def test_validation_split_is_the_last_n_images_and_never_trained_on(tmp_path):
     """A run with --validation_size=n equals one on a data dir of the first N - n images."""
     from contractive_keras import data
@@ -381,3 +354,14 @@ def test_validation_split_is_the_last_n_images_and_never_trained_on(tmp_path):
     a = json.loads((tmp_path / "held_out" / "summary.json").read_text())["final"]
     b = json.loads((tmp_path / "only_head" / "summary.json").read_text())["final"]
     assert a["train_accuracy"] == b["train_accuracy"] and a["test_accuracy"] == b["test_accuracy"]
+
+
+@needs_mnist
+def test_init_from_a_zip_that_is_not_a_keras_model_exits_2_with_one_line(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "model.keras", "w") as archive:
+        archive.writestr("readme.txt", "no model here")
+    result = run_train("--model=stable_node", f"--init_from={tmp_path / 'model.keras'}",
+                       f"--model_dir={tmp_path / 'run'}", timeout=180)
+    assert "cannot load" in _one_line_error(result)

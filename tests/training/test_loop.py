@@ -1,0 +1,118 @@
+"""training.loop.Trainer in-process: every model, validation split, noise table, fine-tuning."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from contractive_keras.training import TrainConfig, Trainer
+
+HAS_MNIST = bool(os.environ.get("CONTRACTIVE_KERAS_DATA")) and os.path.isfile(
+    os.path.join(os.environ.get("CONTRACTIVE_KERAS_DATA", ""), "mnist.npz")
+)
+needs_mnist = pytest.mark.skipif(not HAS_MNIST, reason="MNIST offline copy absent: run `make data`")
+
+
+@needs_mnist
+@pytest.mark.parametrize("model", ["chnode", "hdnn", "resnet", "node", "stable_node"])
+def test_every_model_trains_a_few_steps(tmp_path, model):
+    config = TrainConfig(
+        model=model, depth=2 if model in ("chnode", "hdnn", "resnet") else None,
+        epochs=1, steps_per_epoch=3, batch_size=20, learning_rate=1e-3, model_dir=str(tmp_path),
+        verbose=0, eval_take=200,
+    )
+    summary = Trainer(config).run()
+    assert np.isfinite(summary["history"][0]["train_loss"])
+    assert summary["final"]["test_accuracy"] >= 0.0
+
+
+@needs_mnist
+@pytest.mark.parametrize("model", ["chnode", "stable_node"])
+def test_certificate_values_are_logged_every_epoch_and_in_the_summary(tmp_path, model):
+    """Both ODE families log through certify.summary; TensorBoard and the
+    history keep its numbers."""
+    config = TrainConfig(model=model, depth=2 if model == "chnode" else None, epochs=1,
+                         steps_per_epoch=2, batch_size=20, learning_rate=1e-3,
+                         model_dir=str(tmp_path), verbose=0, eval_take=100)
+    summary = Trainer(config).run()
+    assert "certify_error" not in summary["certificate"], summary["certificate"]
+    assert summary["certificate"]["lipschitz_bound"] > 0
+    assert summary["history"][0]["certificate/lipschitz_bound"] > 0
+    assert all(isinstance(v, (int, float)) for k, v in summary["history"][0].items()
+               if k.startswith("certificate/"))
+
+
+@needs_mnist
+def test_the_trained_split_excludes_the_held_out_images(tmp_path):
+    from contractive_keras import data
+
+    x, y = data.load_numpy("mnist", "train")
+    config = TrainConfig(model="resnet", depth=2, epochs=1, steps_per_epoch=2, batch_size=20,
+                         model_dir=str(tmp_path), verbose=0, eval_take=100, validation_size=700)
+    trainer = Trainer(config)
+    np.testing.assert_array_equal(trainer.x_train, x[:-700])
+    np.testing.assert_array_equal(trainer.y_train, y[:-700])
+    np.testing.assert_array_equal(trainer.x_val, x[-700:])
+    np.testing.assert_array_equal(trainer.y_val, y[-700:])
+    assert 0.0 <= trainer.evaluate("validation") <= 1.0
+    with pytest.raises(ValueError, match="unknown split"):
+        trainer.evaluate("holdout")
+
+
+@needs_mnist
+def test_without_validation_size_no_validation_accuracy_is_reported(tmp_path):
+    config = TrainConfig(model="resnet", depth=2, epochs=1, steps_per_epoch=2, batch_size=20,
+                         model_dir=str(tmp_path), verbose=0, eval_take=100)
+    summary = Trainer(config).run()
+    assert "validation_accuracy" not in summary["final"]
+    assert "validation_accuracy" not in summary["history"][0]
+
+
+@needs_mnist
+def test_validation_size_that_leaves_no_training_image_is_refused(tmp_path):
+    config = TrainConfig(model="resnet", depth=2, epochs=1, model_dir=str(tmp_path), verbose=0,
+                         validation_size=60000)
+    with pytest.raises(ValueError, match="leaves no training example"):
+        Trainer(config)
+
+
+@needs_mnist
+def test_eval_noise_adds_the_robustness_table_to_the_summary(tmp_path):
+    config = TrainConfig(model="resnet", depth=2, epochs=1, steps_per_epoch=3, batch_size=20,
+                         learning_rate=1e-3, model_dir=str(tmp_path), verbose=0, eval_take=100,
+                         eval_noise=True)
+    summary = Trainer(config).run()
+    kinds = {row["kind"] for row in summary["robustness"]["rows"]}
+    assert {"clean", "gaussian", "salt_pepper", "fgsm", "worst_case"} <= kinds
+    assert summary["robustness"]["metadata"]["n_examples"] == 100
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["robustness"]["rows"][0]["kind"] == "clean"
+
+
+@needs_mnist
+def test_fine_tuning_a_node_into_a_stable_node_starts_constrained(tmp_path):
+    import keras
+
+    from contractive_keras import stability
+
+    common = dict(epochs=1, steps_per_epoch=3, batch_size=32, learning_rate=1e-3, verbose=0,
+                  eval_take=100)
+    Trainer(TrainConfig(model="node", model_dir=str(tmp_path / "node"), export=True, **common)).run()
+    tuned = Trainer(TrainConfig(model="stable_node", delta_bar=0.0, model_dir=str(tmp_path / "tuned"),
+                                init_from=str(tmp_path / "node"), **common))
+    lift = tuned.model.get_layer("lift").kernel.numpy()
+    source = keras.saving.load_model(tmp_path / "node" / "export" / "model.keras")
+    np.testing.assert_array_equal(lift, source.get_layer("lift").kernel.numpy())
+    layer = tuned.model.get_layer("stabilized_node")
+    assert stability.lipschitz_bound(layer).value <= 1.0 + 1e-6  # constrained before any step
+    tuned.run()
+
+
+def test_unwritable_model_dir_is_refused_before_any_data_is_read(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    config = TrainConfig(model="resnet", depth=2, model_dir=str(blocker / "run"),
+                         data_dir=str(tmp_path / "no_data_here"))
+    with pytest.raises(ValueError, match="is not a writable directory"):
+        Trainer(config)
