@@ -1,21 +1,36 @@
-"""The package imports cheaply and exposes its public namespaces."""
+"""The package registers its Keras classes on import and exposes its public namespaces."""
 
 import subprocess
 import sys
 
+import keras
+import pytest
+
 import contractive_keras
 
+ZOO_FILE = "zoo/chnode_mnist_n12/model.keras"
 
-def test_import_does_not_load_tensorflow():
+
+def test_import_registers_every_serializable_class():
+    """`import contractive_keras` alone lets Keras load a saved model (fresh process)."""
     code = (
-        "import sys, contractive_keras\n"
-        "assert 'tensorflow' not in sys.modules, 'tensorflow imported eagerly'\n"
-        "assert 'keras' not in sys.modules, 'keras imported eagerly'\n"
-        "print(contractive_keras.__version__)\n"
+        "import contractive_keras, keras\n"
+        f"model = keras.models.load_model({ZOO_FILE!r})\n"
+        "print(type(model.layers[3]).__name__)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == contractive_keras.__version__
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, cwd=contractive_keras.__path__[0] + "/..")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "CHNODE"
+
+
+@pytest.mark.parametrize("name", [
+    "CHNODE", "HDNN", "ResNetODE", "NeuralODE", "StabilizedNODE", "StepwiseIdentity",
+    "GammaProjection", "DeltaBarProjection", "SpectralNormClip", "ConvNormClip",
+    "PiecewiseSmoothness", "LipschitzMarginCrossEntropy", "MulticlassHingeKR",
+])
+def test_registered_names_resolve(name):
+    assert keras.saving.get_registered_object(f"contractive_keras>{name}") is not None
 
 
 def test_version_is_pep440_like():
@@ -25,13 +40,9 @@ def test_version_is_pep440_like():
 
 def test_submodules_resolve_lazily():
     assert contractive_keras.data.DATASETS == ("mnist", "fashion_mnist")
-    assert "layers" in dir(contractive_keras)
+    assert "certify" in dir(contractive_keras)
 
 
 def test_unknown_attribute_raises_attribute_error():
-    try:
+    with pytest.raises(AttributeError, match="not_a_module"):
         contractive_keras.not_a_module
-    except AttributeError as e:
-        assert "not_a_module" in str(e)
-    else:
-        raise AssertionError("expected AttributeError")

@@ -84,14 +84,7 @@ class NeuralODE(ODEBlock):
         if not self.return_trajectory:
             return self.solver_spec.odeint(self._field, y0)
         traj = self.solver_spec.odeint(self._field, y0, times=self.solver_spec.times)
-        perm = [1, 0] + list(range(2, len(inputs.shape) + 1))
-        return tf.transpose(traj, perm)
-
-    def compute_output_shape(self, input_shape):
-        input_shape = tuple(input_shape)
-        if self.return_trajectory:
-            return (input_shape[0], self.steps + 1) + input_shape[1:]
-        return input_shape
+        return self.batch_major(traj)
 
     def get_config(self):
         config = super().get_config()

@@ -1,6 +1,7 @@
 """ODEBlock: the base of every ODE layer (one ``SolverSpec``, the description method)."""
 
 import keras
+import tensorflow as tf
 
 from contractive_keras.solvers.spec import SolverSpec
 
@@ -72,6 +73,22 @@ class ODEBlock(keras.layers.Layer):
     @property
     def atol(self):
         return self.solver_spec.atol
+
+    # -- outputs -------------------------------------------------------------
+    return_trajectory = False
+
+    def compute_output_shape(self, input_shape):
+        """The input shape, or (batch, N + 1, ...) for a trajectory output."""
+        input_shape = tuple(input_shape)
+        if self.return_trajectory:
+            return (input_shape[0], self.steps + 1) + input_shape[1:]
+        return input_shape
+
+    @staticmethod
+    def batch_major(trajectory):
+        """(N + 1, batch, ...) states at the grid times -> (batch, N + 1, ...)."""
+        rank = len(trajectory.shape)
+        return tf.transpose(trajectory, [1, 0] + list(range(2, rank)))
 
     # -- description ---------------------------------------------------------
     def jacobian_structure(self):

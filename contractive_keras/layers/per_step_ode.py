@@ -106,14 +106,7 @@ class PerStepODE(ODEBlock):
             return tf.reshape(self.integrate(rows), shape)
         traj = self.integrate(rows, self.solver_spec.times)
         traj = tf.reshape(traj, tf.concat([[self.steps + 1], shape], 0))
-        perm = [1, 0] + list(range(2, len(inputs.shape) + 1))
-        return tf.transpose(traj, perm)
-
-    def compute_output_shape(self, input_shape):
-        input_shape = tuple(input_shape)
-        if self.return_trajectory:
-            return (input_shape[0], self.steps + 1) + input_shape[1:]
-        return input_shape
+        return self.batch_major(traj)
 
     def get_config(self):
         config = super().get_config()

@@ -197,9 +197,6 @@ class StabilizedNODE(ODEBlock):
 
         return self.solver_spec.odeint(field, u0)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def jacobian_structure(self):
         """``JacobianStructure`` of the field: D A with D in [min_slope, 1]^d.
 
