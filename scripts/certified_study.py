@@ -447,6 +447,16 @@ def table(out_dir):
         print("|" + "---|" * (9 + len(chosen[0][1])))
         for line, _ in chosen:
             print(line)
+    print("\nPGD-L2 check (certified / attacked %, first images of the test set)\n")
+    for name in sorted(os.listdir(out_dir)):
+        if name.endswith(".json"):
+            with open(os.path.join(out_dir, name)) as f:
+                r = json.load(f)
+            check = r["pgd_l2_check"]
+            cells = " | ".join(f"{k}: {100 * v['certified_accuracy']:.1f} / "
+                               f"{100 * v['attacked_accuracy']:.1f}" for k, v in check.items())
+            broken = sum(v["certified_broken"] for v in check.values())
+            print(f"| {r['name']} | {r['args']['attack_size']} images | {cells} | broken: {broken} |")
 
 
 def main(argv=None):
