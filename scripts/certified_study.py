@@ -67,6 +67,10 @@ def parse_args(argv=None):
                    help="body bound inside the loss: exact (differentiable circulant and "
                         "spectral norms of the current kernels) or constraint (product of "
                         "the max_norm values)")
+    p.add_argument("--conv_constraint", default="reshaped", choices=["reshaped", "circulant"],
+                   help="ConvNormClip(1) on the reshaped kernel (sqrt(kh kw) ||K_mat||, loose) "
+                        "or on the circulant norm of the input grid (needs a ConvNormClip "
+                        "that takes input_shape)")
     p.add_argument("--channels", default="16,32", help="channels of the two convolutions")
     p.add_argument("--dense", type=int, default=128, help="width of the dense layer (even)")
     p.add_argument("--readout_max_norm", type=float, default=None)
@@ -99,9 +103,14 @@ def build_model(args):
     from contractive_keras.layers.group_sort import GroupSort
     from contractive_keras.layers.l2_norm_pooling import L2NormPooling2D
 
+    def conv_constraint(grid):
+        if args.conv_constraint == "circulant":
+            return ConvNormClip(1.0, input_shape=grid)
+        return ConvNormClip(1.0)
+
     c1, c2 = (int(c) for c in args.channels.split(","))
     inputs = keras.Input((28, 28, 1), name="images")
-    x = keras.layers.Conv2D(c1, 3, padding="same", kernel_constraint=ConvNormClip(1.0),
+    x = keras.layers.Conv2D(c1, 3, padding="same", kernel_constraint=conv_constraint((28, 28)),
                             kernel_initializer="orthogonal", name="conv1")(inputs)
     x = GroupSort(2, name="sort1")(x)
     x = L2NormPooling2D(2, name="pool1")(x)
@@ -109,7 +118,7 @@ def build_model(args):
         x = _stabilized_node(args)(x)
     elif args.ode == "chnode":
         x = _chnode(args)(x)
-    x = keras.layers.Conv2D(c2, 3, padding="same", kernel_constraint=ConvNormClip(1.0),
+    x = keras.layers.Conv2D(c2, 3, padding="same", kernel_constraint=conv_constraint((14, 14)),
                             kernel_initializer="orthogonal", name="conv2")(x)
     x = GroupSort(2, name="sort2")(x)
     x = L2NormPooling2D(2, name="pool2")(x)
@@ -143,7 +152,7 @@ def _chnode(args):
     from contractive_keras.layers import CHNODE
 
     try:
-        from contractive_keras.initializers import StepwiseIdentity
+        from contractive_keras.layers import StepwiseIdentity
     except ImportError:     # before the restructuring: the layers' own module
         from contractive_keras.layers._hamiltonian_common import StepwiseIdentity
     return CHNODE(steps=args.ode_steps, step_size=args.ode_t1 / args.ode_steps,
@@ -221,7 +230,11 @@ def certified_body_bound(model):
                 raise ValueError(f"{layer.name}: no certificate of the computed map.")
             factor = float(cert.value)
         elif kind == "CHNODE":
-            factor = float(certify.discrete_certificate(layer)["lipschitz_bound"])
+            cert = certify.discrete_certificate(layer)
+            # A dict before the certificate type was unified, a Certificate after.
+            factor = float(cert["lipschitz_bound"] if isinstance(cert, dict) else cert.value)
+            if not isinstance(cert, dict) and cert.certifies != "map":
+                raise ValueError(f"{layer.name}: no certificate of the computed map.")
         else:
             raise ValueError(f"cannot certify {layer.name} ({kind})")
         factors.append([layer.name, kind, factor])
