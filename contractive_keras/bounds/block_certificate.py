@@ -19,6 +19,7 @@ from contractive_keras.bounds.delta import DeltaResult
 from contractive_keras.bounds.delta import delta
 from contractive_keras.bounds.step_bound import butcher_arrays
 from contractive_keras.bounds.step_bound import largest_steps
+from contractive_keras.bounds.step_bound import power_coefficients
 from contractive_keras.bounds.step_bound import step_bounds
 from contractive_keras.bounds.theorem1 import worst_case_max_step_size
 from contractive_keras.bounds.threads import single_threaded_blas
@@ -57,6 +58,27 @@ def _theorem1_step(structure, details, values):
     return values
 
 
+def _theorem1_steps(structure):
+    """Step bounds from Theorem 1's constants alone (no explicit Jacobian).
+
+    The field's Jacobian is (J - gamma I) M(s), M(s) symmetric with spectrum
+    in [c1, c2], so ||B(s)||_2 <= sqrt(gamma^2 + j2) c2 =: x / h; the Euler
+    part of (2) is <= 1 for h up to the worst-case step, else <= 1 + x.
+    """
+    a, b = butcher_arrays(structure.scheme)
+    c = structure.theorem1
+    h = structure.step_size
+    x = h * math.sqrt(c.gamma ** 2 + c.j2) * c.c2
+    coefficients = power_coefficients(a, b)
+    worst_case = worst_case_max_step_size(c.c1, c.c2, c.gamma, c.j2)
+    if np.all(b >= 0):
+        value = (1.0 if h <= worst_case else 1.0 + x) + sum(
+            ck * x ** k for k, ck in enumerate(coefficients[1:], start=2))
+    else:
+        value = 1.0 + sum(ck * x ** k for k, ck in enumerate(coefficients, start=1))
+    return np.full(structure.steps, value), worst_case if len(b) == 1 else 0.0
+
+
 @single_threaded_blas
 def map_certificate(structure, method="auto"):
     """Certified Lipschitz bound of the N-step map a block computes.
@@ -81,15 +103,22 @@ def map_certificate(structure, method="auto"):
         raise ValueError(
             f"solver={structure.scheme!r} is adaptive: only the fixed-step schemes have a "
             "certificate of the computed map (use flow_certificate for the exact flow).")
-    bounds = step_bounds(structure, method=method)
-    values = bounds.values
-    if values.shape[0] == 1:
-        values = np.repeat(values, structure.steps)
     name = structure.scheme if isinstance(structure.scheme, str) else type(structure.scheme).__name__
+    if structure.offset is None:
+        values, largest = _theorem1_steps(structure)
+        how, exact = "theorem 1 worst case", False
+    else:
+        bounds = step_bounds(structure, method=method)
+        values, how = bounds.values, bounds.how
+        exact = bounds.method == "exact"
+        if values.shape[0] == 1:
+            values = np.repeat(values, structure.steps)
+        largest = None if how.startswith("relaxation") else float(
+            np.min(largest_steps(structure, method=method)))
     details = {"step_size": float(structure.step_size), "steps": int(structure.steps),
-               "solver": name.lower(), "exact_in_slopes": bounds.how.startswith("vertices"), "how": bounds.how}
-    if not bounds.how.startswith("relaxation"):
-        details["max_step_size"] = float(np.min(largest_steps(structure, method=method)))
+               "solver": name.lower(), "exact_in_slopes": how.startswith("vertices"), "how": how}
+    if largest is not None:
+        details["max_step_size"] = float(largest)
     if structure.theorem1 is not None:
         values = _theorem1_step(structure, details, values)
     if structure.stabilized_form:
@@ -102,11 +131,11 @@ def map_certificate(structure, method="auto"):
         details["delta"] = found
         details["flow_bound"] = math.exp(found.value * structure.t1)
     details["per_step_bounds"] = [float(v) for v in values]
-    factors = [(f"step {k}", f"{details['solver']} step ({bounds.how})", float(v))
+    factors = [(f"step {k}", f"{details['solver']} step ({how})", float(v))
                for k, v in enumerate(values)]
     value = float(np.prod(values))
-    return Certificate(value, "map", "exact" if structure.steps == 1 and bounds.method == "exact"
-                       else "upper", factors, details)
+    return Certificate(value, "map", "exact" if structure.steps == 1 and exact else "upper",
+                       factors, details)
 
 
 @single_threaded_blas

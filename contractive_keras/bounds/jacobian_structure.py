@@ -20,7 +20,9 @@ class JacobianStructure:
 
     Attributes:
         offset, left, right: float64 arrays (W, n, n), (W, n, m), (W, n, m);
-            W = steps for per-step weights, 1 for shared ones.
+            W = steps for per-step weights, 1 for shared ones.  All None when
+            the Jacobian is too large to write down (a convolutional CH-NODE):
+            certificates then use the ``theorem1`` constants alone.
         slopes: (lo, hi).
         steps: number of fixed steps N (None for adaptive solvers).
         step_size: h (None for adaptive solvers).
@@ -51,6 +53,8 @@ class JacobianStructure:
     @property
     def diagonal_form(self):
         """True when B(s) = diag(s) right^T (offset 0, left I): the D A form."""
+        if self.left is None:
+            return False
         n, m = self.left.shape[-2:]
         return (n == m and not np.any(self.offset)
                 and np.array_equal(self.left, np.broadcast_to(np.eye(n), self.left.shape)))

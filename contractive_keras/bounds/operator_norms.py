@@ -18,6 +18,13 @@ import tensorflow as tf
 F64_SLACK = 1e-13
 
 
+def rounding_unit(dtype):
+    """The unit a projection's safety margin is counted in: the dtype's epsilon,
+    but at least 2.5e-12, so that a projected float64 weight also clears the
+    relative slack of the float64 certificates (``F64_SLACK`` and theorem1's)."""
+    return max(float(np.finfo(tf.as_dtype(dtype).as_numpy_dtype).eps), 2.5e-12)
+
+
 def sym(A):
     """The symmetric part (A + A^T) / 2."""
     return 0.5 * (A + A.T)
@@ -68,6 +75,42 @@ def conv_operator_norm(kernel, spatial):
     return float(np.max(np.linalg.norm(transfer, ord=2, axis=(-2, -1)))) * (1 + F64_SLACK)
 
 
+def conv_operator_norms_tf(kernels, spatial):
+    """``conv_operator_norm`` of stacked kernels (W, kh, kw, cin, cout) in TensorFlow.
+
+    float64 FFT and complex SVDs of the transfer matrices, max over the
+    frequencies, inflated by 1e-12 for their rounding; returns (W,) float64.
+    """
+    kernels = tf.cast(tf.convert_to_tensor(kernels), tf.float64)
+    kh, kw = int(kernels.shape[1]), int(kernels.shape[2])
+    H, W = int(spatial[0]) + kh - 1, int(spatial[1]) + kw - 1
+    taps = tf.transpose(kernels, [0, 3, 4, 1, 2])                  # (W, cin, cout, kh, kw)
+    taps = tf.pad(taps, [[0, 0], [0, 0], [0, 0], [0, H - kh], [0, W - kw]])
+    transfer = tf.signal.fft2d(tf.complex(taps, tf.zeros_like(taps)))
+    transfer = tf.transpose(transfer, [0, 3, 4, 1, 2])             # (W, H, W, cin, cout)
+    singular = tf.linalg.svd(transfer, compute_uv=False)
+    return tf.reduce_max(tf.math.real(singular), axis=[1, 2, 3]) * (1.0 + 1e-12)
+
+
+def scale_conv_to_norms(kernels, max_norms, spatial):
+    """Scales each stacked kernel (W, kh, kw, cin, cout) so its circulant norm is <= max_norms[k].
+
+    A kernel already inside is returned unchanged; one outside is multiplied
+    by target / norm, the target shrunk by the rounding of the product in the
+    kernel's dtype (each entry moves the norm by at most
+    (unit / 2) sqrt(kh kw min(cin, cout)) times the norm).  Not the
+    Frobenius-nearest kernel of the ball, but inside it, certified.
+    """
+    value = tf.convert_to_tensor(kernels)
+    dtype = value.dtype
+    kh, kw, cin, cout = (int(v) for v in value.shape[1:])
+    margin = 1.0 - 4.0 * rounding_unit(dtype) * np.sqrt(kh * kw * min(cin, cout))
+    target = tf.constant(np.asarray(max_norms, np.float64) * margin, tf.float64)
+    norms = conv_operator_norms_tf(value, spatial)
+    factor = tf.where(norms <= target, tf.ones_like(norms), target / tf.maximum(norms, 1e-300))
+    return value * tf.reshape(tf.cast(factor, dtype), [-1, 1, 1, 1, 1])
+
+
 def clip_singular_values(stacked, max_norms):
     """Frobenius projection of each slice W_k onto {||W_k||_2 <= max_norms[k]}.
 
@@ -85,7 +128,7 @@ def clip_singular_values(stacked, max_norms):
     if w.shape.rank == 2:
         w = w[None]
     rows = min(w.shape[-2], w.shape[-1])
-    margin = 1.0 - 4.0 * float(np.finfo(dtype.as_numpy_dtype).eps) * np.sqrt(rows)
+    margin = 1.0 - 4.0 * rounding_unit(dtype) * np.sqrt(rows)
     target = tf.constant(np.asarray(max_norms, np.float64) * margin, tf.float64)
     target = tf.broadcast_to(target, tf.shape(w)[:1])
 

@@ -22,6 +22,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from contractive_keras.bounds.operator_norms import conv_operator_norms_tf
+from contractive_keras.bounds.operator_norms import rounding_unit
+
 # Relative slack for float64 eigenvalues of matrices up to a few hundred rows:
 # LAPACK's symmetric eigensolver is backward stable, errors ~ n * 2^-52 * norm.
 _F64_SLACK = 1e-13
@@ -43,18 +46,22 @@ def ratio_threshold(eps, j2, gamma=None):
     return eps + j2 / (gamma * gamma + j2)
 
 
-def spectral_extremes(K, L, kappa, slope_bound):
+def spectral_extremes(K, L, kappa, slope_bound, spatial=None):
     """Per-step float64 extremes: (lam_max(K^T K), lam_min(L^T L), lam_max(L^T L)).
 
-    Args: K (W, m, n), L (W, p, n) tensors (any float dtype), kappa, S floats.
+    Args: K (W, m, n) tensor, or with ``spatial = (H, W)`` stacked convolution
+    kernels (W, kh, kw, n, m) whose lam_max(K^T K) is the squared circulant
+    bound of their operator norm on that grid; L (W, p, n); kappa, S floats.
     Returns float64 tensors of shape (W,), inflated / deflated by a relative
     slack so that they bound the exact eigenvalues of the given weights.
     """
-    K = tf.cast(K, tf.float64)
     L = tf.cast(L, tf.float64)
-    kk = tf.linalg.eigvalsh(tf.matmul(K, K, transpose_a=True))
     ll = tf.linalg.eigvalsh(tf.matmul(L, L, transpose_a=True))
-    k_max = tf.reduce_max(kk, axis=-1)
+    if spatial is None:
+        K = tf.cast(K, tf.float64)
+        k_max = tf.reduce_max(tf.linalg.eigvalsh(tf.matmul(K, K, transpose_a=True)), axis=-1)
+    else:
+        k_max = tf.square(conv_operator_norms_tf(K, spatial))
     l_max = tf.reduce_max(ll, axis=-1)
     l_min = tf.reduce_min(ll, axis=-1)
     k_max = tf.maximum(k_max, 0.0) * (1.0 + _F64_SLACK)
@@ -63,9 +70,9 @@ def spectral_extremes(K, L, kappa, slope_bound):
     return k_max, l_min, l_max
 
 
-def c1_c2(K, L, kappa, slope_bound):
-    """(c1, c2) as float64 scalars, c1 rounded down and c2 up."""
-    k_max, l_min, l_max = spectral_extremes(K, L, kappa, slope_bound)
+def c1_c2(K, L, kappa, slope_bound, spatial=None):
+    """(c1, c2) as float64 scalars, c1 rounded down and c2 up (``spectral_extremes``)."""
+    k_max, l_min, l_max = spectral_extremes(K, L, kappa, slope_bound, spatial)
     kappa = tf.constant(kappa, tf.float64)
     c1 = (kappa + tf.reduce_min(l_min)) * (1.0 - _F64_SLACK)
     c2 = (kappa + tf.reduce_max(l_max + slope_bound * k_max)) * (1.0 + _F64_SLACK)
@@ -168,9 +175,12 @@ class Theorem1Constants:
         return values
 
 
-def constants(K, L, kappa, slope_bound, eps, j2, gamma, max_ratio=None):
-    """``Theorem1Constants`` of stacked weights K (W, m, n), L (W, p, n) and a gamma."""
-    c1, c2 = c1_c2(K, L, kappa, slope_bound)
+def constants(K, L, kappa, slope_bound, eps, j2, gamma, max_ratio=None, spatial=None):
+    """``Theorem1Constants`` of stacked weights K (W, m, n), L (W, p, n) and a gamma.
+
+    With ``spatial``, K holds convolution kernels (see ``spectral_extremes``).
+    """
+    c1, c2 = c1_c2(K, L, kappa, slope_bound, spatial)
     c1, c2 = float(c1), float(c2)
     gap = one_minus_alpha_sq(c1, c2)
     gamma = float(gamma)
@@ -184,7 +194,7 @@ def constants(K, L, kappa, slope_bound, eps, j2, gamma, max_ratio=None):
         max_ratio=None if max_ratio is None else float(max_ratio))
 
 
-def K_scale_to_cap(K, L, kappa, slope_bound, q_max, dtype):
+def K_scale_to_cap(K, L, kappa, slope_bound, q_max, dtype, spatial=None):
     """Per-step factors in (0, 1] bringing S ||K_k||^2 to the Theorem 1 budget.
 
     The budget of step k is q_max * c1 - kappa - lambda_max(L_k^T L_k); the
@@ -197,11 +207,15 @@ def K_scale_to_cap(K, L, kappa, slope_bound, q_max, dtype):
         rescaled weights, c1 rounded down and c2 up) -- one eigenvalue
         computation for both.
     """
-    k_max, l_min, l_max = spectral_extremes(K, L, kappa, slope_bound)
+    k_max, l_min, l_max = spectral_extremes(K, L, kappa, slope_bound, spatial)
     c1 = (kappa + tf.reduce_min(l_min)) * (1.0 - _F64_SLACK)
     budget = (q_max * c1 - kappa - l_max) / slope_bound
-    unit = float(np.finfo(tf.as_dtype(dtype).as_numpy_dtype).eps)
-    rows = min(K.shape[-2], K.shape[-1])
+    unit = rounding_unit(dtype)
+    # Rounding each entry moves the operator norm by at most
+    # sqrt(taps) (unit / 2) ||K_mat||_F <= (unit / 2) sqrt(taps min(n, m)) ||K||
+    # (a convolution's Frobenius norm is at most sqrt(rank) times its norm).
+    taps = int(np.prod(K.shape[1:-2])) if spatial is not None else 1
+    rows = taps * min(K.shape[-2], K.shape[-1])
     radius = tf.sqrt(tf.maximum(budget, 0.0))
     # Trigger above a half margin (a K projected by the constraint, whose
     # target has the full margin, is left untouched), rescale to the full one.
@@ -216,7 +230,8 @@ def K_scale_to_cap(K, L, kappa, slope_bound, q_max, dtype):
     k_eff = tf.where(scaled,
                      tf.square(target) * (1.0 + 1.01 * unit * (1.0 + np.sqrt(rows))), k_max)
     c2 = (kappa + tf.reduce_max(l_max + slope_bound * k_eff)) * (1.0 + _F64_SLACK)
-    return tf.cast(factor, dtype)[:, None, None], (c1, c2)
+    factor = tf.reshape(tf.cast(factor, dtype), [-1] + [1] * (len(K.shape) - 1))
+    return factor, (c1, c2)
 
 
 def round_up(value64, dtype):

@@ -11,6 +11,7 @@ import numpy as np
 
 from contractive_keras.bounds import theorem1
 from contractive_keras.bounds.operator_norms import clip_singular_values
+from contractive_keras.bounds.operator_norms import scale_conv_to_norms
 
 
 @keras.saving.register_keras_serializable(package="contractive_keras")
@@ -34,12 +35,17 @@ class GammaProjection(keras.constraints.Constraint):
         gamma: the fixed gamma, or None for the "auto" cap.
         j2: lambda_max(J J^T) (1 for the canonical J).
         L: the fixed stacked L, shape (W, p, n) (nested lists), or None for L = 0.
+        spatial_shape: for convolutional K (W, kh, kw, n, m), the (H, W) grid:
+            each K_k is then scaled so that its circulant-bound operator norm
+            fits the budget (``bounds.operator_norms.scale_conv_to_norms``).
 
     Raises:
         ValueError: a gamma that Theorem 1 cannot reach with these L, kappa, eps.
     """
 
-    def __init__(self, kappa, eps, slope_bound=1.0, gamma=None, j2=1.0, L=None):
+    def __init__(self, kappa, eps, slope_bound=1.0, gamma=None, j2=1.0, L=None,
+                 spatial_shape=None):
+        self.spatial_shape = None if spatial_shape is None else [int(v) for v in spatial_shape]
         self.kappa = float(kappa)
         self.eps = float(eps)
         self.slope_bound = float(slope_bound)
@@ -69,8 +75,13 @@ class GammaProjection(keras.constraints.Constraint):
         self.max_norms = [float(np.sqrt(max(x, 0.0))) for x in self.squared_budget]
 
     def __call__(self, w):
-        return clip_singular_values(w, self.max_norms)
+        if self.spatial_shape is None:
+            return clip_singular_values(w, self.max_norms)
+        return scale_conv_to_norms(w, self.max_norms, self.spatial_shape)
 
     def get_config(self):
-        return {"kappa": self.kappa, "eps": self.eps, "slope_bound": self.slope_bound,
-                "gamma": self.gamma, "j2": self.j2, "L": self.L}
+        config = {"kappa": self.kappa, "eps": self.eps, "slope_bound": self.slope_bound,
+                  "gamma": self.gamma, "j2": self.j2, "L": self.L}
+        if self.spatial_shape is not None:
+            config["spatial_shape"] = self.spatial_shape
+        return config

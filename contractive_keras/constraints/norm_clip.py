@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from contractive_keras.bounds.operator_norms import clip_singular_values
+from contractive_keras.bounds.operator_norms import scale_conv_to_norms
 
 
 @keras.saving.register_keras_serializable(package="contractive_keras")
@@ -50,10 +51,17 @@ class ConvNormClip(keras.constraints.Constraint):
 
         ||conv(x) - conv(y)||_2 <= sqrt(kh kw) ||K_mat||_2 ||x - y||_2.
 
-    The constraint clips the singular values of K_mat at
-    max_norm / sqrt(kh kw) (the Frobenius-nearest such kernel), so the
-    convolution is max_norm-Lipschitz.  ``certify.lipschitz_bound`` then
-    measures the exact (circulant) norm, which is at most this.
+    Without ``input_shape`` the constraint clips the singular values of K_mat
+    at max_norm / sqrt(kh kw) (the Frobenius-nearest such kernel), so the
+    convolution is max_norm-Lipschitz.  With ``input_shape=(H, W)`` (a stride-1
+    convolution on that grid) it uses the tight circulant bound instead
+    (Sedghi et al. 2019, ``bounds.operator_norms.conv_operator_norm``) and
+    scales the kernel down to it when it is above ``max_norm``.
+    ``certify.lipschitz_bound`` measures the circulant norm either way.
+
+    Args:
+        max_norm: the bound, > 0.
+        input_shape: (H, W) of the convolution's input grid, or None.
 
     Example:
 
@@ -63,20 +71,29 @@ class ConvNormClip(keras.constraints.Constraint):
     True
     """
 
-    def __init__(self, max_norm):
+    def __init__(self, max_norm, input_shape=None):
         self.max_norm = float(max_norm)
         if not self.max_norm > 0:
             raise ValueError(f"max_norm must be > 0, got {max_norm}.")
+        self.input_shape = None if input_shape is None else [int(v) for v in input_shape]
+        if self.input_shape is not None and (len(self.input_shape) != 2
+                                             or min(self.input_shape) < 1):
+            raise ValueError(f"input_shape must be the (H, W) grid, got {input_shape!r}.")
 
     def __call__(self, w):
         value = tf.convert_to_tensor(w)
         if value.shape.rank != 4:
             raise ValueError(f"ConvNormClip takes a (kh, kw, cin, cout) Conv2D kernel, "
                              f"got shape {value.shape}.")
+        if self.input_shape is not None:
+            return scale_conv_to_norms(value[None], [self.max_norm], self.input_shape)[0]
         kh, kw, cin, cout = value.shape
         matrix = tf.reshape(value, (kh * kw * cin, cout))
         clipped = clip_singular_values(matrix, self.max_norm / (kh * kw) ** 0.5)
         return tf.reshape(clipped, tf.shape(value))
 
     def get_config(self):
-        return {"max_norm": self.max_norm}
+        config = {"max_norm": self.max_norm}
+        if self.input_shape is not None:
+            config["input_shape"] = self.input_shape
+        return config

@@ -85,11 +85,19 @@ class CHNODE(KbFieldOptions, PerStepODE):
         L_units: rows p of L (default n).
         discrete_check: "warn", "raise" or "ignore" when ``step_size`` is
             larger than the certified stable step size.
+        kernel_size: None (K acts on each vector of the last axis, the
+            reference) or an odd int / pair: K is then a stride-1 "same"
+            convolution over feature maps (batch, H, W, n) that mixes
+            neighbouring pixels, K^T its adjoint; Theorem 1's c2 uses its
+            operator norm on the H x W grid (circulant bound), and the
+            certificate of the computed map uses Theorem 1's worst-case
+            Euler step, which depends only on c1, c2, gamma and J.
         return_trajectory: output (batch, N + 1, ..., n), the states at t_k.
         gradient, rtol, atol: passed to ``contractive_keras.solvers.odeint``.
 
     Input shape:
-        (batch, ..., n), n even with the canonical J.
+        (batch, ..., n), n even with the canonical J; (batch, H, W, n) with
+        ``kernel_size``.
 
     Output shape:
         Same as the input, or (batch, N + 1, ..., n) with
@@ -111,7 +119,7 @@ class CHNODE(KbFieldOptions, PerStepODE):
                  K_regularizer=None, b_regularizer=None, L_regularizer=None,
                  L_trainable=False, L_units=None, discrete_check="warn",
                  return_trajectory=False, gradient=None, rtol=None,
-                 atol=None, **kwargs):
+                 atol=None, kernel_size=None, **kwargs):
         super().__init__(steps=steps, step_size=step_size, t1=t1, solver=solver,
                          time_varying=time_varying,
                          return_trajectory=return_trajectory, gradient=gradient,
@@ -150,8 +158,26 @@ class CHNODE(KbFieldOptions, PerStepODE):
         self.L_regularizer = keras.regularizers.get(L_regularizer)
         self.L_trainable = bool(L_trainable)
         self.discrete_check = discrete_check
+        if kernel_size is not None:
+            size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+            size = tuple(int(v) for v in size)
+            if len(size) != 2 or min(size) < 1 or not all(v % 2 for v in size):
+                raise ValueError(f"kernel_size must be an odd int or a pair of odd ints "
+                                 f"(a 'same' convolution), got {kernel_size!r}.")
+            kernel_size = size
+        self.kernel_size = kernel_size
+        self.spatial_shape = None
 
     # -- weights -------------------------------------------------------------
+    def build(self, input_shape):
+        if self.kernel_size is not None:
+            if len(input_shape) != 4 or None in tuple(input_shape)[1:]:
+                raise ValueError(
+                    f"kernel_size={self.kernel_size}: a convolutional CHNODE takes feature "
+                    f"maps (batch, H, W, n) with known H, W, n; got {tuple(input_shape)}.")
+            self.spatial_shape = (int(input_shape[1]), int(input_shape[2]))
+        super().build(input_shape)
+
     def build_field(self, n):
         J = structure_matrix(self._J_arg, n)
         self.J_matrix = J
@@ -174,16 +200,19 @@ class CHNODE(KbFieldOptions, PerStepODE):
         if not self.L_trainable:
             constraint = GammaProjection(
                 kappa=self.kappa, eps=self.eps, slope_bound=self.slope_bound,
-                gamma=fixed, j2=self.j2, L=np.asarray(self.L.numpy()).tolist())
+                gamma=fixed, j2=self.j2, L=np.asarray(self.L.numpy()).tolist(),
+                spatial_shape=self.spatial_shape)
+        K_shape = (m, n) if self.kernel_size is None else self.kernel_size + (n, m)
         self.K = self.add_step_weight(
-            "K", (m, n), self.K_initializer, self.K_regularizer,
+            "K", K_shape, self.K_initializer, self.K_regularizer,
             constraint=constraint)
         self.b = self.add_step_weight(
             "b", (m,), self.b_initializer, self.b_regularizer)
         if fixed is not None:
             self.K.assign(constraint(self.K))
         elif tf.executing_eagerly():
-            c1, c2 = bounds.c1_c2(self.K, self.L, self.kappa, self.slope_bound)
+            c1, c2 = bounds.c1_c2(self.K, self.L, self.kappa, self.slope_bound,
+                                  self.spatial_shape)
             gap = float(bounds.one_minus_alpha_sq(c1, c2))
             if not gap > self.eps:
                 raise ValueError(
@@ -205,7 +234,8 @@ class CHNODE(KbFieldOptions, PerStepODE):
         Ls = tf.stop_gradient(tf.convert_to_tensor(self.L))
         dtype = self.compute_dtype
         factor, (c1, c2) = bounds.K_scale_to_cap(
-            Ks, Ls, self.kappa, self.slope_bound, self.max_ratio, Ks.dtype)
+            Ks, Ls, self.kappa, self.slope_bound, self.max_ratio, Ks.dtype,
+            self.spatial_shape)
         if self.gamma == "auto":
             gamma64 = bounds.theorem1_gamma(c1, c2, self.eps, self.j2)
             gamma = tf.stop_gradient(bounds.round_up(gamma64, dtype))
@@ -222,6 +252,8 @@ class CHNODE(KbFieldOptions, PerStepODE):
                 tf.cast(tf.convert_to_tensor(self.L), dtype), gamma)
 
     def field_closure(self):
+        if self.kernel_size is not None:
+            return self._conv_field_closure()
         factor, gamma = self._scale_and_gamma()
         dtype = self.compute_dtype
         n = self.state_size
@@ -253,6 +285,41 @@ class CHNODE(KbFieldOptions, PerStepODE):
 
         return field
 
+    def _conv_field_closure(self):
+        """The field on feature maps Xi (batch, H, W, n): K a 'same' convolution.
+
+        f = A (K^T sigma(K Xi + b) + M Xi), A = J - gamma I and M = L^T L + kappa I
+        acting on the channels of every pixel, K^T the adjoint convolution.
+        """
+        factor, gamma = self._scale_and_gamma()
+        dtype = self.compute_dtype
+        n = self.state_size
+        A = tf.constant(self.J_matrix, dtype) - gamma * tf.eye(n, dtype=dtype)
+        kappa_eye = self.kappa * tf.eye(n, dtype=dtype)
+        sigma = self.activation_fn
+
+        def field(t, y, step):
+            K = tf.cast(self.select(self.K, step) * self.select(factor, step), dtype)
+            b = tf.cast(self.select(self.b, step), dtype)
+            L = tf.cast(self.select(self.L, step), dtype)
+            M = tf.matmul(L, L, transpose_a=True) + kappa_eye
+            z = sigma(tf.nn.conv2d(y, K, 1, "SAME") + b)
+            back = tf.nn.conv2d_transpose(z, K, tf.shape(y), 1, "SAME")
+            # Per pixel: A (back + M y); M is symmetric.
+            return tf.einsum("...i,ji->...j", back + tf.einsum("...i,ji->...j", y, M), A)
+
+        return field
+
+    def call(self, inputs):
+        if self.kernel_size is None:
+            return super().call(inputs)
+        x = tf.convert_to_tensor(inputs, dtype=self.compute_dtype)
+        field = self.field_closure()
+        if not self.return_trajectory:
+            return self.solver_spec.odeint(field, x, with_step_index=True)
+        return self.batch_major(self.solver_spec.odeint(field, x, times=self.solver_spec.times,
+                                                        with_step_index=True))
+
     # -- certificates --------------------------------------------------------
     def theorem1_constants(self):
         """Floats of Theorems 1-2 for the current weights (a dict).
@@ -268,7 +335,8 @@ class CHNODE(KbFieldOptions, PerStepODE):
 
     def _constants(self, K, L, gamma):
         return bounds.constants(K, L, self.kappa, self.slope_bound, self.eps, self.j2, gamma,
-                                max_ratio=None if self.gamma == "auto" else self.max_ratio)
+                                max_ratio=None if self.gamma == "auto" else self.max_ratio,
+                                spatial=self.spatial_shape)
 
     def jacobian_structure(self):
         """``JacobianStructure`` of the field with the weights ``call`` uses.
@@ -279,6 +347,14 @@ class CHNODE(KbFieldOptions, PerStepODE):
         """
         K, _, L, gamma = self.effective_weights()
         constants = self._constants(K, L, gamma)
+        scheme = self.solver if self.fixed_step else None
+        if self.kernel_size is not None:
+            # The Jacobian of a whole feature map is too large to enumerate:
+            # certificates use Theorem 1's constants (c2 from the circulant norm).
+            return JacobianStructure(
+                offset=None, left=None, right=None, slopes=(0.0, self.slope_bound),
+                steps=self.steps, step_size=self.step_size, t1=self.t1, scheme=scheme,
+                theorem1=constants)
         K = np.asarray(K, np.float64)
         L = np.asarray(L, np.float64)
         n = self.state_size
@@ -288,7 +364,7 @@ class CHNODE(KbFieldOptions, PerStepODE):
         return JacobianStructure(
             offset=A @ M, left=A @ Kt, right=Kt, slopes=(0.0, self.slope_bound),
             steps=self.steps, step_size=self.step_size, t1=self.t1,
-            scheme=self.solver if self.fixed_step else None, theorem1=constants)
+            scheme=scheme, theorem1=constants)
 
     def check_discrete_guarantee(self, weights="current"):
         """Warns or raises (``discrete_check``) if h exceeds the certified step.
@@ -330,5 +406,6 @@ class CHNODE(KbFieldOptions, PerStepODE):
             "L_trainable": self.L_trainable,
             "L_units": self.L_units,
             "discrete_check": self.discrete_check,
+            "kernel_size": None if self.kernel_size is None else list(self.kernel_size),
         })
         return config

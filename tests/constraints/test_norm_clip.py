@@ -72,3 +72,18 @@ def test_norm_bounded_stable_node_model_keeps_its_bounds_under_fit():
     factors = {name: factor for name, _, factor in certify.lipschitz_bound(model).factors}
     assert factors["lift"] <= 1.0 and factors["logits"] <= 2.0
     assert factors["stabilized_node"] <= 1.0 + 1e-6      # delta_bar = 0: non-expansive
+
+
+def test_circulant_mode_bounds_the_exact_norm_and_certifies_more():
+    """With the input grid known, the clip uses the tight circulant norm."""
+    rng = np.random.default_rng(11)
+    kernel = rng.standard_normal((3, 3, 2, 4)).astype("float32")
+    tight = ConvNormClip(1.0, input_shape=(8, 8))
+    clipped = np.asarray(tight(kernel), np.float64)
+    assert conv_operator_norm(clipped, (8, 8)) <= 1.0
+    loose = np.asarray(ConvNormClip(1.0)(kernel), np.float64)
+    assert conv_operator_norm(loose, (8, 8)) < conv_operator_norm(clipped, (8, 8))
+    inside = clipped * 0.5
+    np.testing.assert_array_equal(np.asarray(tight(inside.astype("float32"))),
+                                  inside.astype("float32"))
+    assert ConvNormClip.from_config(tight.get_config()).input_shape == [8, 8]
