@@ -41,7 +41,10 @@ ZOO_DIR = os.path.join(ROOT, "zoo")
 RUNS_DIR = os.path.join(ROOT, "runs", "zoo")
 sys.path.insert(0, ROOT)
 
-HAMILTONIAN_NAMES = {"chnode": "CH-NODE", "hdnn": "H-DNN", "resnet": "ResNet-ODE"}
+from contractive_keras import models  # noqa: E402  (the model registry)
+
+TITLES = {"chnode": "CH-NODE", "hdnn": "H-DNN", "resnet": "ResNet-ODE"}
+HAMILTONIAN_NAMES = {name: TITLES[name] for name in models.HAMILTONIAN}
 
 #: name -> (train.py flags, one-line description)
 ENTRIES = {}

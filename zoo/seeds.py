@@ -41,25 +41,26 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from contractive_keras import models  # noqa: E402  (the model registry)
 
 SEEDS = tuple(range(5))
 TRAIN_SIZE = 55_000
 VALIDATION_SIZE = 5_000
 FGSM_EPS = 0.05
 NOISE_DRAWS = 10
-HAMILTONIAN = ("chnode", "hdnn", "resnet")
 WALL_FILE = "train_wall_seconds.txt"
-NODE = ("node", "stable_node")
 
 
 def cells():
     """cell name -> train.py flags (the rest is the reference recipe)."""
     table = {}
     for dataset in ("mnist", "fashion_mnist"):
-        for model in NODE:
+        for model in models.STABILIZED:
             table[f"{model}_{dataset}"] = {"model": model, "dataset": dataset}
     for depth in (4, 8, 12):
-        for model in HAMILTONIAN:
+        for model in models.HAMILTONIAN:
             table[f"{model}_mnist_n{depth}"] = {"model": model, "depth": depth, "dataset": "mnist"}
     return table
 
@@ -208,15 +209,12 @@ def _noise_and_fgsm(model, images, labels, normalization):
 
 def evaluate_run(paths, cell, seed):
     """Validation and test numbers of one trained run, written as one JSON."""
-    import keras
-
-    from contractive_keras import data, robustness, zoo
+    from contractive_keras import data, robustness
 
     t0 = time.perf_counter()
     flags = CELLS[cell]
     model_dir = paths.model_dir(cell, seed)
-    zoo.register_custom_objects()
-    model = keras.saving.load_model(os.path.join(model_dir, "export", "model.keras"), safe_mode=True)
+    model = robustness.load_model(os.path.join(model_dir, "export", "model.keras"))
     normalization = robustness.model_normalization(model)
     x_train, y_train = data.load_numpy(flags["dataset"], "train", paths.data_dir, use_tfds=False)
     x_test, y_test = data.load_numpy(flags["dataset"], "test", paths.data_dir, use_tfds=False)
@@ -228,7 +226,7 @@ def evaluate_run(paths, cell, seed):
         "clean").mean
     with open(os.path.join(model_dir, "summary.json")) as f:
         summary = json.load(f)
-    hamiltonian = flags["model"] in HAMILTONIAN
+    hamiltonian = flags["model"] in models.HAMILTONIAN
     wall, processes = train_wall_seconds(model_dir)
     result = {
         "cell": cell, "seed": seed, **flags,
