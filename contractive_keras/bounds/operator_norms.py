@@ -20,9 +20,9 @@ F64_SLACK = 1e-13
 
 def rounding_unit(dtype):
     """The unit a projection's safety margin is counted in: the dtype's epsilon,
-    but at least 2.5e-12, so that a projected float64 weight also clears the
+    but at least 1e-13, so that a projected float64 weight also clears the
     relative slack of the float64 certificates (``F64_SLACK`` and theorem1's)."""
-    return max(float(np.finfo(tf.as_dtype(dtype).as_numpy_dtype).eps), 2.5e-12)
+    return max(float(np.finfo(tf.as_dtype(dtype).as_numpy_dtype).eps), 1e-13)
 
 
 def sym(A):

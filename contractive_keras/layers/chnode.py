@@ -251,14 +251,19 @@ class CHNODE(KbFieldOptions, PerStepODE):
         return (tf.cast(K, dtype), tf.cast(tf.convert_to_tensor(self.b), dtype),
                 tf.cast(tf.convert_to_tensor(self.L), dtype), gamma)
 
-    def field_closure(self):
-        if self.kernel_size is not None:
-            return self._conv_field_closure()
+    def _field_operators(self):
+        """(K factors, A = J - gamma I, kappa I) in the compute dtype, for ``call``."""
         factor, gamma = self._scale_and_gamma()
         dtype = self.compute_dtype
         n = self.state_size
         A = tf.constant(self.J_matrix, dtype) - gamma * tf.eye(n, dtype=dtype)
-        kappa_eye = self.kappa * tf.eye(n, dtype=dtype)
+        return factor, A, self.kappa * tf.eye(n, dtype=dtype)
+
+    def field_closure(self):
+        if self.kernel_size is not None:
+            return self._conv_field_closure()
+        factor, A, kappa_eye = self._field_operators()
+        dtype = self.compute_dtype
         sigma = self.activation_fn
 
         def matrices(K, b, L):
@@ -291,11 +296,8 @@ class CHNODE(KbFieldOptions, PerStepODE):
         f = A (K^T sigma(K Xi + b) + M Xi), A = J - gamma I and M = L^T L + kappa I
         acting on the channels of every pixel, K^T the adjoint convolution.
         """
-        factor, gamma = self._scale_and_gamma()
+        factor, A, kappa_eye = self._field_operators()
         dtype = self.compute_dtype
-        n = self.state_size
-        A = tf.constant(self.J_matrix, dtype) - gamma * tf.eye(n, dtype=dtype)
-        kappa_eye = self.kappa * tf.eye(n, dtype=dtype)
         sigma = self.activation_fn
 
         def field(t, y, step):
