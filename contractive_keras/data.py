@@ -29,6 +29,7 @@ import os
 import struct
 
 import numpy as np
+import tensorflow as tf
 
 #: The datasets this module loads (train.py's ``--dataset`` values).
 DATASETS = ("mnist", "fashion_mnist")
@@ -340,7 +341,6 @@ def from_arrays(
     become int32. Useful to build one pipeline per epoch without re-reading
     the files (``train.py`` does).
     """
-    import tensorflow as tf
 
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")

@@ -49,6 +49,12 @@ from typing import Any, Callable, Mapping
 import keras
 
 from contractive_keras import data
+from contractive_keras.constraints import ConvNormClip
+from contractive_keras.constraints import SpectralNormClip
+from contractive_keras.layers import CHNODE
+from contractive_keras.layers import HDNN
+from contractive_keras.layers import ResNetODE
+from contractive_keras.layers import StabilizedNODE
 from contractive_keras.layers import StepwiseIdentity
 from contractive_keras.regularizers import PiecewiseSmoothness
 
@@ -136,7 +142,6 @@ def reference_classifier(ode_layer, weight_decay, channels=8, num_classes=data.N
     non-expansive ODE block the logits are then certified
     (1 / std) * lift_max_norm * readout_max_norm-Lipschitz.
     """
-    from contractive_keras.constraints import ConvNormClip, SpectralNormClip
 
     inputs = keras.Input(shape=input_shape, name="images")
     x = _normalize_layer()(inputs)
@@ -217,7 +222,6 @@ def _hamiltonian_kwargs(hp, depth, name):
 def _build_chnode(depth=None, **overrides):
     """CH-NODE; ``L_scale`` sets the fixed dissipation L = L_scale * I
     (default 0.02, the reference), i.e. c1 = L_scale^2 + kappa of Theorem 1."""
-    from contractive_keras.layers import CHNODE
 
     hp, depth, layer_kwargs, norms = _split("chnode", depth, overrides)
     L_scale = layer_kwargs.pop("L_scale", None)
@@ -231,7 +235,6 @@ def _build_chnode(depth=None, **overrides):
 
 
 def _build_hdnn(depth=None, **overrides):
-    from contractive_keras.layers import HDNN
 
     hp, depth, layer_kwargs, norms = _split("hdnn", depth, overrides)
     kwargs = _hamiltonian_kwargs(hp, depth, "hdnn")
@@ -241,7 +244,6 @@ def _build_hdnn(depth=None, **overrides):
 
 
 def _build_resnet(depth=None, **overrides):
-    from contractive_keras.layers import ResNetODE
 
     hp, depth, layer_kwargs, norms = _split("resnet", depth, overrides)
     kwargs = _hamiltonian_kwargs(hp, depth, "resnet_ode")
@@ -256,8 +258,6 @@ def _build_stabilized(name, depth=None, **overrides):
     ``depth`` (or ``steps``) is the number of ODE steps; ``step_size`` sets
     steps = ceil(t1 / step_size); other overrides go to ``StabilizedNODE``.
     """
-    from contractive_keras.constraints import SpectralNormClip
-    from contractive_keras.layers import StabilizedNODE
 
     norms = _classifier_norms(overrides)
     hp = _recipe_with(name, overrides)

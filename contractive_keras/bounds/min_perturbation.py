@@ -99,7 +99,7 @@ class PerturbationResult:
 
 def _dual_weights(Gs, s):
     """argmax_{w >= 0} s^T w - ||Gs^T w||^2 / 2 (NNLS on a Cholesky factor)."""
-    from scipy.optimize import nnls
+    from scipy.optimize import nnls  # SciPy: heavy, imported on first use
 
     K = Gs @ Gs.T
     n = len(s)

@@ -72,7 +72,7 @@ def minimize_relaxation(relax, t0=None, candidates=(), max_evals=400, lower=None
     known lower bound of the true quantity) stops the search once the bound is
     within 1e-12 of it.
     """
-    from scipy.optimize import minimize
+    from scipy.optimize import minimize  # SciPy: heavy, imported on first use
 
     d = relax.Q.shape[0]
     best = [np.inf, None, None]

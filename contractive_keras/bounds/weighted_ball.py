@@ -88,7 +88,7 @@ def refine_upper(A, alpha, delta_bar, t, max_evals, tol):
     projection warm-started from the previous one.  Every evaluated B is
     feasible for its own T.  Returns (B, T, evaluations, converged).
     """
-    from scipy.optimize import minimize
+    from scipy.optimize import minimize  # SciPy: heavy, imported on first use
 
     r = (1 - alpha) / 2
     floor = max(-2 * r * delta_bar / alpha, 0.0) * (1 + 1e-6) + 1e-12

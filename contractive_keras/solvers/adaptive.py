@@ -28,19 +28,20 @@ from contractive_keras.solvers.gradients import Adjoint
 from contractive_keras.solvers.gradients import Backprop
 
 
-def _tfp_ode():
-    import tensorflow_probability as tfp
+def tfp_ode():
+    """``tfp.math.ode``; TensorFlow Probability is heavy, so it is imported on first use."""
+    import tensorflow_probability as tfp  # optional heavy dependency
     return tfp.math.ode
 
 
 def is_tfp_solver(solver):
     """Whether ``solver`` is a ``tfp.math.ode.Solver`` instance."""
-    return isinstance(solver, _tfp_ode().Solver)
+    return isinstance(solver, tfp_ode().Solver)
 
 
 def make_tfp_solver(name, rtol, atol):
     """A new tfp solver for "dopri5" or "bdf" with these tolerances."""
-    ode = _tfp_ode()
+    ode = tfp_ode()
     if name == "dopri5":
         return ode.DormandPrince(rtol=rtol, atol=atol)
     if name == "bdf":
@@ -51,7 +52,7 @@ def make_tfp_solver(name, rtol, atol):
 
 def _statistics(solver, diagnostics):
     """Our statistics dict from tfp's diagnostics (see ``Solution.stats``)."""
-    ode = _tfp_ode()
+    ode = tfp_ode()
     evaluations = tf.cast(diagnostics.num_ode_fn_evaluations, tf.int32)
     unknown = tf.constant(-1, tf.int32)
     steps = unknown

@@ -12,6 +12,7 @@ import typing
 
 import tensorflow as tf
 
+from contractive_keras.solvers import adaptive
 from contractive_keras.solvers import adaptive_loop
 from contractive_keras.solvers import arguments
 from contractive_keras.solvers import fixed_step
@@ -84,13 +85,11 @@ def get(method):
         if key in FIXED_STEP_METHODS:
             return FIXED_STEP_METHODS[key]()
         if key in ADAPTIVE_METHODS:
-            from contractive_keras.solvers import adaptive
             return adaptive.make_tfp_solver(key, rtol=1e-6, atol=1e-6)
         raise ValueError(
             f"Unknown solver {method!r}; known solvers are "
             f"{', '.join(KNOWN_METHODS)}, or pass a tfp.math.ode.Solver "
             f"instance.")
-    from contractive_keras.solvers import adaptive
     if adaptive.is_tfp_solver(method):
         return method
     raise ValueError(
@@ -198,7 +197,6 @@ def solve(fn, y0, t1, *, t0=0.0, method="rk4", steps=None, step_size=None,
         return _solve_embedded(solver, checked_fn, y0, t0, t1, dtype,
                                rtol=rtol, atol=atol,
                                gradient=gradient_method, times=times)
-    from contractive_keras.solvers import adaptive
     if isinstance(method, str):
         solver = adaptive.make_tfp_solver(method.lower(), rtol, atol)
     ys, ts, stats = adaptive.solve_adaptive(

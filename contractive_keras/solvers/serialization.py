@@ -35,6 +35,7 @@ Example:
 import numpy as np
 import tensorflow as tf
 
+from contractive_keras.solvers import adaptive
 from contractive_keras.solvers.dopri5 import Dopri5
 from contractive_keras.solvers.euler import Euler
 from contractive_keras.solvers.interface import FIXED_STEP_METHODS
@@ -69,14 +70,9 @@ SUPPORTED = (
     f"contractive_keras.solvers.Dopri5 instance")
 
 
-def _tfp_ode():
-    import tensorflow_probability as tfp
-    return tfp.math.ode
-
-
 def _tfp_class_name(solver):
     """"DormandPrince" / "BDF" for exact instances of those classes, else None."""
-    ode = _tfp_ode()
+    ode = adaptive.tfp_ode()
     for name in _TFP_ARGUMENTS:
         if type(solver) is getattr(ode, name):  # pylint: disable=unidiomatic-typecheck
             return name
@@ -169,7 +165,7 @@ def deserialize(config):
     if name in _TFP_ARGUMENTS:
         if "bdf_coefficients" in arguments:
             arguments["bdf_coefficients"] = tuple(arguments["bdf_coefficients"])
-        return getattr(_tfp_ode(), name)(**arguments)
+        return getattr(adaptive.tfp_ode(), name)(**arguments)
     raise ValueError(
         f"unknown solver class {name!r}; serializable classes: "
         f"{', '.join(SERIALIZABLE_CLASSES)}.")
@@ -215,7 +211,6 @@ def layer_solver(solver, allow_custom_schemes=False):
                 f"solver={solver!r}: this layer certifies the named fixed-step "
                 f"schemes only; allowed: {SUPPORTED}.")
     else:
-        from contractive_keras.solvers import adaptive
         if not adaptive.is_tfp_solver(solver):
             raise ValueError(
                 f"solver={solver!r} of type {type(solver).__name__} is not a "
