@@ -325,3 +325,25 @@ def test_model_lipschitz_bound_refuses_an_adaptive_stabilized_node():
     model = models.build("node", width=4, solver="dopri5")
     with pytest.raises(ValueError, match="adaptive"):
         certify.lipschitz_bound(model)
+
+
+def test_lipschitz_network_layers_enter_the_model_bound_with_factor_one():
+    """A 1-Lipschitz CNN: conv (circulant clip) -> GroupSort -> L2-norm pool -> dense."""
+    from contractive_keras.constraints import ConvNormClip
+    from contractive_keras.layers import GroupSort, L2NormPooling2D
+
+    keras.utils.set_random_seed(12)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False,
+                            kernel_constraint=ConvNormClip(1.0, input_shape=(8, 8)))(inputs)
+    x = L2NormPooling2D(2)(GroupSort(2)(x))
+    logits = keras.layers.Dense(3, name="logits")(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, logits)
+    bound = certify.lipschitz_bound(model)
+    kinds = [kind for _, kind, _ in bound.factors]
+    assert kinds.count("declared by the layer") == 2
+    x = np.random.rand(16, 8, 8, 1).astype("float32")
+    delta = np.random.randn(16, 8, 8, 1).astype("float32") * 0.05
+    ratios = (np.linalg.norm(model(x + delta).numpy() - model(x).numpy(), axis=1)
+              / np.linalg.norm(delta.reshape(16, -1), axis=1))
+    assert ratios.max() <= bound.value
