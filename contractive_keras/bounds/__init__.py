@@ -34,6 +34,7 @@ from contractive_keras.bounds.operator_norms import clip_singular_values
 from contractive_keras.bounds.operator_norms import conv_operator_norm
 from contractive_keras.bounds.operator_norms import log_norm
 from contractive_keras.bounds.operator_norms import spectral_norm
+from contractive_keras.bounds.step_bound import StepBound
 from contractive_keras.bounds.step_bound import StepBounds
 from contractive_keras.bounds.step_bound import largest_steps
 from contractive_keras.bounds.step_bound import step_bounds
@@ -45,7 +46,7 @@ from contractive_keras.bounds.threads import single_threaded_blas
 
 __all__ = [
     "Certificate", "DeltaResult", "Factor", "JacobianStructure", "PerturbationResult",
-    "StepBounds", "Theorem1Constants", "clip_singular_values", "conv_operator_norm", "delta", "flow_certificate", "map_certificate",
+    "StepBound", "StepBounds", "Theorem1Constants", "clip_singular_values", "conv_operator_norm", "delta", "flow_certificate", "map_certificate",
     "largest_steps", "log_norm", "log_norm_bound", "min_perturbation",
     "single_threaded_blas", "spectral_norm", "step_bounds", "theorem1_gamma",
     "worst_case_max_step_size",

@@ -17,10 +17,8 @@ import numpy as np
 from contractive_keras.bounds.certificate import Certificate
 from contractive_keras.bounds.delta import DeltaResult
 from contractive_keras.bounds.delta import delta
+from contractive_keras.bounds.step_bound import StepBound
 from contractive_keras.bounds.step_bound import butcher_arrays
-from contractive_keras.bounds.step_bound import largest_steps
-from contractive_keras.bounds.step_bound import power_coefficients
-from contractive_keras.bounds.step_bound import step_bounds
 from contractive_keras.bounds.theorem1 import worst_case_max_step_size
 from contractive_keras.bounds.threads import single_threaded_blas
 
@@ -58,27 +56,6 @@ def _theorem1_step(structure, details, values):
     return values
 
 
-def _theorem1_steps(structure):
-    """Step bounds from Theorem 1's constants alone (no explicit Jacobian).
-
-    The field's Jacobian is (J - gamma I) M(s), M(s) symmetric with spectrum
-    in [c1, c2], so ||B(s)||_2 <= sqrt(gamma^2 + j2) c2 =: x / h; the Euler
-    part of (2) is <= 1 for h up to the worst-case step, else <= 1 + x.
-    """
-    a, b = butcher_arrays(structure.scheme)
-    c = structure.theorem1
-    h = structure.step_size
-    x = h * math.sqrt(c.gamma ** 2 + c.j2) * c.c2
-    coefficients = power_coefficients(a, b)
-    worst_case = worst_case_max_step_size(c.c1, c.c2, c.gamma, c.j2)
-    if np.all(b >= 0):
-        value = (1.0 if h <= worst_case else 1.0 + x) + sum(
-            ck * x ** k for k, ck in enumerate(coefficients[1:], start=2))
-    else:
-        value = 1.0 + sum(ck * x ** k for k, ck in enumerate(coefficients, start=1))
-    return np.full(structure.steps, value), worst_case if len(b) == 1 else 0.0
-
-
 @single_threaded_blas
 def map_certificate(structure, method="auto"):
     """Certified Lipschitz bound of the N-step map a block computes.
@@ -104,17 +81,12 @@ def map_certificate(structure, method="auto"):
             f"solver={structure.scheme!r} is adaptive: only the fixed-step schemes have a "
             "certificate of the computed map (use flow_certificate for the exact flow).")
     name = structure.scheme if isinstance(structure.scheme, str) else type(structure.scheme).__name__
-    if structure.offset is None:
-        values, largest = _theorem1_steps(structure)
-        how, exact = "theorem 1 worst case", False
-    else:
-        bounds = step_bounds(structure, method=method)
-        values, how = bounds.values, bounds.how
-        exact = bounds.method == "exact"
-        if values.shape[0] == 1:
-            values = np.repeat(values, structure.steps)
-        largest = None if how.startswith("relaxation") else float(
-            np.min(largest_steps(structure, method=method)))
+    bound = StepBound(structure, method)
+    values, how = bound(structure.step_size), bound.how
+    exact = bound.vertex and bound.stages == 1
+    if values.shape[0] == 1:
+        values = np.repeat(values, structure.steps)
+    largest = None if bound.diagonal else float(np.min(bound.largest(structure.step_size)))
     details = {"step_size": float(structure.step_size), "steps": int(structure.steps),
                "solver": name.lower(), "exact_in_slopes": how.startswith("vertices"), "how": how}
     if largest is not None:

@@ -39,6 +39,7 @@ from contractive_keras.bounds.operator_norms import spectral_norm
 from contractive_keras.bounds.operator_norms import spectral_norms
 from contractive_keras.bounds.relaxation import euler_relaxation
 from contractive_keras.bounds.relaxation import minimize_relaxation
+from contractive_keras.bounds.theorem1 import worst_case_max_step_size
 
 # Vertex enumeration up to 2^MAX_EXACT_UNITS slope patterns per step.
 MAX_EXACT_UNITS = 12
@@ -97,18 +98,38 @@ class StepBounds:
     witness: np.ndarray = None
 
 
-class _StepBound:
-    """h -> certified bounds (W,) of one step of each weight slice."""
+class StepBound:
+    """h -> certified bounds (W,) of one step of each weight slice, equations (1)-(2).
 
-    def __init__(self, structure, a, b, method="auto"):
+    Built once per structure (vertex enumeration, norms and relaxation data
+    are prepared here), then evaluated at any step size: ``bound(h)``,
+    ``bound.largest(h_start)``.  A structure without explicit matrices (a
+    convolutional CH-NODE) is bounded through its Theorem 1 constants: the
+    Jacobian is (J - gamma I) M(s) with M(s) symmetric, spectrum in [c1, c2],
+    so ||B(s)||_2 <= sqrt(gamma^2 + j2) c2, and the Euler part (1) is <= 1 up
+    to Theorem 1's worst-case step, else <= 1 + h ||B||.
+    """
+
+    def __init__(self, structure, method="auto"):
+        a, b = _scheme_arrays(structure)
         self.structure = structure
+        self.stages = len(b)
         lo, hi = (float(v) for v in structure.slopes)
         self.lo, self.hi = lo, hi
+        if method not in ("auto", "exact", "upper"):
+            raise ValueError(f"method must be 'auto', 'exact' or 'upper', got {method!r}.")
+        self.coefficients = power_coefficients(a, b)
+        self.positive = bool(np.all(b >= 0))
+        self.vertex = self.diagonal = False
+        if structure.offset is None:
+            c = structure.theorem1
+            self.worst_case = worst_case_max_step_size(c.c1, c.c2, c.gamma, c.j2)
+            self.field_norm = np.array([math.sqrt(c.gamma ** 2 + c.j2) * c.c2])
+            self.how = "theorem 1 worst case"
+            return
         U, V = structure.left, structure.right
         m = U.shape[-1]
         self.n = structure.offset.shape[-1]
-        if method not in ("auto", "exact", "upper"):
-            raise ValueError(f"method must be 'auto', 'exact' or 'upper', got {method!r}.")
         if method == "exact" and m > EXACT_HARD_LIMIT:
             raise ValueError(f"method='exact' enumerates 2^m slope patterns; m = {m} is too large.")
         self.vertex = method == "exact" or (method == "auto" and m <= MAX_EXACT_UNITS)
@@ -133,11 +154,7 @@ class _StepBound:
                            * np.linalg.norm(V, 2, axis=(-2, -1)))
             self.field_norm = spectral_norms(self.centre) + self.radius
             self.how = "centre-radius"
-        coefficients = power_coefficients(a, b)
-        self.positive = bool(np.all(b >= 0))
-        self.first = coefficients[0]
-        self.higher = coefficients[1:]
-        if len(b) > 1:
+        if self.stages > 1:
             self.how += "+rk_remainder"
 
     def _diagonal_euler(self, k, h):
@@ -153,31 +170,63 @@ class _StepBound:
         cheap = 1 + 2 * h * delta_upper + (h * spectral_norm(A)) ** 2
         return min(value, math.sqrt(cheap)) if cheap >= 0 else value
 
+    def _vertex_norms(self, h):
+        """(W, 2^m) bounds of ||I + h B_k(s)||_2 at every vertex s."""
+        return spectral_norms(np.eye(self.n) + h[:, None, None, None] * self.vertices)
+
     def euler_part(self, h):
         """Bound (1) of max_s ||I + h B_k(s)||_2 for each k; h (W,) or scalar."""
         h = np.broadcast_to(np.asarray(h, np.float64), self.field_norm.shape)
+        if self.structure.offset is None:
+            return np.where(h <= self.worst_case, 1.0, 1.0 + h * self.field_norm)
         eye = np.eye(self.n)
         if self.vertex:
-            return np.max(spectral_norms(eye + h[:, None, None, None] * self.vertices), axis=1)
+            return np.max(self._vertex_norms(h), axis=1)
         if self.diagonal:
             return np.array([self._diagonal_euler(k, float(hk)) for k, hk in enumerate(h)])
         return spectral_norms(eye + h[:, None, None] * self.centre) + h * self.radius
 
     def witness(self, h):
         """(W, m) slope patterns attaining (1) at step size h (vertex enumeration only)."""
-        eye = np.eye(self.n)
-        norms = spectral_norms(eye + float(h) * self.vertices)
-        return self.patterns[np.argmax(norms, axis=1)]
+        h = np.broadcast_to(np.asarray(h, np.float64), self.field_norm.shape)
+        return self.patterns[np.argmax(self._vertex_norms(h), axis=1)]
 
     def __call__(self, h):
         h = np.broadcast_to(np.asarray(h, np.float64), self.field_norm.shape)
         x = h * self.field_norm
         if not self.positive:
-            return 1.0 + sum(c * x ** (k + 1) for k, c in enumerate([self.first] + self.higher))
+            return 1.0 + sum(c * x ** k for k, c in enumerate(self.coefficients, start=1))
         value = self.euler_part(h)
-        for k, c in enumerate(self.higher, start=2):
+        for k, c in enumerate(self.coefficients[1:], start=2):
             value = value + c * x ** k
         return value
+
+    def largest(self, h_start):
+        """Per slice, the largest h >= 0 whose bound is <= 1 (to 1e-6 relative).
+
+        Each bound is non-decreasing in h with value 1 at h = 0, so its feasible
+        set is an interval [0, h*]; a vectorized bisection returns certified
+        (feasible) lower ends (inf where no h up to 1e12 fails).
+        """
+        count = self.field_norm.shape[0]
+        lo = np.zeros(count)
+        hi = np.full(count, max(h_start, 1e-30))
+        growing = np.ones(count, bool)
+        while growing.any():
+            ok = self(hi) <= 1.0
+            growing = ok & (hi < 1e12)
+            lo = np.where(ok, hi, lo)
+            hi = np.where(growing, 2.0 * hi, hi)
+        unbounded = lo >= 1e12
+        for _ in range(200):
+            mid = np.where(lo > 0.0, 0.5 * (lo + hi), 1e-3 * hi)
+            ok = self(mid) <= 1.0
+            lo = np.where(ok, mid, lo)
+            hi = np.where(ok, hi, mid)
+            done = ((lo > 0.0) & (hi - lo <= 1e-6 * hi)) | (hi < 1e-300) | unbounded
+            if done.all():
+                break
+        return np.where(unbounded, math.inf, lo)
 
 
 def _scheme_arrays(structure):
@@ -202,42 +251,15 @@ def step_bounds(structure, step_size=None, method="auto"):
     Returns:
         ``StepBounds``.
     """
-    a, b = _scheme_arrays(structure)
-    bound = _StepBound(structure, a, b, method)
+    bound = StepBound(structure, method)
     h = structure.step_size if step_size is None else float(step_size)
-    values = bound(h)
-    exact = bound.vertex and len(b) == 1
+    exact = bound.vertex and bound.stages == 1
     witness = bound.witness(h) if bound.vertex else None
-    return StepBounds(np.asarray(values, np.float64), "exact" if exact else "upper", bound.how,
-                      witness)
+    return StepBounds(np.asarray(bound(h), np.float64), "exact" if exact else "upper",
+                      bound.how, witness)
 
 
 def largest_steps(structure, h_start=None, method="auto"):
-    """Per weight slice, the largest h >= 0 whose step bound is <= 1 (to 1e-6 relative).
-
-    Each bound is convex in h with value 1 at h = 0, so its feasible set is an
-    interval [0, h*]; a vectorized bisection returns certified (feasible)
-    lower ends (inf where no h up to 1e12 fails).
-    """
-    a, b = _scheme_arrays(structure)
-    bound = _StepBound(structure, a, b, method)
-    count = structure.offset.shape[0]
+    """Per weight slice, the largest h >= 0 whose step bound is <= 1 (``StepBound.largest``)."""
     h_start = structure.step_size if h_start is None else h_start
-    lo = np.zeros(count)
-    hi = np.full(count, max(h_start, 1e-30))
-    growing = np.ones(count, bool)
-    while growing.any():
-        ok = bound(hi) <= 1.0
-        growing = ok & (hi < 1e12)
-        lo = np.where(ok, hi, lo)
-        hi = np.where(growing, 2.0 * hi, hi)
-    unbounded = lo >= 1e12
-    for _ in range(200):
-        mid = np.where(lo > 0.0, 0.5 * (lo + hi), 1e-3 * hi)
-        ok = bound(mid) <= 1.0
-        lo = np.where(ok, mid, lo)
-        hi = np.where(ok, hi, mid)
-        done = ((lo > 0.0) & (hi - lo <= 1e-6 * hi)) | (hi < 1e-300) | unbounded
-        if done.all():
-            break
-    return np.where(unbounded, math.inf, lo)
+    return StepBound(structure, method).largest(h_start)

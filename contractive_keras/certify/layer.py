@@ -96,6 +96,5 @@ def step_lipschitz_bounds(A0, U, V, slope_bound, step_size, solver="euler"):
         offset=np.asarray(A0, np.float64), left=np.asarray(U, np.float64),
         right=np.asarray(V, np.float64), slopes=(0.0, float(slope_bound)),
         step_size=float(step_size), scheme=solver)
-    values = step_bound.step_bounds(structure)
-    largest = step_bound.largest_steps(structure)
-    return values.values, largest, values.how.startswith("vertices")
+    bound = step_bound.StepBound(structure)
+    return bound(structure.step_size), bound.largest(structure.step_size), bound.vertex
