@@ -21,7 +21,12 @@ class ODEBlock(keras.layers.Layer):
     Args:
         solver: a ``SolverSpec``, or a method (name or solver instance, see
             ``SolverSpec``) completed by the arguments below and the layer's
-            defaults.
+            defaults.  Names: "euler", "midpoint", "rk4" (fixed step, this
+            package's loop); "dopri5" is this package's Dormand-Prince pair
+            (``solvers.Dopri5``: XLA-compilable, with a gradient under XLA;
+            configs saved with "dopri5" load with it); "tfp_dopri5" and
+            "bdf" are tfp's ``DormandPrince`` and ``BDF`` (not
+            XLA-compilable), as are ``tfp.math.ode.Solver`` instances.
         steps, step_size, t1, gradient, rtol, atol: the integration settings
             (see ``SolverSpec``); given with a ``SolverSpec``, they replace
             its values.

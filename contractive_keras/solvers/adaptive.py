@@ -1,10 +1,11 @@
 """Adapters that give ``tfp.math.ode.DormandPrince`` and ``BDF`` our call shape.
 
-* "dopri5": ``tfp.math.ode.DormandPrince``, the explicit Runge-Kutta pair
+* "tfp_dopri5": ``tfp.math.ode.DormandPrince``, the explicit Runge-Kutta pair
   of order 5(4) of Dormand & Prince (1980), 7 stages with first-same-as-
   last, so 6 new evaluations per attempted step; step-size control on the
   RMS error ratio with tolerance ``atol + rtol * max(|y0|, |y1|)``.
-  For non-stiff problems.
+  For non-stiff problems. (The name "dopri5" selects this package's own
+  pair, :class:`~contractive_keras.solvers.Dopri5`, which XLA compiles.)
 * "bdf": ``tfp.math.ode.BDF``, variable-order (1-5) backward
   differentiation formulas with Newton iterations and Jacobians from
   automatic differentiation. For stiff problems.
@@ -40,13 +41,13 @@ def is_tfp_solver(solver):
 
 
 def make_tfp_solver(name, rtol, atol):
-    """A new tfp solver for "dopri5" or "bdf" with these tolerances."""
+    """A new tfp solver for "tfp_dopri5" or "bdf" with these tolerances."""
     ode = tfp_ode()
-    if name == "dopri5":
+    if name == "tfp_dopri5":
         return ode.DormandPrince(rtol=rtol, atol=atol)
     if name == "bdf":
         return ode.BDF(rtol=rtol, atol=atol)
-    raise ValueError(f"Unknown adaptive method {name!r}; expected 'dopri5' "
+    raise ValueError(f"Unknown tfp method {name!r}; expected 'tfp_dopri5' "
                      f"or 'bdf'.")
 
 

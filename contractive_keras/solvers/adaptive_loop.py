@@ -19,6 +19,8 @@ by ``fn``; with "adjoint" the times get none.
 import tensorflow as tf
 from tensorflow.python.eager import record  # pylint: disable=g-direct-tensorflow-import
 
+from contractive_keras.solvers import adaptive_backprop
+from contractive_keras.solvers import fixed_step
 from contractive_keras.solvers.gradients import Adjoint
 from contractive_keras.solvers.gradients import Backprop
 from contractive_keras.solvers.step_size_control import IController
@@ -34,17 +36,24 @@ def _controller(scheme, rtol, atol):
                        scheme.min_factor, scheme.max_factor)
 
 
-def _advance(scheme, controller, fn, t, y, f, dt, t_end, counts):
-    """Steps from t to t_end; returns (y, f, dt, counts, reached)."""
+def _advance(scheme, controller, fn, t, y, f, dt, t_end, counts,
+             recorder=None):
+    """Steps from t to t_end; returns (y, f, dt, counts, reached, recorded).
+
+    With a ``StepRecorder`` every attempt is written to it (``recorded``:
+    its arrays and the number of attempts; None without one).
+    """
     dtype = t.dtype
 
-    def body(t, y, f, dt, num_steps, num_accepted):
+    def body(t, y, f, dt, num_steps, num_accepted, index, arrays):
         remaining = t_end - t
         last = dt >= remaining
         h = tf.where(last, remaining, dt)
         y1, f1, error = scheme.step_with_error(fn, t, y, h, f)
         ratio = tf.stop_gradient(controller.error_ratio(y, y1, error))
         accepted = ratio <= 1.0
+        if recorder is not None:
+            arrays = recorder.write(arrays, index, y, t, h, accepted, last)
         t_next = tf.where(accepted, tf.where(last, t_end, t + h), t)
         dt_next = tf.stop_gradient(
             controller.next_step_size(h, ratio, accepted))
@@ -52,16 +61,20 @@ def _advance(scheme, controller, fn, t, y, f, dt, t_end, counts):
         dt_next = tf.where(accepted & last, tf.maximum(dt_next, dt), dt_next)
         return (t_next, _where(accepted, y1, y), _where(accepted, f1, f),
                 dt_next, num_steps + 1,
-                num_accepted + tf.cast(accepted, tf.int32))
+                num_accepted + tf.cast(accepted, tf.int32), index + 1, arrays)
 
-    t, y, f, dt, num_steps, num_accepted = tf.while_loop(
+    arrays = () if recorder is None else recorder.arrays()
+    t, y, f, dt, num_steps, num_accepted, index, arrays = tf.while_loop(
         lambda t, *_: t < t_end, body,
-        (t, y, f, tf.cast(dt, dtype), counts[0], counts[1]),
+        (t, y, f, tf.cast(dt, dtype), counts[0], counts[1],
+         tf.constant(0, tf.int32), arrays),
         maximum_iterations=scheme.max_steps)
-    return y, f, dt, (num_steps, num_accepted), t >= t_end
+    recorded = None if recorder is None else (arrays, index)
+    return y, f, dt, (num_steps, num_accepted), t >= t_end, recorded
 
 
-def integrate(scheme, fn, y0, t0, output_times, rtol, atol):
+def integrate(scheme, fn, y0, t0, output_times, rtol, atol,
+              record_steps=False):
     """Solves forward; returns (list of states at output_times, stats).
 
     Args:
@@ -71,32 +84,58 @@ def integrate(scheme, fn, y0, t0, output_times, rtol, atol):
         t0: scalar tensor.
         output_times: list of scalar tensors, non-decreasing, >= t0.
         rtol, atol: tolerances.
+        record_steps: differentiate each interval with
+            :mod:`~contractive_keras.solvers.adaptive_backprop` (recorded
+            steps, recomputed one at a time) instead of through the loop.
 
     Returns:
         ``(states, stats)``: one state per output time (NaN where
         ``max_steps`` ran out) and the statistics dict.
     """
     controller = _controller(scheme, rtol, atol)
+    captures = None
+    if record_steps:
+        captures = adaptive_backprop.field_captures(fn, t0, y0)
     f = fn(t0, y0)
-    dt = controller.initial_step_size(fn, t0, y0, f)
+    # Step sizes are constants for the gradient, the first one included.
+    dt = tf.stop_gradient(controller.initial_step_size(fn, t0, y0, f))
     counts = (tf.constant(0, tf.int32), tf.constant(0, tf.int32))
     t, y, states, all_reached = t0, y0, [], tf.constant(True)
     for t_end in output_times:
-        y, f, dt, counts, reached = _advance(scheme, controller, fn, t, y, f,
-                                             dt, t_end, counts)
+        if captures is None:
+            y, f, dt, counts, reached, _ = _advance(
+                scheme, controller, fn, t, y, f, dt, t_end, counts)
+        else:
+            def advance(fn, t_start, y_start, t_stop, recorder, f=f, dt=dt,
+                        counts=counts):
+                y_end, *extras, recorded = _advance(
+                    scheme, controller, fn, t_start, y_start,
+                    tf.nest.map_structure(tf.stop_gradient, f),
+                    tf.stop_gradient(dt), t_stop, counts, recorder)
+                return y_end, extras, recorded[0], recorded[1]
+
+            y, (f, dt, counts, reached) = (
+                adaptive_backprop.advance_with_recorded_steps(
+                    advance, scheme, fn, t, y, tf.convert_to_tensor(t_end),
+                    captures, fixed_step.in_xla_context()))
         t = t_end
         all_reached = all_reached & reached
         states.append(tf.nest.map_structure(
             lambda leaf: tf.where(all_reached, leaf,
                                   tf.constant(float("nan"), leaf.dtype)), y))
     num_steps, num_accepted = counts
+    unknown = tf.constant(-1, tf.int32)
+    # Recorded steps: each accepted step is recomputed (its stages up to the
+    # last one with a weight) and differentiated once.
+    backward = unknown if captures is None else (
+        scheme.propagating_stages * num_accepted)
     stats = {
         "num_fn_evals": 2 + (scheme.stages - 1) * num_steps,
         "num_steps": num_steps,
         "num_accepted": num_accepted,
         "num_rejected": num_steps - num_accepted,
-        "num_fn_evals_backward": tf.constant(-1, tf.int32),
-        "num_vjp_evals_backward": tf.constant(-1, tf.int32),
+        "num_fn_evals_backward": backward,
+        "num_vjp_evals_backward": backward,
     }
     return states, stats
 
@@ -179,7 +218,8 @@ def solve_embedded(scheme, fn, y0, t0, output_times, *, rtol, atol, gradient):
         return integrate_with_adjoint(scheme, fn, y0, t0, output_times, rtol,
                                       atol)
     if isinstance(gradient, Backprop):
-        return integrate(scheme, fn, y0, t0, output_times, rtol, atol)
+        return integrate(scheme, fn, y0, t0, output_times, rtol, atol,
+                         record_steps=record.could_possibly_record())
     raise ValueError(
         f"gradient={gradient.name!r} is for fixed-step methods; "
         f"{type(scheme).__name__} takes 'backprop' or 'adjoint'.")

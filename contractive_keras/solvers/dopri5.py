@@ -17,8 +17,11 @@ class Dopri5(EmbeddedRungeKutta):
     use it through ``solve(..., method=Dopri5(), rtol=..., atol=...)``,
     which controls the step with
     :class:`~contractive_keras.solvers.step_size_control.IController`.
-    Unlike the tfp adapter ("dopri5"), it compiles with XLA, backpropagates
-    through its loop and reports accepted and rejected steps.
+    The name "dopri5" selects it (``Dopri5()``); unlike tfp's loop
+    ("tfp_dopri5"), it compiles with XLA, has a gradient under XLA (the
+    default "backprop": recorded steps recomputed one at a time,
+    :mod:`~contractive_keras.solvers.adaptive_backprop`) and reports
+    accepted and rejected steps.
 
     Butcher tableau (Hairer, Norsett & Wanner, *Solving ODEs I*, table
     II.5.2)::
@@ -38,8 +41,8 @@ class Dopri5(EmbeddedRungeKutta):
     Args:
         max_steps: the most steps (accepted or rejected) per output
             interval; a static bound, needed by XLA. If it is exhausted the
-            state is set to NaN. Backpropagation under XLA preallocates
-            memory for ``max_steps`` steps, so keep it modest there.
+            state is set to NaN. The gradient under XLA preallocates one
+            state per step for ``max_steps`` steps per output interval.
         safety, min_factor, max_factor: step-size controller settings (see
             :class:`~contractive_keras.solvers.step_size_control.IController`).
 

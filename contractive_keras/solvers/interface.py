@@ -3,9 +3,13 @@
 Both take the same arguments; ``odeint`` returns the states, ``solve`` a
 :class:`Solution` that also carries the times and solver statistics.
 Fixed-step methods ("euler", "midpoint", "rk4") integrate on the uniform
-grid t_k = t0 + k h with :mod:`~contractive_keras.solvers.fixed_step`;
-adaptive methods ("dopri5", "bdf" or any ``tfp.math.ode.Solver``) go
-through :mod:`~contractive_keras.solvers.adaptive`.
+grid t_k = t0 + k h with :mod:`~contractive_keras.solvers.fixed_step`.
+Adaptive methods: "dopri5" (or a :class:`~contractive_keras.solvers.Dopri5`
+instance) is this package's Dormand-Prince pair
+(:mod:`~contractive_keras.solvers.adaptive_loop`: XLA-compilable, with a
+gradient); "tfp_dopri5" (tfp's ``DormandPrince``), "bdf" (tfp's ``BDF``)
+and any ``tfp.math.ode.Solver`` instance go through tfp
+(:mod:`~contractive_keras.solvers.adaptive`; not XLA-compilable).
 """
 
 import typing
@@ -16,6 +20,7 @@ from contractive_keras.solvers import adaptive
 from contractive_keras.solvers import adaptive_loop
 from contractive_keras.solvers import arguments
 from contractive_keras.solvers import fixed_step
+from contractive_keras.solvers.dopri5 import Dopri5
 from contractive_keras.solvers.euler import Euler
 from contractive_keras.solvers.gradients import get_gradient
 from contractive_keras.solvers.midpoint import Midpoint
@@ -24,7 +29,11 @@ from contractive_keras.solvers.runge_kutta import EmbeddedRungeKutta
 from contractive_keras.solvers.runge_kutta import ExplicitRungeKutta
 
 FIXED_STEP_METHODS = {"euler": Euler, "midpoint": Midpoint, "rk4": RK4}
-ADAPTIVE_METHODS = ("dopri5", "bdf")
+# "dopri5" selects this package's Dopri5 (the fastest correct one: XLA
+# compiles it, and its gradient); tfp's solvers have explicit names.
+OWN_ADAPTIVE_METHODS = {"dopri5": Dopri5}
+TFP_METHODS = ("bdf", "tfp_dopri5")
+ADAPTIVE_METHODS = tuple(OWN_ADAPTIVE_METHODS) + TFP_METHODS
 KNOWN_METHODS = tuple(FIXED_STEP_METHODS) + ADAPTIVE_METHODS
 
 
@@ -66,9 +75,10 @@ def get(method):
             instance, or a ``tfp.math.ode.Solver`` instance.
 
     Returns:
-        A fixed-step scheme instance, or a ``tfp.math.ode.Solver`` (adaptive
-        names give a solver with this package's defaults; ``solve`` replaces
-        its tolerances by ``rtol``/``atol``).
+        A fixed-step scheme instance, a :class:`Dopri5` for "dopri5", or a
+        ``tfp.math.ode.Solver`` for "tfp_dopri5" and "bdf" (with this
+        package's default tolerances; ``solve`` replaces them by
+        ``rtol``/``atol``).
 
     Raises:
         ValueError: for an unknown name or an object of another type.
@@ -84,7 +94,9 @@ def get(method):
         key = method.lower()
         if key in FIXED_STEP_METHODS:
             return FIXED_STEP_METHODS[key]()
-        if key in ADAPTIVE_METHODS:
+        if key in OWN_ADAPTIVE_METHODS:
+            return OWN_ADAPTIVE_METHODS[key]()
+        if key in TFP_METHODS:
             return adaptive.make_tfp_solver(key, rtol=1e-6, atol=1e-6)
         raise ValueError(
             f"Unknown solver {method!r}; known solvers are "
@@ -112,10 +124,11 @@ def solve(fn, y0, t1, *, t0=0.0, method="rk4", steps=None, step_size=None,
             floating dtype (float32 or float64). Time has the same dtype.
         t1: final time, > t0.
         t0: initial time.
-        method: "euler", "midpoint", "rk4" (fixed step), "dopri5", "bdf"
-            (adaptive, from tfp), an ``ExplicitRungeKutta`` instance, this
-            package's adaptive :class:`~contractive_keras.solvers.Dopri5`
-            (XLA-compilable, exact step statistics) or a
+        method: "euler", "midpoint", "rk4" (fixed step), "dopri5" (this
+            package's adaptive :class:`~contractive_keras.solvers.Dopri5`:
+            XLA-compilable, exact step statistics), "tfp_dopri5", "bdf"
+            (tfp's ``DormandPrince`` and ``BDF``, not XLA-compilable), an
+            ``ExplicitRungeKutta`` or ``Dopri5`` instance, or a
             ``tfp.math.ode.Solver`` instance (which keeps its own
             tolerances; ``rtol``/``atol`` then do not apply).
         steps: fixed-step methods: number of equal steps, h = (t1-t0)/steps.
@@ -126,9 +139,12 @@ def solve(fn, y0, t1, *, t0=0.0, method="rk4", steps=None, step_size=None,
             (must be > 0; ignored by fixed-step methods).
         gradient: "backprop", "checkpoint" or "adjoint" (see
             :mod:`~contractive_keras.solvers.gradients`), or an instance of
-            those classes. Adaptive methods: "backprop" differentiates
-            through the solver loop (tfp's: not under XLA; ``Dopri5``: also
-            under XLA), "adjoint" is tfp's own adjoint for tfp solvers and
+            those classes. Adaptive methods: "backprop" is the gradient of
+            the discrete solution (step sizes held constant): ``Dopri5``
+            records its steps and recomputes each in the backward pass
+            (:mod:`~contractive_keras.solvers.adaptive_backprop`, also
+            under XLA), tfp's solvers differentiate through their loop (not
+            under XLA); "adjoint" is tfp's own adjoint for tfp solvers and
             the continuous adjoint for ``Dopri5``; "checkpoint" is
             fixed-step only.
         times: optional non-decreasing output times in [t0, t1]. Fixed-step

@@ -115,6 +115,15 @@ class ExplicitRungeKutta:
         """Number of evaluations of the vector field per step."""
         return self.tableau.stages
 
+    @property
+    def propagating_stages(self):
+        """The stages ``step`` evaluates: up to the last with a weight b_i != 0.
+
+        A first-same-as-last pair (b_s = 0) skips its last stage, which only
+        serves as the next step's first.
+        """
+        return 1 + max(i for i, weight in enumerate(self.tableau.b) if weight != 0.0)
+
     def step(self, fn, t, y, h, first_derivative=None):
         """Advances ``y`` from time ``t`` by one step of size ``h``.
 
@@ -131,7 +140,7 @@ class ExplicitRungeKutta:
         """
         tableau = self.tableau
         ks = [fn(t, y) if first_derivative is None else first_derivative]
-        for i in range(1, tableau.stages):
+        for i in range(1, self.propagating_stages):
             y_stage = _weighted_sum(y, h, tableau.a[i - 1], ks)
             ks.append(fn(t + tableau.c[i] * h, y_stage))
         return _weighted_sum(y, h, tableau.b, ks)

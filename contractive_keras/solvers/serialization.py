@@ -3,8 +3,10 @@
 What a layer's ``get_config`` stores under "solver" (``serialize``) and
 how ``from_config`` reads it back (``deserialize``):
 
-* a name ("euler", "midpoint", "rk4", "dopri5", "bdf") is stored as the
-  lower-case name; so are the parameterless fixed-step schemes
+* a name ("euler", "midpoint", "rk4", "dopri5", "bdf", "tfp_dopri5") is
+  stored as the lower-case name ("dopri5" is this package's pair; configs
+  saved when it meant tfp's loop load with it, the same method to the
+  same tolerances); so are the parameterless fixed-step schemes
   ``Euler()``, ``Midpoint()`` and ``RK4()``, which compute exactly what
   their names compute;
 * ``tfp.math.ode.DormandPrince``, ``tfp.math.ode.BDF`` and this package's

@@ -43,8 +43,9 @@ class SolverSpec:
     """The integration settings of an ODE layer.
 
     Args:
-        method: "euler", "midpoint", "rk4" (fixed step), "dopri5", "bdf"
-            (adaptive), or a solver instance: ``Euler()``, ``Midpoint()``,
+        method: "euler", "midpoint", "rk4" (fixed step), "dopri5" (this
+            package's ``solvers.Dopri5``, XLA-compilable), "tfp_dopri5",
+            "bdf" (tfp's DormandPrince and BDF), or a solver instance: ``Euler()``, ``Midpoint()``,
             ``RK4()`` (stored as their names), ``solvers.Dopri5`` (uses
             ``rtol``/``atol``), a ``tfp.math.ode.Solver`` (keeps its own
             tolerances), or, with ``allow_custom_schemes``, another explicit

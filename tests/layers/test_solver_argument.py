@@ -52,7 +52,7 @@ def twin(kind, solver, reference, **kwargs):
 @pytest.mark.parametrize("kind", KINDS)
 def test_tfp_instance_matches_the_name_and_round_trips_through_get_config(kind):
     x = np.random.default_rng(0).standard_normal((5, 4))
-    named = make_layer(kind, "dopri5", rtol=1e-5)
+    named = make_layer(kind, "tfp_dopri5", rtol=1e-5)
     expected = named(x).numpy()
     layer = twin(kind, ode.DormandPrince(rtol=1e-5), named)
     # Same scheme, same tolerances (tfp's default atol = the layers' 1e-6).
@@ -78,6 +78,21 @@ def test_own_dopri5_instance_solves_to_its_tolerance(kind):
     layer = twin(kind, solvers.Dopri5(max_steps=200), fine, rtol=1e-8, atol=1e-8)
     np.testing.assert_allclose(layer(x).numpy(), fine(x).numpy(), atol=1e-6)
     assert solvers.deserialize(layer.get_config()["solver"]["config"]["method"]).max_steps == 200
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_name_dopri5_selects_this_packages_pair_and_old_configs_load(kind):
+    x = np.random.default_rng(4).standard_normal((5, 4))
+    named = make_layer(kind, "dopri5", rtol=1e-5)
+    named.build((None, 4))
+    config = named.get_config()
+    assert config["solver"]["config"]["method"] == "dopri5"
+    own = twin(kind, solvers.Dopri5(), named, rtol=1e-5)
+    np.testing.assert_array_equal(named(x).numpy(), own(x).numpy())
+    clone = type(named).from_config(config)          # a config that says "dopri5"
+    clone.build((None, 4))
+    clone.set_weights(named.get_weights())
+    np.testing.assert_array_equal(clone(x).numpy(), own(x).numpy())
 
 
 @pytest.mark.parametrize("kind", ["chnode", "stabilized"])

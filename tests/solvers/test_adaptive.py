@@ -12,7 +12,7 @@ from tests.solvers import oracles
 _COTANGENT = np.array([[0.7, -0.2, 1.1], [-0.4, 0.9, 0.3]])
 
 
-@pytest.mark.parametrize("method", ["dopri5", "bdf"])
+@pytest.mark.parametrize("method", ["tfp_dopri5", "bdf"])
 def test_adaptive_solution_is_within_tolerance_of_the_exact_one(method):
     y0 = tf.constant(oracles.LINEAR_Y0)
     exact = oracles.linear_exact(2.0)
@@ -55,7 +55,7 @@ def test_dopri5_gradients_match_the_exact_sensitivities(gradient):
     with tf.GradientTape() as tape:
         tape.watch(y0)
         y1 = solvers.odeint(lambda t, y: tf.matmul(y, weights), y0, t1,
-                            method="dopri5", rtol=1e-9, atol=1e-9,
+                            method="tfp_dopri5", rtol=1e-9, atol=1e-9,
                             gradient=gradient)
         loss = tf.reduce_sum(y1 * _COTANGENT)
     grad_y0, grad_weights = tape.gradient(loss, [y0, weights])
@@ -87,7 +87,7 @@ def test_output_times_and_statistics_of_dopri5():
 
     times = [0.25, 1.0, 2.0]
     solution = solvers.solve(fn, tf.constant([1.0], tf.float64), 2.0,
-                             method="dopri5", times=times)
+                             method="tfp_dopri5", times=times)
     np.testing.assert_allclose(solution.ys[:, 0].numpy(), np.exp(-np.array(
         times)), rtol=1e-5)
     np.testing.assert_allclose(solution.ts.numpy(), times)
@@ -101,7 +101,7 @@ def test_tfp_solver_instances_keep_their_own_settings():
     loose = solvers.solve(lambda t, y: -y, tf.constant([1.0], tf.float64),
                           3.0, method=solver)
     tight = solvers.solve(lambda t, y: -y, tf.constant([1.0], tf.float64),
-                          3.0, method="dopri5", rtol=1e-9, atol=1e-9)
+                          3.0, method="tfp_dopri5", rtol=1e-9, atol=1e-9)
     assert int(loose.stats["num_fn_evals"]) < int(tight.stats["num_fn_evals"])
 
 
@@ -113,5 +113,5 @@ def test_tfp_solver_instances_keep_their_own_settings():
 ])
 def test_adaptive_methods_reject_fixed_step_options(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        solvers.odeint(lambda t, y: -y, tf.ones([2]), 1.0, method="dopri5",
+        solvers.odeint(lambda t, y: -y, tf.ones([2]), 1.0, method="tfp_dopri5",
                        **kwargs)

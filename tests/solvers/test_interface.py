@@ -21,7 +21,31 @@ def test_get_returns_schemes_and_rejects_unknown_names():
     with pytest.raises(ValueError, match="got 3 of type int"):
         solvers.get(3)
     assert solvers.KNOWN_METHODS == ("euler", "midpoint", "rk4", "dopri5",
-                                     "bdf")
+                                     "bdf", "tfp_dopri5")
+
+
+def test_dopri5_names_this_packages_pair_and_tfp_dopri5_names_tfps():
+    import tensorflow_probability as tfp
+
+    assert type(solvers.get("dopri5")) is solvers.Dopri5
+    assert type(solvers.get("DOPRI5")) is solvers.Dopri5
+    assert type(solvers.get("tfp_dopri5")) is tfp.math.ode.DormandPrince
+    assert type(solvers.get("bdf")) is tfp.math.ode.BDF
+    # The name compiles under XLA with a gradient and counts its steps.
+    weights = tf.Variable([[-1.0, 0.5], [0.0, -2.0]], dtype=tf.float64)
+
+    @tf.function(jit_compile=True)
+    def loss_and_gradient(y0):
+        with tf.GradientTape() as tape:
+            solution = solvers.solve(lambda t, y: tf.matmul(y, weights), y0,
+                                     1.0, method="dopri5", rtol=1e-8,
+                                     atol=1e-8)
+            loss = tf.reduce_sum(solution.ys)
+        return loss, tape.gradient(loss, weights), solution.stats
+
+    _, gradient, stats = loss_and_gradient(tf.ones([3, 2], tf.float64))
+    assert np.all(np.isfinite(gradient.numpy()))
+    assert int(stats["num_rejected"]) >= 0
 
 
 @pytest.mark.parametrize("kwargs, message", [
