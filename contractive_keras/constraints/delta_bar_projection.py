@@ -29,7 +29,11 @@ class DeltaBarProjection(keras.constraints.Constraint):
     ratio of the two norms.)  T is improved at the current kernel every
     ``refresh_every`` calls by descent steps that keep the kernel certified,
     and re-optimised when the kernel is far outside the ball (first step,
-    weights loaded or set by hand).
+    weights loaded or set by hand).  A kernel that a cheap certified bound
+    (``delta_bar_set.certified_inside``: a trace-power bound on ||Y||_2,
+    matrix products only) already proves inside the warm-started ball is
+    kept as it is, without the eigendecomposition; the refresh schedule
+    counts only the calls that project.
 
     With ``step_size=h`` the projection also covers the explicit Euler
     discretisation: the certified set becomes max_D ||I + h D A||_2 <=
@@ -137,18 +141,20 @@ class DeltaBarProjection(keras.constraints.Constraint):
         options = dict(reopt_iterations=self.reoptimize_iterations,
                        refresh_iterations=self.refresh_iterations)
         if self._state is None:
-            B, _ = delta_bar_set.projection(geometry, value, tf.ones([shape[0]], tf.float64),
-                                            value.dtype, initialized=False,
-                                            refresh=tf.constant(False), **options)
+            B, _, _ = delta_bar_set.projection(geometry, value, tf.ones([shape[0]], tf.float64),
+                                               value.dtype, initialized=False,
+                                               refresh=tf.constant(False), **options)
             return tf.cast(B, value.dtype)
         log_t, initialized, calls = self._state
         refresh = tf.equal(calls % self.refresh_every, self.refresh_every - 1)
-        B, t = delta_bar_set.projection(geometry, value, tf.exp(log_t), value.dtype,
-                                        initialized=tf.convert_to_tensor(initialized),
-                                        refresh=refresh, **options)
+        B, t, projected = delta_bar_set.projection(
+            geometry, value, tf.exp(log_t), value.dtype,
+            initialized=tf.convert_to_tensor(initialized), refresh=refresh, **options)
+        # A kernel kept by the cheap test (warm state only) keeps T, which
+        # certifies it; the refresh schedule counts the projecting calls.
         log_t.assign(tf.math.log(t))
         initialized.assign(True)
-        calls.assign_add(1)
+        calls.assign_add(tf.cast(projected, tf.int64))
         return tf.cast(B, value.dtype)
 
     def get_config(self):

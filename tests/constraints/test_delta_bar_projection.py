@@ -247,3 +247,38 @@ def test_reset_and_warm_start_are_public_and_keep_the_guarantee():
     assert relaxation_value(C, 0.2, constraint.scaling()) <= 1e-6
     with pytest.raises(ValueError, match="positive"):
         constraint.warm_start(-scaling)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_kernels_the_cheap_test_keeps_are_certified_after_every_step(jit_compile):
+    # A kernel well inside the set, moved by small steps: after the first
+    # (projecting) call the trace-power bound proves every step inside, the
+    # eigendecomposition is skipped (the refresh counter does not move), the
+    # kernel is returned bit for bit and is certified at scaling().  Steps
+    # that leave the set are projected as before.
+    rng = np.random.default_rng(6)
+    d, alpha = 24, 0.5
+    constraint = DeltaBarProjection(alpha, 0.0)
+    kernel = tf.Variable((-2.0 * np.eye(d) + 0.05 * rng.standard_normal((d, d))).astype("float32"))
+    constraint.build((d, d))
+
+    @tf.function(jit_compile=jit_compile)
+    def step(move):
+        before = tf.identity(kernel)
+        kernel.assign(constraint(kernel + move))
+        return before
+
+    kept = 0
+    for i in range(10):
+        scale = 0.01 if i < 8 else 1.0          # the last two steps leave the set
+        move = (scale * rng.standard_normal((d, d))).astype("float32")
+        calls = int(constraint._state[2].numpy())
+        before = step(tf.constant(move)).numpy()
+        B = np.asarray(kernel)
+        assert relaxation_value(B, alpha, constraint.scaling()) <= 1e-6
+        if int(constraint._state[2].numpy()) == calls:
+            kept += 1
+            np.testing.assert_array_equal(B, before + move)
+        else:
+            assert i == 0 or scale == 1.0
+    assert kept == 7
