@@ -10,6 +10,13 @@ Cases:
                         respect to the four weight tensors (backprop)
   dopri5_forward        Dormand-Prince 5(4), rtol = atol = 1e-6 on [0, 10]
                         (NFE reported; each library's own step-size control)
+  dopri5_forward_backward  the same plus the gradient of sum(y(10)^2) with
+                        respect to the weights, each library's default
+                        gradient (ours: "backprop", recorded steps; diffrax:
+                        RecursiveCheckpointAdjoint with max_steps = 1000,
+                        our Dopri5's bound; torchdiffeq: autograd through
+                        its loop); also its peak memory, each framework in a
+                        fresh process
 
 Each case is compiled once per framework (TF: tf.function with XLA, called
 through its concrete function; PyTorch: eager and torch.compile, the faster
@@ -29,30 +36,27 @@ written as JSON (``--output``).
 import argparse
 import json
 import os
-import statistics
+import subprocess
 import sys
-import time
 
-import numpy as np
 
-BATCH, STATE, WIDTH = 64, 32, 64
-RK4_STEPS = 100
-DOPRI_T1, DOPRI_TOL = 10.0, 1e-6
+from benchmarks._solver_anchors import BATCH
+from benchmarks._solver_anchors import DOPRI_MAX_STEPS
+from benchmarks._solver_anchors import DOPRI_T1
+from benchmarks._solver_anchors import DOPRI_TOL
+from benchmarks._solver_anchors import RK4_STEPS
+from benchmarks._solver_anchors import STATE
+from benchmarks._solver_anchors import WIDTH
+from benchmarks._solver_anchors import make_problem
+from benchmarks._solver_anchors import peak_memory_mib
+from benchmarks._solver_anchors import prepare_diffrax
+from benchmarks._solver_anchors import prepare_jax_loop
+from benchmarks._solver_anchors import prepare_torchdiffeq
+from benchmarks._solver_anchors import time_interleaved
+from benchmarks._solver_anchors import time_interleaved_with_min
+
 DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               "results", "solvers.json")
-
-
-def make_problem(seed=0):
-    """Weights and initial state shared by all frameworks (float32)."""
-    rng = np.random.default_rng(seed)
-    scale1, scale2 = 1.0 / np.sqrt(STATE), 1.0 / np.sqrt(WIDTH)
-    return {
-        "w1": (rng.normal(size=(STATE, WIDTH)) * scale1).astype(np.float32),
-        "b1": (rng.normal(size=(WIDTH,)) * 0.1).astype(np.float32),
-        "w2": (rng.normal(size=(WIDTH, STATE)) * scale2).astype(np.float32),
-        "b2": (rng.normal(size=(STATE,)) * 0.1).astype(np.float32),
-        "y0": rng.normal(size=(BATCH, STATE)).astype(np.float32),
-    }
 
 
 # Each prepare_* function compiles and warms up its cases and returns
@@ -93,51 +97,80 @@ def prepare_ours(problem):
 
     @tf.function(jit_compile=True)
     def dopri5_forward(y):
-        return solvers.solve(field, y, DOPRI_T1, method=solvers.Dopri5(),
+        return solvers.solve(field, y, DOPRI_T1, method="dopri5",
                              rtol=DOPRI_TOL, atol=DOPRI_TOL)
 
+    @tf.function(jit_compile=True)
+    def dopri5_forward_backward(y):
+        # The default gradient method ("backprop"); "dopri5" is
+        # solvers.Dopri5(max_steps=DOPRI_MAX_STEPS).
+        with tf.GradientTape() as tape:
+            solution = solvers.solve(field, y, DOPRI_T1, method="dopri5",
+                                     rtol=DOPRI_TOL, atol=DOPRI_TOL)
+            loss = tf.reduce_sum(solution.ys ** 2)
+        return loss, tape.gradient(loss, variables), solution.stats
+
+    assert solvers.get("dopri5").max_steps == DOPRI_MAX_STEPS
     solution = dopri5_forward(y0)
+    backward_stats = dopri5_forward_backward(y0)[2]
     # Concrete functions: the compiled computation without tf.function's
     # Python dispatch (~0.1 ms per call here), as jax.jit calls are.
     rk4_forward = rk4_forward.get_concrete_function(y0)
     rk4_forward_backward = rk4_forward_backward.get_concrete_function(y0)
     dopri5_forward = dopri5_forward.get_concrete_function(y0)
+    dopri5_forward_backward = dopri5_forward_backward.get_concrete_function(y0)
+    dopri = {"config": 'method="dopri5" (solvers.Dopri5), '
+                       "tf.function(jit_compile=True)",
+             "nfe": int(solution.stats["num_fn_evals"]),
+             "steps": int(solution.stats["num_steps"]),
+             "rejected": int(solution.stats["num_rejected"])}
     return {
         "rk4_forward": (lambda: rk4_forward(y0).numpy(),
                         {"config": "tf.function(jit_compile=True)"}),
         "rk4_forward_backward": (
             lambda: rk4_forward_backward(y0)[0].numpy(),
             {"config": "tf.function(jit_compile=True), gradient=backprop"}),
-        "dopri5_forward": (
-            lambda: dopri5_forward(y0).ys.numpy(),
-            {"config": "solvers.Dopri5(), tf.function(jit_compile=True)",
-             "nfe": int(solution.stats["num_fn_evals"]),
-             "steps": int(solution.stats["num_steps"]),
-             "rejected": int(solution.stats["num_rejected"])}),
+        "dopri5_forward": (lambda: dopri5_forward(y0).ys.numpy(), dopri),
+        "dopri5_forward_backward": (
+            lambda: dopri5_forward_backward(y0)[0].numpy(),
+            dict(dopri, gradient="backprop (default)",
+                 nfe_backward=int(backward_stats["num_fn_evals_backward"]),
+                 vjp_backward=int(backward_stats["num_vjp_evals_backward"]))),
     }
 
 
 def prepare_ours_tfp(problem):
-    """The tfp adapter (method="dopri5"); tfp's loop has no XLA bound."""
+    """The tfp adapter (method="tfp_dopri5"); tfp's loop has no XLA bound."""
     import tensorflow as tf
 
     from contractive_keras import solvers
 
-    field, _, y0 = _ours_field(problem)
+    field, variables, y0 = _ours_field(problem)
 
     @tf.function
     def dopri5_forward(y):
-        return solvers.solve(field, y, DOPRI_T1, method="dopri5",
+        return solvers.solve(field, y, DOPRI_T1, method="tfp_dopri5",
                              rtol=DOPRI_TOL, atol=DOPRI_TOL)
+
+    @tf.function
+    def dopri5_forward_backward(y):
+        with tf.GradientTape() as tape:
+            y1 = solvers.odeint(field, y, DOPRI_T1, method="tfp_dopri5",
+                                rtol=DOPRI_TOL, atol=DOPRI_TOL)
+            loss = tf.reduce_sum(y1 ** 2)
+        return loss, tape.gradient(loss, variables)
 
     solution = dopri5_forward(y0)
     dopri5_forward = dopri5_forward.get_concrete_function(y0)
-    return {"dopri5_forward": (
-        lambda: dopri5_forward(y0).ys.numpy(),
-        {"config": 'method="dopri5" (tfp.math.ode.DormandPrince), '
-                   "tf.function without XLA",
-         "nfe": int(solution.stats["num_fn_evals"]),
-         "steps": int(solution.stats["num_steps"])})}
+    dopri5_forward_backward = dopri5_forward_backward.get_concrete_function(y0)
+    info = {"config": 'method="tfp_dopri5" (tfp.math.ode.DormandPrince), '
+                      "tf.function without XLA",
+            "nfe": int(solution.stats["num_fn_evals"]),
+            "steps": int(solution.stats["num_steps"])}
+    return {"dopri5_forward": (lambda: dopri5_forward(y0).ys.numpy(), info),
+            "dopri5_forward_backward": (
+                lambda: dopri5_forward_backward(y0)[0].numpy(),
+                dict(info, gradient="backprop through tfp's loop"))}
 
 
 def unroll_study(problem, repeats, step_counts=(2, 4, 8, 12, 16, 24, 32)):
@@ -169,187 +202,27 @@ def unroll_study(problem, repeats, step_counts=(2, 4, 8, 12, 16, 24, 32)):
     return rows
 
 
-# --- torchdiffeq (PyTorch, CPU) ---------------------------------------------
-
-def prepare_torchdiffeq(problem):
-    import torch
-    import torchdiffeq
-
-    params = [torch.tensor(problem[k], requires_grad=True)
-              for k in ("w1", "b1", "w2", "b2")]
-
-    class Field(torch.nn.Module):
-        def forward(self, t, y):
-            w1, b1, w2, b2 = params
-            return torch.tanh(y @ w1 + b1) @ w2 + b2
-
-    class CountingField(Field):
-        calls = 0
-
-        def forward(self, t, y):
-            CountingField.calls += 1
-            return super().forward(t, y)
-
-    field = Field()
-    y0 = torch.tensor(problem["y0"])
-    t_rk4 = torch.tensor([0.0, 1.0])
-    t_dopri = torch.tensor([0.0, DOPRI_T1])
-    options = {"step_size": 1.0 / RK4_STEPS}
-
-    def rk4_forward():
-        with torch.no_grad():
-            return torchdiffeq.odeint(field, y0, t_rk4, method="rk4",
-                                      options=options)[-1]
-
-    def rk4_forward_backward():
-        y1 = torchdiffeq.odeint(field, y0, t_rk4, method="rk4",
-                                options=options)[-1]
-        loss = (y1 ** 2).sum()
-        return torch.autograd.grad(loss, params)
-
-    def dopri5_forward(func=field):
-        with torch.no_grad():
-            return torchdiffeq.odeint(func, y0, t_dopri, method="dopri5",
-                                      rtol=DOPRI_TOL, atol=DOPRI_TOL)[-1]
-
-    cases = {"rk4_forward": rk4_forward,
-             "rk4_forward_backward": rk4_forward_backward,
-             "dopri5_forward": dopri5_forward}
-    prepared = {}
-    for name, run in cases.items():
-        # torch.compile off or on, whichever is faster (short trial).
-        candidates = {"eager": run}
-        try:
-            compiled = torch.compile(run)
-            compiled()
-            compiled()
-            candidates["torch.compile"] = compiled
-        except Exception as error:  # pylint: disable=broad-except
-            print(f"torch.compile failed for {name}: {error!r}",
-                  file=sys.stderr)
-        trial = time_interleaved(candidates, 3)
-        best = min(trial, key=lambda key: trial[key])
-        prepared[name] = (candidates[best], {
-            "config": best, "trial_seconds": trial,
-            "torch": torch.__version__, "threads": torch.get_num_threads()})
-    CountingField.calls = 0
-    dopri5_forward(CountingField())
-    prepared["dopri5_forward"][1]["nfe"] = CountingField.calls
-    return prepared
-
-
-# --- diffrax (JAX) ----------------------------------------------------------
-
-def prepare_diffrax(problem):
-    import diffrax
-    import jax
-    import jax.numpy as jnp
-
-    class RK4(diffrax.AbstractERK):
-        """Classic RK4 (diffrax has no built-in one); same tableau as ours."""
-
-        tableau = diffrax.ButcherTableau(
-            a_lower=(np.array([0.5]), np.array([0.0, 0.5]),
-                     np.array([0.0, 0.0, 1.0])),
-            b_sol=np.array([1 / 6, 1 / 3, 1 / 3, 1 / 6]),
-            b_error=np.zeros(4),
-            c=np.array([0.5, 0.5, 1.0]),
-        )
-        interpolation_cls = (
-            diffrax.ThirdOrderHermitePolynomialInterpolation.from_k)
-
-        def order(self, terms):
-            return 4
-
-    params = {k: jnp.asarray(problem[k]) for k in ("w1", "b1", "w2", "b2")}
-    y0 = jnp.asarray(problem["y0"])
-    calls = []
-
-    def field(t, y, p):
-        return jnp.tanh(y @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
-
-    def counting_field(t, y, p):
-        jax.debug.callback(lambda: calls.append(1))
-        return field(t, y, p)
-
-    def rk4_solve(p, y):
-        return diffrax.diffeqsolve(
-            diffrax.ODETerm(field), RK4(), 0.0, 1.0, 1.0 / RK4_STEPS, y,
-            args=p, saveat=diffrax.SaveAt(t1=True),
-            max_steps=RK4_STEPS).ys[-1]
-
-    rk4_forward = jax.jit(rk4_solve)
-    rk4_forward_backward = jax.jit(jax.value_and_grad(
-        lambda p, y: jnp.sum(rk4_solve(p, y) ** 2)))
-
-    def dopri5_solve(p, y, vector_field=field):
-        return diffrax.diffeqsolve(
-            diffrax.ODETerm(vector_field), diffrax.Dopri5(), 0.0, DOPRI_T1,
-            None, y, args=p,
-            stepsize_controller=diffrax.PIDController(rtol=DOPRI_TOL,
-                                                      atol=DOPRI_TOL),
-            saveat=diffrax.SaveAt(t1=True), max_steps=100_000)
-
-    dopri5_forward = jax.jit(dopri5_solve)
-    stats = dopri5_forward(params, y0).stats
-    jax.block_until_ready(jax.jit(lambda p, y: dopri5_solve(
-        p, y, counting_field).ys)(params, y0))
-    jax.effects_barrier()
-    config = {"config": "jax.jit", "jax": jax.__version__,
-              "diffrax": diffrax.__version__}
-    return {
-        "rk4_forward": (
-            lambda: rk4_forward(params, y0).block_until_ready(), config),
-        "rk4_forward_backward": (
-            lambda: jax.block_until_ready(rk4_forward_backward(params, y0)),
-            dict(config, adjoint="RecursiveCheckpointAdjoint (default)")),
-        "dopri5_forward": (
-            lambda: dopri5_forward(params, y0).ys.block_until_ready(),
-            dict(config, nfe=len(calls), steps=int(stats["num_steps"]),
-                 rejected=int(stats["num_rejected_steps"]))),
-    }
-
-
-def time_interleaved(runs, repeats, warmup=2):
-    """Median seconds of each ``run`` in ``runs``, timed in alternation."""
-    for run in runs.values():
-        for _ in range(warmup):
-            run()
-    samples = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(times) for name, times in samples.items()}
-
-
-def time_interleaved_with_min(runs, repeats, warmup=2):
-    """Like :func:`time_interleaved`; returns {name: (median, min)}."""
-    for run in runs.values():
-        for _ in range(warmup):
-            run()
-    samples = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            samples[name].append(time.perf_counter() - start)
-    return {name: (statistics.median(times), min(times))
-            for name, times in samples.items()}
-
-
 # --- report -----------------------------------------------------------------
 
-CASES = ("rk4_forward", "rk4_forward_backward", "dopri5_forward")
-THEIRS = ("torchdiffeq", "diffrax")
+CASES = ("rk4_forward", "rk4_forward_backward", "dopri5_forward",
+         "dopri5_forward_backward")
+THEIRS = ("torchdiffeq", "diffrax", "jax_loop")
+# ours / theirs at most (issue 16: Dormand-Prince with its gradient at or
+# below diffrax; RK4 forward + gradient at or below 0.7x a hand-written
+# lax.fori_loop, a stretch).
 TARGETS = {"torchdiffeq": {"rk4_forward": 0.5, "rk4_forward_backward": 0.5,
-                           "dopri5_forward": 1.0},
+                           "dopri5_forward": 1.0,
+                           "dopri5_forward_backward": 1.0},
            "diffrax": {"rk4_forward": 1.0, "rk4_forward_backward": 1.0,
-                       "dopri5_forward": 1.0}}
+                       "dopri5_forward": 1.0, "dopri5_forward_backward": 1.0},
+           "jax_loop": {"rk4_forward": 1.0, "rk4_forward_backward": 0.7}}
 PREPARE = {"contractive_keras": prepare_ours,
            "contractive_keras_tfp": prepare_ours_tfp,
-           "torchdiffeq": prepare_torchdiffeq, "diffrax": prepare_diffrax}
+           "torchdiffeq": prepare_torchdiffeq, "diffrax": prepare_diffrax,
+           "jax_loop": prepare_jax_loop}
+# Peak memory of one case, each framework in a fresh process (see
+# _solver_anchors.peak_memory_mib).
+MEMORY_CASE = "dopri5_forward_backward"
 
 
 def ratios(cases, ours="contractive_keras"):
@@ -403,6 +276,23 @@ def table(cases, ratio_table):
     return "\n".join(lines)
 
 
+# The frameworks that have MEMORY_CASE (jax_loop is RK4 only).
+PREPARE_CASES = {name: CASES for name in PREPARE if name != "jax_loop"}
+
+
+def peak_memory_in_subprocess(name):
+    """``MEMORY_CASE``'s peak memory (MiB) for one framework, in a fresh process."""
+    command = [sys.executable, "-m", "benchmarks.solvers", "--peak_memory", name]
+    try:
+        output = subprocess.run(command, capture_output=True, text=True, check=True,
+                                cwd=os.path.dirname(os.path.dirname(
+                                    os.path.abspath(__file__)))).stdout
+        return json.loads(output.strip().splitlines()[-1])["peak_memory_mib"]
+    except (subprocess.CalledProcessError, ValueError, IndexError, KeyError) as error:
+        print(f"peak memory of {name} failed: {type(error).__name__}", file=sys.stderr)
+        return None
+
+
 def main(argv=None):
     """Runs every benchmark, prints the table, writes the JSON file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -410,15 +300,24 @@ def main(argv=None):
     parser.add_argument("--output", default=DEFAULT_OUTPUT)
     parser.add_argument("--skip", nargs="*", default=[],
                         choices=[*PREPARE, "unroll"])
+    parser.add_argument("--peak_memory", choices=list(PREPARE),
+                        help="only measure MEMORY_CASE's peak memory of one "
+                             "framework (used in a subprocess)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     problem = make_problem()
+    if args.peak_memory:
+        run = PREPARE[args.peak_memory](problem)[MEMORY_CASE][0]
+        for _ in range(2):
+            run()
+        print(json.dumps({"peak_memory_mib": peak_memory_mib(run)}))
+        return None
     cases = {case: {} for case in CASES}
     # Thread pools that spin after a call (PyTorch's OpenMP threads, TF's
     # graph executor running tfp's many small ops) starve whatever runs next
     # on a small machine, so those are timed in phases of their own, after
     # the XLA-vs-JAX phase (which interleaves the two call by call).
-    for phase in (("contractive_keras", "diffrax"),
+    for phase in (("contractive_keras", "diffrax", "jax_loop"),
                   ("contractive_keras_tfp",), ("torchdiffeq",)):
         prepared = {}
         for name in phase:
@@ -449,6 +348,13 @@ def main(argv=None):
                "load_average": os.getloadavg(), "cases": cases,
                "ratios": ratio_table}
     print(table(cases, ratio_table))
+    results["peak_memory_mib"] = {
+        name: peak_memory_in_subprocess(name) for name in PREPARE
+        if name not in args.skip and MEMORY_CASE in PREPARE_CASES.get(name, ())}
+    print(f"\npeak memory of {MEMORY_CASE} (MiB above the level before the "
+          f"calls, fresh process each): "
+          + ", ".join(f"{name} {value:.1f}" if value is not None else f"{name} -"
+                      for name, value in results["peak_memory_mib"].items()))
     if "unroll" not in args.skip:
         results["unroll"] = unroll_study(problem, max(5, args.repeats // 2))
         print("\nunrolled vs while_loop (RK4, forward+gradient, median ms)")
