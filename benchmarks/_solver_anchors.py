@@ -69,7 +69,10 @@ def peak_memory_mib(run, calls=3):
 
     The process's high-water mark is reset (``/proc/self/clear_refs``) after
     compilation and warm-up, so this is what the calls themselves allocate
-    and touch. None where the kernel does not offer the counters.
+    and touch (run it with glibc's mmap threshold fixed, as
+    ``solvers.peak_memory_in_subprocess`` does, or freed buffers stay
+    resident and go uncounted). None where the kernel does not offer the
+    counters.
     """
     try:
         with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
@@ -84,7 +87,8 @@ def peak_memory_mib(run, calls=3):
 
 # --- torchdiffeq (PyTorch, CPU) ---------------------------------------------
 
-def prepare_torchdiffeq(problem):
+def prepare_torchdiffeq(problem, try_compile=False):
+    """torchdiffeq's cases, eager; with ``try_compile`` also ``torch.compile``, the faster kept."""
     import torch
     import torchdiffeq
 
@@ -139,10 +143,11 @@ def prepare_torchdiffeq(problem):
         # torch.compile off or on, whichever is faster (short trial).
         candidates = {"eager": run}
         try:
-            compiled = torch.compile(run)
-            compiled()
-            compiled()
-            candidates["torch.compile"] = compiled
+            if try_compile:
+                compiled = torch.compile(run)
+                compiled()
+                compiled()
+                candidates["torch.compile"] = compiled
         except Exception as error:  # pylint: disable=broad-except
             print(f"torch.compile failed for {name}: {type(error).__name__}",
                   file=sys.stderr)

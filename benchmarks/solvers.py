@@ -25,9 +25,11 @@ calls alternate one by one, so that load from other processes hits both
 alike; the tfp adapter and PyTorch run in phases of their own afterwards
 (their thread pools spin after each call and would slow whatever runs
 next). The table shows
-medians (JSON: also minima) and ours/theirs. An extra section times
-unrolled against while-loop fixed-step integration for 2..32 steps, with
-and without XLA, the measurement behind ``fixed_step.UNROLL_THRESHOLDS``.
+medians (JSON: also minima) and ours/theirs. torchdiffeq runs eagerly
+(``--torch_compile`` also tries ``torch.compile``, which fails on its
+dopri5). An extra section (``--unroll``) times unrolled against while-loop
+fixed-step integration for 2..32 steps, with and without XLA, the
+measurement behind ``fixed_step.UNROLL_THRESHOLDS``.
 
 Run: ``python -m benchmarks.solvers`` (or ``make bench``); results are also
 written as JSON (``--output``).
@@ -283,8 +285,12 @@ PREPARE_CASES = {name: CASES for name in PREPARE if name != "jax_loop"}
 def peak_memory_in_subprocess(name):
     """``MEMORY_CASE``'s peak memory (MiB) for one framework, in a fresh process."""
     command = [sys.executable, "-m", "benchmarks.solvers", "--peak_memory", name]
+    # glibc raises its mmap threshold after freeing a large block, after which
+    # freed buffers stay resident and later calls show no growth; a fixed
+    # threshold returns every large buffer, so the high-water mark sees each.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
     try:
-        output = subprocess.run(command, capture_output=True, text=True, check=True,
+        output = subprocess.run(command, capture_output=True, text=True, check=True, env=env,
                                 cwd=os.path.dirname(os.path.dirname(
                                     os.path.abspath(__file__)))).stdout
         return json.loads(output.strip().splitlines()[-1])["peak_memory_mib"]
@@ -298,8 +304,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--output", default=DEFAULT_OUTPUT)
-    parser.add_argument("--skip", nargs="*", default=[],
-                        choices=[*PREPARE, "unroll"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=list(PREPARE))
+    parser.add_argument("--unroll", action="store_true",
+                        help="also run the unroll study (28 more XLA compilations)")
+    parser.add_argument("--torch_compile", action="store_true",
+                        help="also try torch.compile for torchdiffeq (slow to compile; "
+                             "it fails on dopri5) and keep the faster")
     parser.add_argument("--peak_memory", choices=list(PREPARE),
                         help="only measure MEMORY_CASE's peak memory of one "
                              "framework (used in a subprocess)")
@@ -324,7 +334,8 @@ def main(argv=None):
             if name in args.skip:
                 continue
             try:
-                prepared[name] = PREPARE[name](problem)
+                prepared[name] = (PREPARE[name](problem, args.torch_compile)
+                                  if name == "torchdiffeq" else PREPARE[name](problem))
             except ImportError as error:
                 print(f"{name}: not installed ({error}); skipped",
                       file=sys.stderr)
@@ -355,7 +366,7 @@ def main(argv=None):
           f"calls, fresh process each): "
           + ", ".join(f"{name} {value:.1f}" if value is not None else f"{name} -"
                       for name, value in results["peak_memory_mib"].items()))
-    if "unroll" not in args.skip:
+    if args.unroll:
         results["unroll"] = unroll_study(problem, max(5, args.repeats // 2))
         print("\nunrolled vs while_loop (RK4, forward+gradient, median ms)")
         for row in results["unroll"]:
