@@ -12,7 +12,11 @@ strategies, and which flag applies to which model, come from the package
 ``tf.distribute`` strategy (one CPU, several GPUs, several hosts through
 ``TF_CONFIG``, TPU). ``--validation_size=n`` trains on the first N - n
 training images only and reports the accuracy on the last n after every
-epoch. ``--model_dir`` receives checkpoints (resumed automatically),
+epoch. ``--loss=lipschitz_margin --train_eps=1.58`` trains against the
+certificate (the recipe of the certified models ``lipschitz_cnn``,
+``chnode_certified`` and ``stable_node_certified``); after every epoch the
+certified accuracy on the test set at the dataset's L2 radii is logged
+(``certified/<radius>``) for every model ``certify`` can bound. ``--model_dir`` receives checkpoints (resumed automatically),
 TensorBoard logs, ``summary.json`` and, with ``--export``,
 ``export/model.keras`` plus ``export/saved_model`` (endpoints ``serve`` for
 float32 images in [0, 1] of shape (N, 28, 28, 1) and ``serve_uint8`` for raw
@@ -53,10 +57,16 @@ flags.DEFINE_float("step_size", None, "Fixed step h of the ODE solver (default f
 flags.DEFINE_string("gamma", None, "CH-NODE damping: 'auto' (Theorem 1 from the weights after every step) or a positive float held fixed.")
 flags.DEFINE_float("eps", None, "CH-NODE: margin of Theorem 1, in (0, 1); with a fixed --gamma a larger eps leaves a larger certified Euler step (default 1e-6, the reference).")
 flags.DEFINE_float("L_scale", None, "CH-NODE: the fixed dissipation factor L = L_scale * I (default 0.02, the reference); it sets c1 = L_scale^2 of Theorem 1.")
+flags.DEFINE_integer("kernel_size", None, "Certified CH-NODE: K(t) is a kernel_size x kernel_size convolution (odd), mixing neighbouring pixels inside the block (default: per pixel).")
 flags.DEFINE_float("lift_max_norm", None, "Bound on the l2 operator norm of the lift (conv or dense), kept after every step (default: free, the reference); with --readout_max_norm and a non-expansive ODE block the whole model has a certified Lipschitz bound.")
 flags.DEFINE_float("readout_max_norm", None, "Bound on the spectral norm of the dense read-out, kept after every step (default: free, the reference).")
 flags.DEFINE_float("delta_bar", None, "Stabilized NODE: target bound on delta = max_D mu_2(D A) (stable_node only).")
 flags.DEFINE_float("alpha", None, "Stabilized NODE: lower slope bound of the activation, in (0, 1].")
+flags.DEFINE_boolean("normalize_inputs", None, "Put (x - mean) / std inside the model (default: on for the reference models, off for the certified ones, where it would multiply every certified bound by 1 / std = 3.25).")
+flags.DEFINE_enum("loss", None, training.LOSSES, "Training loss: cross_entropy (the reference), lipschitz_margin (train against the certificate at --train_eps, docs/certified.md) or hinge_kr (default from the recipe).")
+flags.DEFINE_float("train_eps", None, "L2 training radius of --loss=lipschitz_margin, in [0, 1] pixel units (the hinge margin of hinge_kr); default from the recipe (1.58 for the certified models).")
+flags.DEFINE_float("temperature", None, "Softmax temperature T of the cross-entropy losses: T * CE(logits / T) (default 1).")
+flags.DEFINE_enum("loss_bound", None, training.LOSS_BOUNDS, "How --loss=lipschitz_margin bounds the body: exact (the current operator norms, differentiable) or constraint (the norm constraints' max_norm values).")
 flags.DEFINE_integer("seed", 0, "Random seed (initialisation and data order).")
 flags.DEFINE_enum("strategy", "auto", training.STRATEGIES, "tf.distribute strategy; auto picks TPU, several GPUs, multi-worker from TF_CONFIG, or one device.")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, TensorBoard logs, summary.json and exports go (default runs/<model>_<dataset>[_n<depth>]).")
@@ -77,7 +87,7 @@ def _positive(name):
     flags.register_validator(name, lambda v: v is None or v > 0, message=f"--{name} must be positive")
 
 
-for _name in ("cpu_devices", "depth", "epochs", "batch_size", "learning_rate", "step_size", "steps_per_epoch", "eval_batch_size"):
+for _name in ("cpu_devices", "kernel_size", "depth", "epochs", "batch_size", "learning_rate", "step_size", "steps_per_epoch", "eval_batch_size"):
     _positive(_name)
 for _name in ("weight_decay", "smoothness", "checkpoint_every", "validation_size"):
     flags.register_validator(_name, lambda v: v is None or v >= 0, message=f"--{_name} must be >= 0")
@@ -87,6 +97,10 @@ flags.register_validator(
     "delta_bar", lambda v: v is None or math.isfinite(v), message="--delta_bar must be a finite number"
 )
 flags.register_validator("eps", lambda v: v is None or 0 < v < 1, message="--eps must lie in (0, 1)")
+flags.register_validator("train_eps", lambda v: v is None or (v >= 0 and math.isfinite(v)),
+                         message="--train_eps must be a finite radius >= 0")
+flags.register_validator("temperature", lambda v: v is None or (v > 0 and math.isfinite(v)),
+                         message="--temperature must be a positive number")
 for _name in ("L_scale", "lift_max_norm", "readout_max_norm"):
     flags.register_validator(_name, lambda v: v is None or (v > 0 and math.isfinite(v)),
                              message=f"--{_name} must be a positive number")

@@ -51,6 +51,9 @@ NORMALIZATION = {
 }
 
 NUM_EXAMPLES = {"train": 60000, "test": 10000}
+#: The L2 radii (on [0, 1] pixels) at which certified accuracy is reported:
+#: MNIST's standard 1.58 (GloRo, the SoK leaderboard) and smaller ones.
+CERTIFIED_RADII = {"mnist": (0.1, 0.3, 0.5, 1.0, 1.58), "fashion_mnist": (0.1, 0.25, 0.5, 1.0)}
 
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 _IDX_IMAGE_MAGIC = 2051

@@ -32,11 +32,21 @@ exp(delta_bar * t1) = 1 for the flow and (1 + h * delta_bar)^N = 1 for the
 Euler map. A ``node`` model and a ``stable_node`` model have the same weight
 list, so one fine-tunes the other (train.py ``--init_from``).
 
+Certified family (``lipschitz_cnn``, ``chnode_certified``,
+``stable_node_certified``; DESIGN, "Certified robustness"): the skeleton of
+``lipschitz_cnn.lipschitz_cnn`` on [0, 1] pixels (norm-bounded convolutions,
+GroupSort, L2-norm pooling, a free dense read-out) with no ODE block, a
+per-pixel fixed-gamma CH-NODE or a per-pixel stabilized NODE after the
+first pooling; their recipes train against the certificate
+(``loss="lipschitz_margin"`` at ``train_eps`` = 1.58, train.py's
+``--loss`` / ``--train_eps``).
+
 Example:
 
 >>> from contractive_keras import models
 >>> models.NAMES
-('chnode', 'hdnn', 'resnet', 'node', 'stable_node')
+('chnode', 'hdnn', 'resnet', 'node', 'stable_node', 'lipschitz_cnn', 'chnode_certified', \
+'stable_node_certified')
 >>> model = models.build("chnode", depth=4)   # doctest: +SKIP
 >>> model.output_shape                        # doctest: +SKIP
 (None, 10)
@@ -56,6 +66,7 @@ from contractive_keras.layers import HDNN
 from contractive_keras.layers import ResNetODE
 from contractive_keras.layers import StabilizedNODE
 from contractive_keras.layers import StepwiseIdentity
+from contractive_keras.lipschitz_cnn import lipschitz_cnn
 from contractive_keras.regularizers import PiecewiseSmoothness
 
 #: Families of models: the reference conv skeleton around a per-pixel
@@ -63,12 +74,16 @@ from contractive_keras.regularizers import PiecewiseSmoothness
 HAMILTONIAN_FAMILY = "hamiltonian"
 STABILIZED_FAMILY = "stabilized"
 
+CERTIFIED_FAMILY = "certified"
+
 #: Options every model accepts (beyond its family's recipe keys).
-COMMON_OPTIONS = ("weight_decay", "solver", "step_size", "lift_max_norm", "readout_max_norm")
+COMMON_OPTIONS = ("weight_decay", "solver", "step_size", "lift_max_norm", "readout_max_norm",
+                  "normalize_inputs")
 
 #: Training settings of a recipe: ``build`` accepts and ignores them, so a
 #: whole ``REFERENCE_HPARAMS`` entry can be passed as overrides.
-TRAINING_KEYS = ("learning_rate", "lr_decay", "batch_size", "epochs")
+TRAINING_KEYS = ("learning_rate", "lr_decay", "batch_size", "epochs", "loss", "train_eps",
+                 "temperature")
 
 _HAMILTONIAN_RECIPE = {
     "learning_rate": 0.04,  # Adam
@@ -125,14 +140,14 @@ def _l2(weight_decay):
 
 
 def _normalize_layer():
-    """(x - mean) / std with the reference MNIST statistics."""
+    """(x - mean) / std with the reference MNIST statistics (``normalize_inputs``)."""
     mean, std = data.NORMALIZATION["mnist"]
     return keras.layers.Rescaling(1.0 / std, offset=-mean / std, name="normalize")
 
 
 def reference_classifier(ode_layer, weight_decay, channels=8, num_classes=data.NUM_CLASSES,
                          input_shape=data.INPUT_SHAPE, name=None, lift_max_norm=None,
-                         readout_max_norm=None):
+                         readout_max_norm=None, normalize_inputs=True):
     """The reference skeleton around a per-pixel ODE layer (see module doc).
 
     ``lift_max_norm`` / ``readout_max_norm`` (default None: free, as in the
@@ -144,7 +159,7 @@ def reference_classifier(ode_layer, weight_decay, channels=8, num_classes=data.N
     """
 
     inputs = keras.Input(shape=input_shape, name="images")
-    x = _normalize_layer()(inputs)
+    x = _normalize_layer()(inputs) if normalize_inputs else inputs
     fan_in = 9 * input_shape[-1]
     x = keras.layers.Conv2D(
         channels, 3, padding="same", kernel_initializer=_torch_kernel(),
@@ -179,8 +194,10 @@ def _norm_bound(constraint_cls, max_norm):
 
 
 def _classifier_norms(overrides):
-    """Pops the lift / read-out norm bounds (not ODE-layer arguments)."""
-    return {key: overrides.pop(key, None) for key in ("lift_max_norm", "readout_max_norm")}
+    """Pops the skeleton's options: lift / read-out norm bounds, input normalisation."""
+    norms = {key: overrides.pop(key, None) for key in ("lift_max_norm", "readout_max_norm")}
+    norms["normalize_inputs"] = bool(overrides.pop("normalize_inputs", None) is not False)
+    return norms
 
 
 def _recipe_with(name, overrides):
@@ -268,7 +285,7 @@ def _build_stabilized(name, depth=None, **overrides):
         hp["steps"] = max(1, math.ceil(hp["t1"] / float(step_size) - 1e-9))
     width, weight_decay = hp.pop("width"), hp.pop("weight_decay")
     inputs = keras.Input(shape=data.INPUT_SHAPE, name="images")
-    x = _normalize_layer()(inputs)
+    x = _normalize_layer()(inputs) if norms["normalize_inputs"] else inputs
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(width, kernel_regularizer=_l2(weight_decay),
                            kernel_constraint=_norm_bound(SpectralNormClip, norms["lift_max_norm"]),
@@ -298,6 +315,63 @@ def _build_stable_node(depth=None, **overrides):
     return _build_stabilized("stable_node", depth, **overrides)
 
 
+# Certified presets (docs/certified.md): Adam 1e-3 decayed by 0.774 per epoch
+# (to 1e-4 after 10), batch 128, the Lipschitz-margin loss at MNIST's L2 1.58.
+_CERTIFIED_RECIPE = {
+    "learning_rate": 1e-3, "lr_decay": 0.774, "batch_size": 128, "epochs": 10,
+    "loss": "lipschitz_margin", "train_eps": 1.58, "temperature": 1.0,
+    "channels": (16, 32), "dense": 128, "weight_decay": 0.0,
+}
+
+
+def _certified_skeleton(name, ode_layer, overrides):
+    normalize = overrides.pop("normalize_inputs", None)
+    hp = _recipe_with(name, overrides)
+    for key in ("lift_max_norm", "readout_max_norm", "solver"):
+        if overrides.pop(key, None) is not None:
+            raise ValueError(f"{name}: {key} is fixed by the certified skeleton "
+                             "(every kernel is norm-bounded by 1; Euler steps).")
+    if overrides:
+        raise ValueError(f"{name}: unknown options {sorted(overrides)}.")
+    return lipschitz_cnn(ode_layer, channels=hp["channels"], dense=hp["dense"],
+                         normalize_inputs=bool(normalize), name=name)
+
+
+def _build_lipschitz_cnn(depth=None, **overrides):
+    """The 1-Lipschitz CNN baseline (``lipschitz_cnn.lipschitz_cnn``, no ODE block)."""
+    return _certified_skeleton("lipschitz_cnn", None, overrides)
+
+
+def _build_chnode_certified(depth=None, **overrides):
+    """Per-pixel CH-NODE (gamma fixed, L = L_scale I, Euler) in the certified skeleton.
+
+    The defaults (gamma 2, eps 0.3, L = 0.3 I, 4 steps of h = 0.25) keep every
+    Euler step non-expansive for every K the layer allows
+    (``certify.ode_guarantee``), so the block's certified factor is 1.
+    ``kernel_size=3`` makes K(t) a convolution (spatial mixing in the block).
+    """
+    steps = int(depth if depth is not None else 4)
+    step_size = float(overrides.pop("step_size", None) or 1.0 / steps)
+    block = CHNODE(steps=steps, step_size=step_size, solver="euler", activation="tanh",
+                   gamma=float(overrides.pop("gamma", None) or 2.0),
+                   eps=float(overrides.pop("eps", None) or 0.3), kappa=1e-6,
+                   L_initializer=StepwiseIdentity(float(overrides.pop("L_scale", None) or 0.3)),
+                   L_trainable=False, kernel_size=overrides.pop("kernel_size", None), name="ode")
+    return _certified_skeleton("chnode_certified", block, overrides)
+
+
+def _build_stable_node_certified(depth=None, **overrides):
+    """Per-pixel stabilized NODE (delta_bar projection covering Euler) in the certified skeleton."""
+    steps = int(depth if depth is not None else 4)
+    step_size = overrides.pop("step_size", None)
+    t1 = 1.0 if step_size is None else float(step_size) * steps
+    block = StabilizedNODE(min_slope=float(overrides.pop("alpha", None) or 0.5),
+                           delta_bar=float(overrides.pop("delta_bar", None) or 0.0),
+                           steps=steps, t1=t1, solver="euler", kernel_initializer="zeros",
+                           name="ode")
+    return _certified_skeleton("stable_node_certified", block, overrides)
+
+
 _HAMILTONIAN_OPTIONS = ("depth", "smoothness")
 
 #: name -> ModelSpec, in the order train.py lists them.
@@ -311,6 +385,12 @@ MODELS = {spec.name: spec for spec in (
     ModelSpec("node", STABILIZED_FAMILY, dict(_STABILIZED_RECIPE), ("alpha",), _build_node),
     ModelSpec("stable_node", STABILIZED_FAMILY, dict(_STABILIZED_RECIPE, delta_bar=0.0),
               ("alpha", "delta_bar"), _build_stable_node),
+    ModelSpec("lipschitz_cnn", CERTIFIED_FAMILY, dict(_CERTIFIED_RECIPE), (),
+              _build_lipschitz_cnn),
+    ModelSpec("chnode_certified", CERTIFIED_FAMILY, dict(_CERTIFIED_RECIPE),
+              ("depth", "gamma", "eps", "L_scale", "kernel_size"), _build_chnode_certified),
+    ModelSpec("stable_node_certified", CERTIFIED_FAMILY, dict(_CERTIFIED_RECIPE),
+              ("depth", "alpha", "delta_bar"), _build_stable_node_certified),
 )}
 
 #: The model names, in registry order.
@@ -321,6 +401,7 @@ REFERENCE_HPARAMS = {name: dict(spec.recipe) for name, spec in MODELS.items()}
 BUILDERS = {name: spec.builder for name, spec in MODELS.items()}
 HAMILTONIAN = tuple(n for n, s in MODELS.items() if s.family == HAMILTONIAN_FAMILY)
 STABILIZED = tuple(n for n, s in MODELS.items() if s.family == STABILIZED_FAMILY)
+CERTIFIED = tuple(n for n, s in MODELS.items() if s.family == CERTIFIED_FAMILY)
 #: Every model-specific option of any model, in registry order.
 MODEL_OPTIONS = tuple(dict.fromkeys(o for spec in MODELS.values() for o in spec.options))
 

@@ -71,9 +71,11 @@ def test_l_scale_sets_the_fixed_dissipation_matrix():
 
 
 def test_registry_lists_each_model_once_with_its_family_recipe_and_options():
-    assert models.NAMES == ("chnode", "hdnn", "resnet", "node", "stable_node")
+    assert models.NAMES == ("chnode", "hdnn", "resnet", "node", "stable_node", "lipschitz_cnn",
+                            "chnode_certified", "stable_node_certified")
     assert models.HAMILTONIAN == ("chnode", "hdnn", "resnet")
     assert models.STABILIZED == ("node", "stable_node")
+    assert models.CERTIFIED == ("lipschitz_cnn", "chnode_certified", "stable_node_certified")
     assert set(models.REFERENCE_HPARAMS) == set(models.BUILDERS) == set(models.NAMES)
     for name, spec in models.MODELS.items():
         assert spec.name == name and dict(spec.recipe) == models.REFERENCE_HPARAMS[name]
@@ -83,9 +85,12 @@ def test_registry_lists_each_model_once_with_its_family_recipe_and_options():
 
 
 @pytest.mark.parametrize("option, accepting", [
-    ("gamma", ("chnode",)), ("eps", ("chnode",)), ("L_scale", ("chnode",)),
-    ("delta_bar", ("stable_node",)), ("alpha", ("node", "stable_node")),
-    ("depth", ("chnode", "hdnn", "resnet")), ("smoothness", ("chnode", "hdnn", "resnet")),
+    ("gamma", ("chnode", "chnode_certified")), ("eps", ("chnode", "chnode_certified")),
+    ("L_scale", ("chnode", "chnode_certified")),
+    ("delta_bar", ("stable_node", "stable_node_certified")),
+    ("alpha", ("node", "stable_node", "stable_node_certified")),
+    ("depth", ("chnode", "hdnn", "resnet", "chnode_certified", "stable_node_certified")),
+    ("smoothness", ("chnode", "hdnn", "resnet")),
     ("weight_decay", models.NAMES), ("lift_max_norm", models.NAMES),
 ])
 def test_models_accepting_an_option(option, accepting):
@@ -105,7 +110,9 @@ def test_models_use_the_dataset_statistics_and_input_shape_of_data():
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"known: \['chnode', 'hdnn', 'node', 'resnet', 'stable_node'\]"):
+    with pytest.raises(ValueError, match=r"known: \['chnode', 'chnode_certified', 'hdnn', "
+                                         r"'lipschitz_cnn', 'node', 'resnet', 'stable_node', "
+                                         r"'stable_node_certified'\]"):
         models.build("transformer")
 
 
@@ -142,3 +149,33 @@ def test_chnode_learns_mnist_in_one_epoch():
     model.fit(data.load("mnist", "train", batch_size=100), epochs=1, verbose=0)
     _, accuracy = model.evaluate(data.load("mnist", "test", batch_size=500).take(4), verbose=0)
     assert accuracy >= 0.5
+
+
+@pytest.mark.parametrize("name", ["lipschitz_cnn", "chnode_certified", "stable_node_certified"])
+def test_certified_presets_take_pixels_and_have_a_training_bound(name):
+    from contractive_keras import certify
+
+    model = models.build(name)
+    assert model.output_shape == (None, 10)
+    assert not any(isinstance(l, keras.layers.Rescaling) for l in model.layers)
+    certified = certify.body_and_readout(model)[0]
+    assert float(certify.body_bound_fn(model)()) >= certified.value
+    assert float(certify.body_bound_fn(model, "constraint")()) >= certified.value
+    if name != "lipschitz_cnn":
+        assert certify.ode_guarantee(model.get_layer("ode")) <= 1.0
+        assert certify.layer_certificate(model.get_layer("ode")).value <= 1.0 + 1e-12
+    names = [l.name for l in models.build("lipschitz_cnn").layers]
+    assert [n for n in (l.name for l in model.layers) if n != "ode"] == names
+
+
+def test_certified_presets_check_their_options():
+    with_norm = models.build("lipschitz_cnn", normalize_inputs=True)
+    assert isinstance(with_norm.get_layer("normalize"), keras.layers.Rescaling)
+    ode = models.build("chnode_certified", depth=2, gamma=3.0).get_layer("ode")
+    assert (ode.steps, ode.step_size, ode.gamma) == (2, 0.5, 3.0)
+    conv = models.build("chnode_certified", depth=2, kernel_size=3)
+    assert conv.get_layer("ode").kernel_size == (3, 3)
+    assert certify.ode_guarantee(conv.get_layer("ode")) == 1.0
+    with pytest.raises(ValueError, match="lift_max_norm"):
+        models.build("lipschitz_cnn", lift_max_norm=2.0)
+    assert models.build("node", normalize_inputs=False).layers[1].name == "flatten"

@@ -72,14 +72,17 @@ SMALL = ["--model=resnet", "--depth=2", "--epochs=2", "--steps_per_epoch=6", "--
     (["--learning_rate=-0.1"], "--learning_rate must be positive"),
     (["--gamma=-2"], "--gamma must be 'auto' or a positive number"),
     (["--gamma=fast"], "--gamma must be 'auto' or a positive number"),
-    (["--model=resnet", "--gamma=3"], "--gamma applies to --model=chnode only"),
+    (["--model=resnet", "--gamma=3"], "--gamma applies to --model=chnode or chnode_certified only"),
     (["--eps=1.5"], "--eps must lie in (0, 1)"),
     (["--L_scale=0"], "--L_scale must be a positive number"),
-    (["--model=hdnn", "--L_scale=0.3"], "--L_scale applies to --model=chnode only"),
+    (["--model=hdnn", "--L_scale=0.3"], "--L_scale applies to --model=chnode or chnode_certified only"),
     (["--lift_max_norm=-1"], "--lift_max_norm must be a positive number"),
-    (["--model=chnode", "--delta_bar=0.5"], "--delta_bar applies to --model=stable_node only"),
-    (["--model=node", "--depth=4"], "--depth applies to --model=chnode, hdnn or resnet only"),
+    (["--model=chnode", "--delta_bar=0.5"], "--delta_bar applies to --model=stable_node or stable_node_certified only"),
+    (["--model=node", "--depth=4"], "--depth applies to --model=chnode, hdnn, resnet, chnode_certified or stable_node_certified only"),
     (["--alpha=0"], "--alpha must be in (0, 1]"),
+    (["--train_eps=-1"], "--train_eps must be a finite radius >= 0"),
+    (["--temperature=0"], "--temperature must be a positive number"),
+    (["--loss=margin"], "loss"),
     (["--epochs=ten"], "epochs"),
     (["positional"], "unexpected arguments"),
 ])
@@ -96,7 +99,8 @@ def test_help_lists_every_flag():
                  "--learning_rate", "--lr_decay", "--weight_decay", "--smoothness", "--solver",
                  "--step_size", "--gamma", "--delta_bar", "--alpha", "--seed", "--strategy",
                  "--model_dir", "--steps_per_epoch", "--eval_noise", "--export",
-                 "--mixed_precision", "--flagfile"):
+                 "--mixed_precision", "--loss", "--train_eps", "--temperature", "--loss_bound",
+                 "--normalize_inputs", "--kernel_size", "--flagfile"):
         name = flag[2:]
         assert f"--{name}:" in result.stdout or f"--[no]{name}:" in result.stdout, flag
 

@@ -92,6 +92,45 @@ def conv_operator_norms_tf(kernels, spatial):
     return tf.reduce_max(tf.math.real(singular), axis=[1, 2, 3]) * (1.0 + 1e-12)
 
 
+def spectral_norm_tf(matrix):
+    """||W||_2 of a (m, n) matrix in TensorFlow, float64, differentiable.
+
+    sqrt(lambda_max) of the smaller Gram matrix (eigvalsh, whose gradient is
+    the outer product of the top singular vectors), inflated by ``F64_SLACK``.
+    """
+    w = tf.cast(tf.convert_to_tensor(matrix), tf.float64)
+    gram = (tf.matmul(w, w, transpose_a=True) if w.shape[-2] >= w.shape[-1]
+            else tf.matmul(w, w, transpose_b=True))
+    top = tf.linalg.eigvalsh(gram)[..., -1]
+    return tf.sqrt(tf.maximum(top, 0.0)) * (1.0 + F64_SLACK)
+
+
+def conv_operator_norm_tf(kernel, spatial):
+    """``conv_operator_norm`` of one (kh, kw, cin, cout) kernel, float64, differentiable.
+
+    The same circulant-embedding bound: max over the frequencies of the
+    (H + kh - 1) x (W + kw - 1) torus of sqrt(lambda_max) of the transfer
+    matrix's smaller Gram matrix (Hermitian ``eigvalsh``, differentiable,
+    unlike ``tf.linalg.svd`` without singular vectors).  A real kernel's
+    transfer matrices are conjugate-symmetric in the frequency, so the
+    half-spectrum of ``rfft2d`` holds every norm.
+    """
+    kernel = tf.cast(tf.convert_to_tensor(kernel), tf.float64)
+    kh, kw, cin, cout = (int(v) for v in kernel.shape)
+    grid = (int(spatial[0]) + kh - 1, int(spatial[1]) + kw - 1)
+    taps = tf.transpose(kernel, [2, 3, 0, 1])                          # (cin, cout, kh, kw)
+    transfer = tf.signal.rfft2d(taps, fft_length=grid)                 # (cin, cout, H, W')
+    transfer = tf.transpose(transfer, [2, 3, 0, 1])                    # (H, W', cin, cout)
+    if min(cin, cout) == 1:
+        squared = tf.reduce_sum(tf.math.real(transfer * tf.math.conj(transfer)), axis=[-2, -1])
+    else:
+        if cin > cout:
+            transfer = tf.linalg.adjoint(transfer)
+        gram = tf.matmul(transfer, transfer, adjoint_b=True)
+        squared = tf.math.real(tf.linalg.eigvalsh(gram)[..., -1])
+    return tf.sqrt(tf.maximum(tf.reduce_max(squared), 0.0)) * (1.0 + F64_SLACK)
+
+
 def scale_conv_to_norms(kernels, max_norms, spatial):
     """Scales each stacked kernel (W, kh, kw, cin, cout) so its circulant norm is <= max_norms[k].
 

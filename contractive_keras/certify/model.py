@@ -74,7 +74,8 @@ def lipschitz_bound(model):
     return certificate.product(factors, "map")
 
 
-def _linear_readout(model):
+def linear_readout(model):
+    """The last layer when it is a linear Dense read-out, else None."""
     last = model.layers[-1]
     if isinstance(last, keras.layers.Dense) and last.activation in _LINEAR:
         return last
@@ -89,7 +90,7 @@ def body_and_readout(model):
     z_i - z_j = (w_i - w_j)^T h + const is L_body ||w_i - w_j||_2-Lipschitz
     in the input.  Without one, the body is the whole model and W is None.
     """
-    readout = _linear_readout(model)
+    readout = linear_readout(model)
     layers = model.layers[:-1] if readout is not None else model.layers
     factors = []
     for layer in layers:

@@ -18,6 +18,7 @@ import numpy as np
 
 from contractive_keras.bounds.threads import single_threaded_blas
 from contractive_keras.certify.model import body_and_readout
+from contractive_keras.certify.model import linear_readout
 
 BOUNDS = ("pairwise", "global")
 
@@ -52,6 +53,20 @@ def global_radius(logits, lipschitz):
     return (top2[:, 1] - top2[:, 0]) / (math.sqrt(2.0) * lipschitz)
 
 
+def bound_used(model, bound="pairwise"):
+    """The form ``certified_radius(model, ..., bound=bound)`` uses: "pairwise" or "global".
+
+    "pairwise" needs a linear Dense read-out as the last layer; without one
+    the radius falls back to the global sqrt(2) L form.
+
+    Raises:
+        ValueError: ``bound`` not in ``BOUNDS``.
+    """
+    if bound not in BOUNDS:
+        raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}.")
+    return "pairwise" if bound == "pairwise" and linear_readout(model) is not None else "global"
+
+
 @single_threaded_blas
 def certified_radius(model, inputs, labels=None, *, bound="pairwise", batch_size=500):
     """l2 radius around each input within which the predicted class cannot change.
@@ -61,18 +76,18 @@ def certified_radius(model, inputs, labels=None, *, bound="pairwise", batch_size
         inputs: a batch in the model's own input units (e.g. [0, 1] pixels).
         labels: true labels; a misclassified input gets radius 0.
         bound: "pairwise" (the tightest: needs a linear Dense read-out, else
-            it falls back to "global") or "global" (margin / (sqrt(2) L)).
+            it falls back to "global"; ``bound_used`` says which applies)
+            or "global" (margin / (sqrt(2) L)).
         batch_size: rows per forward pass.
 
     Returns:
         (radius, correct) numpy arrays.
     """
-    if bound not in BOUNDS:
-        raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}.")
+    form = bound_used(model, bound)
     inputs = np.asarray(inputs)
     logits = _logits(model, inputs, batch_size)
     body, kernel = body_and_readout(model)
-    if bound == "pairwise" and kernel is not None:
+    if form == "pairwise":
         radius = pairwise_radius(logits, kernel, body.value)
     else:
         readout = 1.0 if kernel is None else float(np.linalg.norm(kernel, 2))

@@ -2,7 +2,7 @@
 
 import keras
 
-from contractive_keras import models
+from contractive_keras import certify, losses, models
 from contractive_keras.training.config import MODEL_FIELDS
 
 
@@ -40,3 +40,35 @@ def build_optimizer(config, steps_per_epoch):
     if config.mixed_precision and keras.mixed_precision.global_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+def build_loss(config, model):
+    """The per-example training loss ``loss(labels, logits)`` of ``config.loss``.
+
+    * ``cross_entropy``: softmax cross-entropy of ``logits / temperature``
+      times the temperature (the plain one at temperature 1);
+    * ``lipschitz_margin``: ``losses.LipschitzMarginCrossEntropy`` at radius
+      ``train_eps`` with the pairwise read-out bound, the body bounded by
+      ``certify.body_bound_fn(model, config.loss_bound)``: a certified value
+      for the current weights, never an estimate (the model must have a
+      linear Dense read-out named ``logits`` and layers certify can bound);
+    * ``hinge_kr``: ``losses.MulticlassHingeKR`` with margin ``train_eps``
+      (1 when 0) and alpha 10 (Serrurier et al. 2021).
+
+    Raises:
+        ValueError: a model the Lipschitz-margin loss cannot bound, with why.
+    """
+    if config.loss == "lipschitz_margin":
+        try:
+            readout = model.get_layer("logits")
+        except ValueError:
+            raise ValueError(f"--loss=lipschitz_margin needs a Dense read-out named 'logits'; "
+                             f"--model={config.model} has none") from None
+        body = certify.body_bound_fn(model, config.loss_bound)
+        return losses.LipschitzMarginCrossEntropy(
+            eps=config.train_eps, readout=readout, body_lipschitz=body,
+            temperature=config.temperature, reduction=None)
+    if config.loss == "hinge_kr":
+        return losses.MulticlassHingeKR(alpha=10.0, margin=config.train_eps or 1.0, reduction=None)
+    return losses.LipschitzMarginCrossEntropy(eps=0.0, lipschitz=0.0,
+                                              temperature=config.temperature, reduction=None)

@@ -44,10 +44,16 @@ class TrainConfig:
     gamma: str | None = None
     eps: float | None = None
     L_scale: float | None = None
+    kernel_size: int | None = None
     lift_max_norm: float | None = None
     readout_max_norm: float | None = None
     delta_bar: float | None = None
     alpha: float | None = None
+    normalize_inputs: bool | None = None
+    loss: str = "cross_entropy"
+    train_eps: float = 0.0
+    temperature: float = 1.0
+    loss_bound: str = "exact"
     seed: int = 0
     strategy: str = "auto"
     model_dir: str = "runs/default"
@@ -63,6 +69,13 @@ class TrainConfig:
     validation_size: int = 0
     verbose: int = 1
 
+
+#: The training losses (train.py ``--loss``): plain cross-entropy, the
+#: Lipschitz-margin cross-entropy at ``train_eps`` and the hinge-KR loss
+#: (``contractive_keras.losses``).
+LOSSES = ("cross_entropy", "lipschitz_margin", "hinge_kr")
+#: How the Lipschitz-margin loss bounds the body (``certify.body_bound_fn``).
+LOSS_BOUNDS = ("exact", "constraint")
 
 #: The fields that configure the model (``models.build`` options).
 MODEL_FIELDS = tuple(dict.fromkeys(models.COMMON_OPTIONS + models.MODEL_OPTIONS))
@@ -87,6 +100,20 @@ def option_problems(model, values):
             listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
             problems.append(f"--{option} applies to --model={listed} only")
     return problems
+
+
+def loss_problems(loss, values):
+    """Raises ``ValueError`` for an unknown loss or a loss setting out of range."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
+    train_eps, temperature = values.get("train_eps"), values.get("temperature")
+    if train_eps is not None and not train_eps >= 0:
+        raise ValueError(f"--train_eps must be >= 0 (an L2 radius), got {train_eps}")
+    if temperature is not None and not temperature > 0:
+        raise ValueError(f"--temperature must be > 0, got {temperature}")
+    bound = values.get("loss_bound")
+    if bound is not None and bound not in LOSS_BOUNDS:
+        raise ValueError(f"unknown loss_bound {bound!r}; known: {', '.join(LOSS_BOUNDS)}")
 
 
 def default_model_dir(model, dataset, depth=None):
@@ -117,6 +144,7 @@ def make_config(model, **values):
     problems = option_problems(model, values)
     if problems:
         raise ValueError("; ".join(problems))
+    loss_problems(values.get("loss") or recipe.get("loss", "cross_entropy"), values)
     chosen = {"model": model}
     for field in fields:
         if values.get(field) is not None:

@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from contractive_keras import data, export
 from contractive_keras.training import report
-from contractive_keras.training.builders import build_model, build_optimizer
+from contractive_keras.training.builders import build_loss, build_model, build_optimizer
 from contractive_keras.training.config import check_paths, keras_file
 from contractive_keras.training.steps import make_eval_step, make_train_step
 from contractive_keras.training.strategy import is_chief, select_strategy
@@ -82,6 +82,7 @@ class Trainer:
             self.model.build((None, *data.INPUT_SHAPE))
             self.optimizer = build_optimizer(config, self.steps_per_epoch)
             self.optimizer.build(self.model.trainable_variables)
+            self.loss_fn = build_loss(config, self.model)
         # The position in the data is host-side bookkeeping: plain variables.
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
@@ -97,7 +98,7 @@ class Trainer:
             self.checkpoint, self._writable_checkpoint_dir(), max_to_keep=3
         )
         self._train_step = make_train_step(self.model, self.optimizer, self.strategy,
-                                           config.batch_size, config.jit_compile)
+                                           config.batch_size, config.jit_compile, self.loss_fn)
         self._eval_step = make_eval_step(self.model, self.strategy)
         self.history = []
         self.timings = {"train_seconds": 0.0, "train_examples": 0}
@@ -279,12 +280,21 @@ class Trainer:
         }
         record.update({f"certificate/{k}": v for k, v in report.certificate_summary(self.model).items()
                        if isinstance(v, (int, float))})
+        record.update(self._certified_accuracies())
         if self.chief:
             if self.config.verbose:
                 shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()}
                 print(f"  {shown}", flush=True)
             report.log_scalars(self.writer, epoch + 1, record)
         return record
+
+    def _certified_accuracies(self):
+        """Certified accuracy on the test set (the first ``eval_take`` images
+        when set) at the dataset's radii, ``report.certified_accuracies``;
+        empty for a model ``certify`` cannot bound."""
+        take = self.config.eval_take or len(self.y_test)
+        return report.certified_accuracies(self.model, self.x_test[:take], self.y_test[:take],
+                                           data.CERTIFIED_RADII[self.config.dataset])
 
     def finish(self, restored):
         """Final metrics, optional noise table and export, summary JSON."""
@@ -300,6 +310,7 @@ class Trainer:
                 **accuracies,
             },
             "certificate": report.certificate_summary(self.model),
+            "certified_accuracy": self._certified_accuracies(),
             "timings": {
                 **self.timings,
                 "examples_per_second": self.timings["train_examples"] / self.timings["train_seconds"]

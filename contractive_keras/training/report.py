@@ -23,6 +23,34 @@ def certificate_summary(model):
         return {"certify_error": str(e).splitlines()[0]}
 
 
+def certified_accuracies(model, images, labels, radii):
+    """``{"certified/<r>": fraction}``: certified accuracy at each L2 radius r,
+    with ``certified/bound``, the read-out form used ("pairwise" or "global").
+
+    ``certify.certified_radius`` (the pairwise read-out test where it
+    applies, images in the model's own units) on ``(images, labels)``, plus
+    ``certified/body_bound``; empty when ``certify`` cannot bound the model
+    (an adaptive solver, an unknown layer), so logging never stops training.
+    """
+    try:
+        radius, _ = certify.certified_radius(model, _as_images(images), labels)
+        body = certify.body_and_readout(model)[0].value
+    except (ValueError, TypeError, NotImplementedError):
+        return {}
+    out = {f"certified/{r:g}": float(np.mean(radius > r)) for r in radii}
+    out["certified/body_bound"] = float(body)
+    out["certified/bound"] = certify.bound_used(model)
+    return out
+
+
+def _as_images(images):
+    """uint8 (N, H, W) arrays as float32 [0, 1] images with a channel axis."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        images = images.astype("float32") / 255.0
+    return images[..., None] if images.ndim == 3 else images
+
+
 def robustness_table(model, images, labels, dataset, verbose=0):
     """The reference noise protocol (10 draws) and FGSM on ``(images, labels)``,
     as a dict; PGD is left to ``python -m contractive_keras.evaluate``."""

@@ -21,15 +21,19 @@ def _sum_over_replicas(strategy, value):
     return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
 
 
-def make_train_step(model, optimizer, strategy, global_batch_size, jit_compile=False):
+def make_train_step(model, optimizer, strategy, global_batch_size, jit_compile=False,
+                    loss_fn=None):
     """``train_step(images, labels) -> (data_loss, reg_loss, correct)``.
 
-    ``data_loss`` is the mean cross-entropy over the global batch,
+    ``loss_fn(labels, logits)`` gives per-example losses (default: the
+    softmax cross-entropy; ``training.build_loss`` for the certified ones).
+    ``data_loss`` is the mean data loss over the global batch,
     ``reg_loss`` the regularization loss and ``correct`` the number of
     correctly classified images of the batch, all summed over replicas.
     ``jit_compile`` compiles the forward and backward pass with XLA.
     """
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+    if loss_fn is None:
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     def gradients(images, labels):

@@ -267,6 +267,16 @@ def test_model_lipschitz_bound_and_certified_radius_hold():
     assert np.all(radius >= global_radius) and np.any(radius > global_radius)
 
 
+def test_bound_used_says_which_read_out_form_applies():
+    assert certify.bound_used(_tiny_classifier()) == "pairwise"
+    assert certify.bound_used(_tiny_classifier(), "global") == "global"
+    inputs = keras.Input((4,))
+    no_readout = keras.Model(inputs, keras.layers.Dense(3, activation="tanh")(inputs))
+    assert certify.bound_used(no_readout) == "global"
+    with pytest.raises(ValueError, match="bound must be one of"):
+        certify.bound_used(no_readout, "tight")
+
+
 def test_pairwise_radius_is_exact_for_a_linear_model():
     """For z = W^T x the pairwise radius is the distance to the nearest decision boundary."""
     rng = np.random.default_rng(5)

@@ -24,11 +24,14 @@ def test_make_config_of_a_stabilized_model_has_no_depth_in_its_directory():
 
 
 @pytest.mark.parametrize("model, values, message", [
-    ("resnet", {"gamma": 3.0}, "--gamma applies to --model=chnode only"),
-    ("hdnn", {"L_scale": 0.3}, "--L_scale applies to --model=chnode only"),
-    ("chnode", {"delta_bar": 0.5}, "--delta_bar applies to --model=stable_node only"),
-    ("chnode", {"alpha": 0.5}, "--alpha applies to --model=node or stable_node only"),
-    ("node", {"depth": 4}, "--depth applies to --model=chnode, hdnn or resnet only"),
+    ("resnet", {"gamma": 3.0}, "--gamma applies to --model=chnode or chnode_certified only"),
+    ("hdnn", {"L_scale": 0.3}, "--L_scale applies to --model=chnode or chnode_certified only"),
+    ("chnode", {"delta_bar": 0.5},
+     "--delta_bar applies to --model=stable_node or stable_node_certified only"),
+    ("chnode", {"alpha": 0.5},
+     "--alpha applies to --model=node, stable_node or stable_node_certified only"),
+    ("node", {"depth": 4}, "--depth applies to --model=chnode, hdnn, resnet, chnode_certified "
+                           "or stable_node_certified only"),
     ("stable_node", {"smoothness": 1e-3}, "--smoothness applies to --model=chnode, hdnn or resnet only"),
 ])
 def test_option_problems_name_the_models_an_option_applies_to(model, values, message):
@@ -42,6 +45,18 @@ def test_common_options_and_unset_options_apply_to_every_model(model):
     values = {option: 1.0 for option in models.COMMON_OPTIONS}
     values.update({option: None for option in models.MODEL_OPTIONS})
     assert cfg.option_problems(model, values) == []
+
+
+def test_certified_recipes_train_against_the_certificate():
+    config = cfg.make_config("stable_node_certified", dataset="fashion_mnist", train_eps=0.5)
+    assert (config.loss, config.train_eps, config.loss_bound) == ("lipschitz_margin", 0.5, "exact")
+    assert cfg.make_config("chnode").loss == "cross_entropy"
+    with pytest.raises(ValueError, match="unknown loss 'margin'"):
+        cfg.make_config("chnode", loss="margin")
+    with pytest.raises(ValueError, match="train_eps must be >= 0"):
+        cfg.make_config("lipschitz_cnn", train_eps=-1.0)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        cfg.make_config("lipschitz_cnn", temperature=0.0)
 
 
 def test_make_config_refuses_unknown_models_and_fields():

@@ -1,0 +1,203 @@
+"""Certified bounds of a model's body for training against the certificate.
+
+A certified-training loss (``contractive_keras.losses``) needs, at every
+step, an upper bound L_body on the Lipschitz constant of the map from the
+input to the read-out's input (shared/DESIGN.md, "Certified robustness"):
+
+    z_y - z_j > eps * L_body * ||w_y - w_j||_2  for every j != y.          (1)
+
+``body_bound_fn(model)`` returns a zero-argument function giving that bound
+as a float32 scalar tensor, never below what ``certify.body_and_readout``
+reports for the current weights, the same product of layer factors:
+
+* linear ``Dense`` and stride-1 ``Conv2D`` kernels: with ``mode="exact"``
+  their current operator norms, differentiable, in float64 (the spectral
+  norm; for a convolution the circulant-embedding bound, Sedghi et al.
+  2019), with ``mode="constraint"`` the bound their kernel constraint
+  guarantees after every optimizer step (constant, no cost);
+* layers with a ``lipschitz_bound()`` method (``GroupSort``,
+  ``L2NormPooling2D``), reshapes and ``Rescaling``: their constant;
+* ODE blocks: ``ode_guarantee``, a bound of the computed map valid for every
+  weight the layer's constraint or parametrization allows (it cannot depend
+  on the current weights without re-running the certificate every step).
+
+The float64 product is rounded up to float32, and inflated by
+``bounds.operator_norms.F64_SLACK`` per factor for the eigensolver's
+rounding, so the loss trains against a value at or above the certificate.
+
+Example:
+
+>>> import keras, numpy as np
+>>> from contractive_keras import certify
+>>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(3)])
+>>> bound = certify.body_bound_fn(model)
+>>> value = float(bound())
+>>> bool(value >= certify.body_and_readout(model)[0].value)
+True
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from contractive_keras.bounds.operator_norms import F64_SLACK
+from contractive_keras.bounds.operator_norms import conv_operator_norm_tf
+from contractive_keras.bounds.operator_norms import spectral_norm_tf
+from contractive_keras.bounds.theorem1 import round_up
+from contractive_keras.bounds.theorem1 import worst_case_max_step_size
+from contractive_keras.certify.layer import describes_itself
+from contractive_keras.certify.layer import layer_certificate
+from contractive_keras.certify.model import layer_factor
+from contractive_keras.certify.model import linear_readout
+
+MODES = ("exact", "constraint")
+_LINEAR = (keras.activations.linear, None)
+
+
+def ode_guarantee(layer):
+    """Bound of an ODE block's computed map for every weight its constraint allows.
+
+    * ``StabilizedNODE`` on explicit Euler steps whose ``DeltaBarProjection``
+      covers the Euler step h: each step is (1 + h delta_bar)-Lipschitz after
+      every optimizer step, so the N-step map is (1 + h delta_bar)^N; the
+      current kernel must be inside (checked against its certificate).
+    * ``CHNODE`` with a fixed gamma, a fixed L and explicit Euler steps: the
+      layer scales K into c2 <= q_max c1 (Theorem 1's cap), c1 = kappa +
+      min lambda_min(L^T L) is fixed, and every Euler step of size
+      h <= worst_case_max_step_size(c1, q_max c1, gamma) is non-expansive
+      (``bounds.theorem1.worst_case_max_step_size``): the map is 1-Lipschitz.
+
+    Raises:
+        ValueError: a block with no weight-independent guarantee (adaptive
+            solver, an unconstrained kernel, gamma "auto", a step above the
+            worst-case step), with what would give one.
+    """
+    name = type(layer).__name__
+    if not getattr(layer, "fixed_step", False) or layer.solver != "euler":
+        raise ValueError(f"{layer.name}: a training bound needs explicit Euler steps "
+                         f"(solver='euler'), got solver={layer.solver!r}.")
+    h, steps = float(layer.step_size), int(layer.steps)
+    if name == "StabilizedNODE":
+        constraint = layer.kernel_constraint
+        covers = (constraint is not None and hasattr(constraint, "covers_euler")
+                  and constraint.covers_euler()
+                  and math.isclose(float(constraint.step_size), h, rel_tol=1e-12))
+        if not covers:
+            raise ValueError(f"{layer.name}: no constraint bounds its Euler map; build it with "
+                             f"delta_bar=... (a DeltaBarProjection that covers the Euler step).")
+        guarantee = max(1.0 + h * float(constraint.delta_bar), 0.0) ** steps
+        current = layer_certificate(layer).value
+        if not current <= guarantee * (1.0 + 1e-9):
+            raise ValueError(f"{layer.name}: the kernel is outside its constraint set "
+                             f"(certified {current:.6g} > {guarantee:.6g}; Keras applies the "
+                             "constraint after each optimizer step only); assign "
+                             "kernel.constraint(kernel) first.")
+        return guarantee
+    if name == "CHNODE":
+        if layer.gamma == "auto" or layer.L_trainable:
+            raise ValueError(f"{layer.name}: gamma='auto' or a trainable L changes the worst-case "
+                             "step with the weights; fix gamma and L for a training bound.")
+        L = np.asarray(layer.L, np.float64)
+        c1 = layer.kappa + float(np.min(np.linalg.eigvalsh(np.einsum("kpi,kpj->kij", L, L))))
+        c1 *= 1.0 - F64_SLACK
+        c2 = layer.max_ratio * c1 * (1.0 + F64_SLACK)
+        largest = worst_case_max_step_size(c1, c2, float(layer.gamma), layer.j2)
+        if not h <= largest * (1.0 - 1e-9):
+            raise ValueError(f"{layer.name}: step_size={h:.6g} is above the worst-case "
+                             f"non-expansive Euler step {largest:.6g} of its constraint set "
+                             f"(c1={c1:.4g}, q_max={layer.max_ratio:.4g}, "
+                             f"gamma={layer.gamma}); use smaller steps or a larger gamma.")
+        return 1.0
+    raise ValueError(f"{layer.name}: no training bound for {name} blocks "
+                     "(StabilizedNODE and fixed-gamma CHNODE have one).")
+
+
+def _constraint_norm(layer):
+    """The operator-norm bound a kernel constraint guarantees (``max_norm``).
+
+    Keras applies a constraint after each optimizer step only, so the
+    current kernel must already be inside: its certified norm is checked here.
+    """
+    constraint = getattr(layer.kernel, "constraint", None)
+    max_norm = getattr(constraint, "max_norm", None)
+    if not isinstance(max_norm, (int, float)):
+        raise ValueError(f"{layer.name}: mode='constraint' needs a norm-bounding kernel "
+                         f"constraint (SpectralNormClip, ConvNormClip, ...), got "
+                         f"{type(constraint).__name__}; use mode='exact'.")
+    norm, _ = layer_factor(layer)
+    if not norm <= max_norm:
+        raise ValueError(f"{layer.name}: the kernel is outside its constraint (norm {norm:.6g} > "
+                         f"max_norm {max_norm:.6g}; Keras applies a constraint after each "
+                         "optimizer step only); assign kernel.constraint(kernel) to every "
+                         "constrained kernel first.")
+    return float(max_norm)
+
+
+def _linear_factor(layer, mode):
+    """(constant, or a function of no argument returning a float64 tensor)."""
+    if layer.activation not in _LINEAR:
+        raise ValueError(f"{layer.name}: only linear Dense / Conv2D layers have a bound.")
+    if mode == "constraint":
+        return _constraint_norm(layer)
+    if isinstance(layer, keras.layers.Conv2D):
+        if tuple(layer.strides) != (1, 1) or tuple(layer.dilation_rate) != (1, 1):
+            raise ValueError(f"{layer.name}: only stride-1 Conv2D layers have a bound.")
+        spatial = tuple(int(s) for s in keras.tree.flatten(layer.input)[0].shape[1:3])
+        return lambda: conv_operator_norm_tf(layer.kernel, spatial)
+    return lambda: spectral_norm_tf(layer.kernel)
+
+
+def _factor(layer, mode):
+    if describes_itself(layer):
+        return ode_guarantee(layer)
+    if callable(getattr(layer, "lipschitz_bound", None)):
+        return float(layer.lipschitz_bound())
+    if isinstance(layer, (keras.layers.InputLayer, keras.layers.Flatten, keras.layers.Reshape)):
+        return 1.0
+    if isinstance(layer, keras.layers.Rescaling):
+        return float(np.max(np.abs(np.asarray(layer.scale, np.float64))))
+    if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
+        return _linear_factor(layer, mode)
+    raise ValueError(f"cannot bound layer {layer.name} of type {type(layer).__name__} "
+                     "for training (the layers certify.lipschitz_bound knows have one).")
+
+
+def body_bound_fn(model, mode="exact"):
+    """Zero-argument function: the certified body bound L_body of (1), float32.
+
+    Args:
+        model: a built chain model; with a linear ``Dense`` last layer that
+            layer is the read-out (left out of the body), otherwise the
+            whole model is the body.
+        mode: "exact" (the current norms of the linear layers,
+            differentiable) or "constraint" (their constraints' bounds).
+
+    Returns:
+        A function of no argument returning a float32 scalar tensor.
+
+    Raises:
+        ValueError: an unknown mode, or a layer without a bound (see
+            ``ode_guarantee`` and ``_factor``), raised here, not at the
+            first training step.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    layers = model.layers[:-1] if linear_readout(model) is not None else model.layers
+    constant, variable = 1.0, []
+    for layer in layers:
+        factor = _factor(layer, mode)
+        if callable(factor):
+            variable.append(factor)
+        else:
+            constant *= factor
+    constant *= (1.0 + F64_SLACK) ** len(layers)
+
+    def bound():
+        total = tf.constant(constant, tf.float64)
+        for factor in variable:
+            total = total * factor()
+        return round_up(total, tf.float32)
+
+    return bound
