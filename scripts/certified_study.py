@@ -15,11 +15,15 @@ GroupSort and L2-norm pooling 1, a StabilizedNODE by
 ``certify.discrete_certificate``.  Before any number is written, PGD-L2 on a
 sample must not break a single point certified at a radius it attacks.
 
-Architecture (inputs are [0, 1] pixels, no standardisation):
+Architecture (inputs are [0, 1] pixels, no standardisation; with the
+defaults, the layers and layer names of ``models.build("lipschitz_cnn")``,
+``"chnode_certified"`` (``--ode=chnode``) and ``"stable_node_certified"``
+(``--ode=stable_conv``), so zoo/certified.py loads these runs into the presets):
 
     conv 3x3 (ConvNormClip) -> GroupSort2 -> L2-norm pool 2
     [--ode=stable_conv: StabilizedNODE per pixel on these channels]
     [--ode=chnode: CHNODE per pixel, gamma fixed, certified Euler step]
+    [--ode=chnode_conv: the same with K(t) a 3x3 convolution (spatial mixing)]
     -> conv 3x3 (ConvNormClip) -> GroupSort2 -> L2-norm pool 2 -> flatten
     -> dense (SpectralNormClip) -> GroupSort2
     [--ode=stable: StabilizedNODE on the dense features]
@@ -53,7 +57,7 @@ def parse_args(argv=None):
     p.add_argument("--table", action="store_true",
                    help="print a markdown table of every result in --out_dir and exit")
     p.add_argument("--dataset", default="mnist", choices=sorted(RADII))
-    p.add_argument("--ode", default="none", choices=["none", "stable", "stable_conv", "chnode"])
+    p.add_argument("--ode", default="none", choices=["none", "stable", "stable_conv", "chnode", "chnode_conv"])
     p.add_argument("--loss", default="lmce", choices=["lmce", "lmce_global", "hkr", "ce"],
                    help="lmce: Lipschitz-margin CE with the pairwise bound; lmce_global: the "
                         "sqrt(2) L form; hkr: hinge-KR; ce: plain cross-entropy")
@@ -71,6 +75,13 @@ def parse_args(argv=None):
                    help="ConvNormClip(1) on the reshaped kernel (sqrt(kh kw) ||K_mat||, loose) "
                         "or on the circulant norm of the input grid (needs a ConvNormClip "
                         "that takes input_shape)")
+    p.add_argument("--kernel_norms", default="clip", choices=["clip", "exact", "orthogonal"],
+                   help="clip: the constraints only clip norms above 1; exact: every conv / "
+                        "dense kernel is rescaled to circulant / spectral norm exactly 1 after "
+                        "each step (the loss then uses the constant 1); orthogonal: dense "
+                        "kernels projected to their polar factor (all singular values 1), "
+                        "conv kernels to the polar factor of the reshaped kernel, then "
+                        "rescaled to circulant norm 1")
     p.add_argument("--channels", default="16,32", help="channels of the two convolutions")
     p.add_argument("--dense", type=int, default=128, help="width of the dense layer (even)")
     p.add_argument("--readout_max_norm", type=float, default=None)
@@ -104,6 +115,8 @@ def build_model(args):
     from contractive_keras.layers.l2_norm_pooling import L2NormPooling2D
 
     def conv_constraint(grid):
+        if args.kernel_norms != "clip":
+            return _UnitNorm(grid, args.kernel_norms == "orthogonal")
         if args.conv_constraint == "circulant":
             return ConvNormClip(1.0, input_shape=grid)
         return ConvNormClip(1.0)
@@ -116,14 +129,16 @@ def build_model(args):
     x = L2NormPooling2D(2, name="pool1")(x)
     if args.ode == "stable_conv":
         x = _stabilized_node(args)(x)
-    elif args.ode == "chnode":
+    elif args.ode in ("chnode", "chnode_conv"):
         x = _chnode(args)(x)
     x = keras.layers.Conv2D(c2, 3, padding="same", kernel_constraint=conv_constraint((14, 14)),
                             kernel_initializer="orthogonal", name="conv2")(x)
     x = GroupSort(2, name="sort2")(x)
     x = L2NormPooling2D(2, name="pool2")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(args.dense, kernel_constraint=SpectralNormClip(1.0),
+    dense_constraint = (SpectralNormClip(1.0) if args.kernel_norms == "clip"
+                        else _UnitNorm(None, args.kernel_norms == "orthogonal"))
+    x = keras.layers.Dense(args.dense, kernel_constraint=dense_constraint,
                            kernel_initializer="orthogonal", name="dense1")(x)
     x = GroupSort(2, name="sort3")(x)
     if args.ode == "stable":
@@ -137,6 +152,34 @@ def build_model(args):
         if kernel is not None and getattr(kernel, "constraint", None) is not None:
             kernel.assign(kernel.constraint(kernel))
     return model
+
+
+class _UnitNorm:
+    """Experimental: rescale a kernel to operator norm 1 (circulant for convs), optionally
+    after projecting it to the polar factor of its (reshaped) matrix."""
+
+    def __init__(self, grid, orthogonal):
+        self.grid, self.orthogonal = grid, orthogonal
+
+    def get_config(self):
+        return {"grid": self.grid, "orthogonal": self.orthogonal}
+
+    def __call__(self, w):
+        import tensorflow as tf
+
+        from contractive_keras.bounds.operator_norms import conv_operator_norms_tf
+
+        v = tf.cast(tf.convert_to_tensor(w), tf.float64)
+        shape = v.shape
+        if self.orthogonal:
+            mat = tf.reshape(v, (-1, shape[-1]))
+            s, u, vv = tf.linalg.svd(mat)
+            v = tf.reshape(tf.matmul(u, vv, adjoint_b=True), shape)
+        if len(shape) == 4:
+            norm = conv_operator_norms_tf(v[None], self.grid)[0]
+        else:
+            norm = tf.sqrt(tf.reduce_max(tf.linalg.eigvalsh(tf.matmul(v, v, transpose_a=True))))
+        return tf.cast(v / (norm * (1 + 1e-6)), w.dtype)
 
 
 def _stabilized_node(args):
@@ -158,7 +201,8 @@ def _chnode(args):
     return CHNODE(steps=args.ode_steps, step_size=args.ode_t1 / args.ode_steps,
                   solver="euler", activation="tanh", gamma=2.0, eps=0.3, kappa=1e-6,
                   L_initializer=StepwiseIdentity(0.3), L_trainable=False,
-                  discrete_check="warn", name="ode")
+                  discrete_check="warn", name="ode",
+                  kernel_size=3 if args.ode == "chnode_conv" else None)
 
 
 # --- certified bounds ----------------------------------------------------------
@@ -253,7 +297,7 @@ def loss_body_bound(model, args):
     ode_factor = 1.0
     if args.ode in ("stable", "stable_conv"):
         ode_factor = (1 + args.ode_t1 / args.ode_steps * args.ode_delta_bar) ** args.ode_steps
-    if args.bound == "constraint":
+    if args.bound == "constraint" or args.kernel_norms != "clip":
         return 1.0 * ode_factor     # every conv / dense layer is clipped at max_norm 1
     convs = [(l.kernel, _input_spatial(l)) for l in body_layers(model)
              if isinstance(l, keras.layers.Conv2D)]
