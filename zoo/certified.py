@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""The zoo's certified entries (issue 15): train, evaluate, export, card.
+
+    python zoo/certified.py                        # every certified entry, resuming
+    python zoo/certified.py chnode_certified_mnist # some entries
+    python zoo/certified.py --list
+    python zoo/certified.py --table                # the README's table, from the manifest
+
+Each entry is a model of the certified family of ``contractive_keras.models``
+(the skeleton of ``contractive_keras.lipschitz_cnn``: [0, 1] pixels,
+norm-bounded convolutions, GroupSort, L2-norm pooling, an ODE block per
+pixel) trained against its own certificate. Three resumable stages:
+
+1. train: ``scripts/certified_study.py`` (10 epochs, Lipschitz-margin
+   cross-entropy at the dataset's training radius with the exact body bound;
+   it also checks, before writing its result, that PGD-L2 breaks no
+   certified test point). The study builds the same layers, with the same
+   names, as ``models.build(<preset>)``; its learning rate decays linearly
+   per step from 1e-3 to 1e-4, where train.py's recipe decays it per epoch.
+2. evaluate, on the full test set unless stated: clean accuracy; certified
+   accuracy at the dataset's L2 radii (``data.CERTIFIED_RADII``) with
+   ``certify.certified_radius`` and the pairwise read-out bound (and the
+   sqrt(2) L form, for comparison); on the first ``--attack_take`` test
+   images, PGD-L2 (50 steps) at the same radii and PGD-L-inf (40 steps) at
+   0.05 and 0.1 from Foolbox (an outside toolbox), with a refusal to export
+   if an attack breaks a point certified at its radius; the whole-model
+   bound with its factors (``certify.lipschitz_bound``);
+   ``runs/zoo/<name>/certified_evaluation.json``.
+3. export: ``zoo/<name>/`` and its manifest entry (``zoo/export_entry.py``).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+from contractive_keras import data  # noqa: E402
+
+#: name -> (models preset, dataset, study run name, study flags, description)
+ENTRIES = {
+    "chnode_certified_mnist": (
+        "chnode_certified", "mnist", "chnodeconv_mnist_lmce158",
+        "--ode=chnode --threads=1",
+        "Certified CH-NODE (per pixel, gamma = 2 fixed, 4 Euler steps, non-expansive by "
+        "construction) in a 1-Lipschitz-bounded CNN, trained against its certificate at L2 "
+        "1.58, MNIST"),
+    "stable_node_certified_mnist": (
+        "stable_node_certified", "mnist", "stableconv_mnist_lmce158",
+        "--ode=stable_conv --threads=1",
+        "Certified stabilized NODE (per pixel, delta_bar = 0 on its Euler map) in a "
+        "1-Lipschitz-bounded CNN, trained against its certificate at L2 1.58, MNIST"),
+    "chnode_certified_fashion_mnist": (
+        "chnode_certified", "fashion_mnist", "chnodeconv_fashion_lmce05",
+        "--dataset=fashion_mnist --ode=chnode --train_eps=0.5",
+        "Certified CH-NODE (per pixel, gamma = 2 fixed, 4 Euler steps, non-expansive by "
+        "construction) in a 1-Lipschitz-bounded CNN, trained against its certificate at L2 "
+        "0.5, Fashion-MNIST"),
+    "stable_node_certified_fashion_mnist": (
+        "stable_node_certified", "fashion_mnist", "stableconv_fashion_lmce05",
+        "--dataset=fashion_mnist --ode=stable_conv --train_eps=0.5 --threads=1",
+        "Certified stabilized NODE (per pixel, delta_bar = 0 on its Euler map) in a "
+        "1-Lipschitz-bounded CNN, trained against its certificate at L2 0.5, Fashion-MNIST"),
+}
+LINF_EPS = (0.05, 0.1)
+STUDY_DIR = os.path.join(ROOT, "runs", "certified_study", "full")
+RESULTS_DIR = os.path.join(ROOT, "docs", "results", "certified")
+
+
+def log(message):
+    print(f"[zoo/certified] {message}", flush=True)
+
+
+def study_command(name):
+    _, _, run, flags, _ = ENTRIES[name]
+    return f"python scripts/certified_study.py --name={run} {flags}"
+
+
+def stage_train(name):
+    run = ENTRIES[name][2]
+    if os.path.isfile(os.path.join(RESULTS_DIR, f"{run}.json")):
+        log(f"{name}: trained ({run}.json present)")
+        return
+    command = [sys.executable, *study_command(name).split()[1:]]
+    log(f"{name}: training: {' '.join(command[1:])}")
+    subprocess.run(command, cwd=ROOT, check=True,
+                   env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1"))
+
+
+def load_trained(name):
+    """The study's trained weights in ``models.build(<preset>)`` (same layers, same names)."""
+    import keras
+
+    from contractive_keras import models
+
+    preset, _, run, _, _ = ENTRIES[name]
+    source = keras.models.load_model(os.path.join(STUDY_DIR, run, "model.keras"), compile=False)
+    model = models.build(preset)
+    mine = [(w.path.split("/", 1)[-1], tuple(w.shape)) for w in model.weights]
+    theirs = [(w.path.split("/", 1)[-1], tuple(w.shape)) for w in source.weights]
+    if [s for _, s in mine] != [s for _, s in theirs]:
+        raise ValueError(f"{name}: the study model's weights {theirs} do not match {preset}'s {mine}")
+    model.set_weights(source.get_weights())
+    return model
+
+
+def _test_set(dataset):
+    x, y = data.load_numpy(dataset, "test")
+    return (x.astype("float32") / 255.0)[..., None], y.astype("int64")
+
+
+def foolbox_robust(model, x, y, attack, epsilons, batch=500):
+    """Per-radius boolean arrays: True where Foolbox's attack did not flip the prediction."""
+    import foolbox
+    import tensorflow as tf
+
+    fmodel = foolbox.TensorFlowModel(model, bounds=(0.0, 1.0))
+    robust = [[] for _ in epsilons]
+    for i in range(0, len(x), batch):
+        images, labels = tf.constant(x[i:i + batch]), tf.constant(y[i:i + batch])
+        _, _, success = attack(fmodel, images, labels, epsilons=list(epsilons))
+        for k, s in enumerate(success):
+            robust[k].append(~np.asarray(s))
+    return [np.concatenate(r) for r in robust]
+
+
+def _certified_first(name, take):
+    """Certified accuracy on the attacked images (the first ``take``), per radius."""
+    from contractive_keras import certify
+
+    dataset = ENTRIES[name][1]
+    x, y = _test_set(dataset)
+    radius, _ = certify.certified_radius(load_trained(name), x[:take], y[:take])
+    return {f"{r:g}": float(np.mean(radius > r)) for r in data.CERTIFIED_RADII[dataset]}
+
+
+def stage_evaluate(name, attack_take):
+    import foolbox
+
+    from contractive_keras import certify
+
+    path = os.path.join(ROOT, "runs", "zoo", name, "certified_evaluation.json")
+    if os.path.isfile(path):
+        log(f"{name}: evaluated ({os.path.relpath(path, ROOT)} present)")
+        with open(path) as f:
+            evaluation = json.load(f)
+        if "certified_first" not in evaluation:
+            evaluation["certified_first"] = _certified_first(name, evaluation["attack_images"])
+            with open(path, "w") as f:
+                json.dump(evaluation, f, indent=1)
+        return evaluation
+    preset, dataset, run, _, _ = ENTRIES[name]
+    model = load_trained(name)
+    x, y = _test_set(dataset)
+    radii = data.CERTIFIED_RADII[dataset]
+    log(f"{name}: certified radii on {len(y)} test images")
+    radius, correct = certify.certified_radius(model, x, y, bound="pairwise")
+    radius_global, _ = certify.certified_radius(model, x, y, bound="global")
+    whole = certify.lipschitz_bound(model)
+    body, _ = certify.body_and_readout(model)
+    metrics = {"test_accuracy": float(np.mean(correct)),
+               "test_accuracy_first500": float(np.mean(correct[:500]))}
+    for r in radii:
+        metrics[f"certified_l2_{r:g}"] = float(np.mean(radius > r))
+        metrics[f"certified_l2_{r:g}_global_bound"] = float(np.mean(radius_global > r))
+    metrics["mean_certified_radius_l2"] = float(np.mean(radius))
+    take = slice(0, attack_take)
+    log(f"{name}: Foolbox PGD-L2 and PGD-L-inf on the first {attack_take} test images")
+    l2 = foolbox_robust(model, x[take], y[take], foolbox.attacks.L2PGD(steps=50), radii)
+    for r, robust in zip(radii, l2):
+        broken = int(np.sum((radius[take] > r) & ~robust))
+        if broken:
+            raise AssertionError(f"{name}: PGD-L2 broke {broken} points certified at {r}: "
+                                 "the certificate is wrong; nothing exported.")
+        metrics[f"pgd_l2_{r:g}"] = float(np.mean(robust & correct[take]))
+    linf = foolbox_robust(model, x[take], y[take], foolbox.attacks.LinfPGD(steps=40), LINF_EPS)
+    for e, robust in zip(LINF_EPS, linf):
+        metrics[f"pgd_linf_{e:g}"] = float(np.mean(robust & correct[take]))
+    with open(os.path.join(RESULTS_DIR, f"{run}.json")) as f:
+        study = json.load(f)
+    metrics["train_seconds"] = float(study["train_seconds"])
+    metrics["lipschitz_l2"] = float(whole.value)
+    metrics["body_lipschitz_l2"] = float(body.value)
+    evaluation = {"name": name, "preset": preset, "dataset": dataset, "metrics": metrics,
+                  "attack_images": attack_take, "radii": list(radii),
+                  "factors": [[f.name, f.kind, f.value] for f in whole.factors],
+                  "certified_first": {f"{r:g}": float(np.mean(radius[take] > r)) for r in radii},
+                  "study_command": study_command(name), "study_run": run}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(evaluation, f, indent=1)
+    return evaluation
+
+
+def card(name, evaluation):
+    preset, dataset, _, _, description = ENTRIES[name]
+    m, radii = evaluation["metrics"], evaluation["radii"]
+    take = evaluation["attack_images"]
+    lines = [f"# {name}", "", f"{description}.", "",
+             "Input: float32 images in [0, 1], shape (N, 28, 28, 1), no normalisation layer; "
+             "output: logits (N, 10).", "",
+             f"Architecture: `models.build(\"{preset}\")` (contractive_keras.lipschitz_cnn).", "",
+             "## Training", "", f"    {evaluation['study_command']}", "",
+             f"Training time: {m['train_seconds'] / 60:.0f} min on 2 shared CPU cores (no GPU). "
+             "Regenerate this entry: `python zoo/certified.py " + name + "`.",
+             "The same recipe through train.py (learning rate decayed per epoch instead of per "
+             f"step): `python train.py --model={preset} --dataset={dataset}"
+             + (" --train_eps=0.5" if dataset == "fashion_mnist" else "") + "`.", "",
+             "## Certified and attacked accuracy", "",
+             "| L2 radius | certified (pairwise bound, full test set) | certified (sqrt(2) L form) "
+             f"| certified, first {take} | PGD-L2 50 steps, first {take} |",
+             "| --- | --- | --- | --- | --- |",
+             f"| 0 (clean) | {m['test_accuracy']:.4f} | | | |"]
+    first = evaluation["certified_first"]
+    for r in radii:
+        lines.append(f"| {r:g} | {m[f'certified_l2_{r:g}']:.4f} | "
+                     f"{m[f'certified_l2_{r:g}_global_bound']:.4f} | {first[f'{r:g}']:.4f} | "
+                     f"{m[f'pgd_l2_{r:g}']:.4f} |")
+    lines += ["", f"PGD-L-inf, 40 steps, first {take} test images: "
+              + ", ".join(f"{m[f'pgd_linf_{e:g}']:.4f} at {e:g}" for e in LINF_EPS) + ".", "",
+              "Certified: the prediction is correct and min over j != y of "
+              "(z_y - z_j) / (L_body ||w_y - w_j||_2) exceeds the radius "
+              "(`certify.certified_radius`, bound=\"pairwise\"). Attacks: Foolbox 3 L2PGD / "
+              "LinfPGD on [0, 1] pixels; export is refused if an attack breaks a certified point.",
+              "", "## Certificate", "",
+              f"- certified L2 Lipschitz bound of the logits: {m['lipschitz_l2']:.6g}",
+              f"- of the body (input to the read-out): {m['body_lipschitz_l2']:.6g}", "",
+              "| layer | kind | factor |", "| --- | --- | --- |"]
+    lines += [f"| {n} | {k} | {v:.6g} |" for n, k, v in evaluation["factors"]]
+    return "\n".join(lines) + "\n"
+
+
+def stage_export(name, evaluation):
+    from zoo.export_entry import add_to_manifest, export_model
+
+    model = load_trained(name)
+    entry = export_model(model, name, os.path.join(ROOT, "zoo"), description=ENTRIES[name][4],
+                         dataset=ENTRIES[name][1], metrics=evaluation["metrics"],
+                         card_text=card(name, evaluation))
+    add_to_manifest(os.path.join(ROOT, "zoo"), name, entry)
+    log(f"{name}: exported to zoo/{name}/")
+
+
+def readme_table():
+    """The README's table of the certified entries, from zoo/manifest.json."""
+    with open(os.path.join(ROOT, "zoo", "manifest.json")) as f:
+        manifest = json.load(f)["models"]
+    lines = []
+    for dataset in ("mnist", "fashion_mnist"):
+        radii = data.CERTIFIED_RADII[dataset]
+        lines += ["", f"{dataset}: clean and certified accuracy (%) at L2 radius, full test set",
+                  "", "| model | clean | " + " | ".join(f"{r:g}" for r in radii)
+                  + " | bound of the logits | train min |",
+                  "|---" * (4 + len(radii)) + "|"]
+        for name, (_, entry_dataset, _, _, _) in ENTRIES.items():
+            if entry_dataset != dataset or name not in manifest:
+                continue
+            m = manifest[name]["metrics"]
+            cells = " | ".join(f"{100 * m[f'certified_l2_{r:g}']:.1f}" for r in radii)
+            lines.append(f"| `{name}` | {100 * m['test_accuracy']:.1f} | {cells} | "
+                         f"{m['lipschitz_l2']:.3g} | {m['train_seconds'] / 60:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="entries (default: all)")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--table", action="store_true", help="print the README's table")
+    parser.add_argument("--attack_take", type=int, default=1000)
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - set(ENTRIES))
+    if unknown:
+        parser.error(f"unknown entries {unknown}; known: {sorted(ENTRIES)}")
+    if args.table:
+        print(readme_table())
+        return
+    if args.list:
+        for name in ENTRIES:
+            print(name, "-", study_command(name))
+        return
+    for name in args.names or ENTRIES:
+        stage_train(name)
+        stage_export(name, stage_evaluate(name, args.attack_take))
+
+
+if __name__ == "__main__":
+    main()
