@@ -27,6 +27,8 @@ pixel) trained against its own certificate. Three resumable stages:
    bound with its factors (``certify.lipschitz_bound``);
    ``runs/zoo/<name>/certified_evaluation.json``.
 3. export: ``zoo/<name>/`` and its manifest entry (``zoo/export_entry.py``).
+
+Foolbox comes with ``pip install -e '.[attacks]'``.
 """
 
 import argparse
