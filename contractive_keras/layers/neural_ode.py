@@ -18,7 +18,9 @@ class NeuralODE(ODEBlock):
             (batch, ...) to the same shape.
         t1: final time T (default 1).
         steps: fixed-step solvers: number of steps (default 10).
-        solver: "euler", "midpoint", "rk4" (default) or "dopri5", "bdf", or
+        solver: "euler", "midpoint", "rk4" (default) or "dopri5" (this
+            package's XLA-compilable ``solvers.Dopri5``), "tfp_dopri5",
+            "bdf" (tfp's), or
             an instance: ``Euler()``, ``Midpoint()``, ``RK4()``, a
             ``tfp.math.ode.Solver`` (keeps its own tolerances) or
             ``contractive_keras.solvers.Dopri5``; ``get_config`` stores

@@ -25,7 +25,8 @@ class PerStepODE(ODEBlock):
             ``step_size`` and ``t1``; with neither, h = 0.5 (reference).
         t1: final time T (then h = T / N).
         solver: "euler" (default), "midpoint", "rk4" (fixed step), or
-            "dopri5", "bdf" (adaptive, only with ``time_varying=False``);
+            "dopri5" (``solvers.Dopri5``, XLA-compilable), "tfp_dopri5",
+            "bdf" (tfp's) (adaptive, only with ``time_varying=False``);
             or a solver instance: ``Euler()``, ``Midpoint()``, ``RK4()``
             (stored as their names), a ``tfp.math.ode.Solver`` (e.g.
             ``DormandPrince(rtol=1e-5)``; it keeps its own tolerances, so

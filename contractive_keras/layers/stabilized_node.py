@@ -52,7 +52,8 @@ class StabilizedNODE(ODEBlock):
             saved before this name call it ``alpha``, which is still read.
         delta_bar: None (plain NODE) or the target bound on delta (finite).
         t1: final time, > 0 (default 1).
-        solver: "euler", "midpoint", "rk4", "dopri5", "bdf", or an
+        solver: "euler", "midpoint", "rk4", "dopri5" (this package's
+            XLA-compilable ``solvers.Dopri5``), "tfp_dopri5", "bdf" (tfp's), or an
             instance: ``Euler()``, ``Midpoint()``, ``RK4()`` (taken as their
             names), another explicit Runge-Kutta scheme, a
             ``tfp.math.ode.Solver`` (keeps its own tolerances: ``rtol`` and
