@@ -24,12 +24,16 @@ KNOWN = ("InputLayer, Rescaling, Conv2D (linear, stride 1), Dense (linear), Flat
          "lipschitz_bound() method")
 
 
+def conv_input_grid(layer):
+    """(H, W) of the grid a Conv2D layer reads (its circulant bound depends on it)."""
+    return tuple(int(s) for s in keras.tree.flatten(layer.input)[0].shape[1:3])
+
+
 def _conv_factor(layer):
     if layer.activation not in _LINEAR or tuple(layer.strides) != (1, 1) or \
             tuple(layer.dilation_rate) != (1, 1):
         raise ValueError(f"{layer.name}: only linear stride-1 Conv2D layers are certified.")
-    spatial = keras.tree.flatten(layer.input)[0].shape[1:3]
-    return conv_operator_norm(np.asarray(layer.kernel, np.float64), spatial), \
+    return conv_operator_norm(np.asarray(layer.kernel, np.float64), conv_input_grid(layer)), \
         "conv2d (circulant bound)"
 
 

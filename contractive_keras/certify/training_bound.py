@@ -49,11 +49,11 @@ from contractive_keras.bounds.theorem1 import round_up
 from contractive_keras.bounds.theorem1 import worst_case_max_step_size
 from contractive_keras.certify.layer import describes_itself
 from contractive_keras.certify.layer import layer_certificate
+from contractive_keras.certify.model import conv_input_grid
 from contractive_keras.certify.model import layer_factor
 from contractive_keras.certify.model import linear_readout
 
 MODES = ("exact", "constraint")
-_LINEAR = (keras.activations.linear, None)
 
 
 def ode_guarantee(layer):
@@ -114,11 +114,11 @@ def ode_guarantee(layer):
                      "(StabilizedNODE and fixed-gamma CHNODE have one).")
 
 
-def _constraint_norm(layer):
+def _constraint_norm(layer, norm):
     """The operator-norm bound a kernel constraint guarantees (``max_norm``).
 
     Keras applies a constraint after each optimizer step only, so the
-    current kernel must already be inside: its certified norm is checked here.
+    current kernel must already be inside: its certified ``norm`` is checked.
     """
     constraint = getattr(layer.kernel, "constraint", None)
     max_norm = getattr(constraint, "max_norm", None)
@@ -126,7 +126,6 @@ def _constraint_norm(layer):
         raise ValueError(f"{layer.name}: mode='constraint' needs a norm-bounding kernel "
                          f"constraint (SpectralNormClip, ConvNormClip, ...), got "
                          f"{type(constraint).__name__}; use mode='exact'.")
-    norm, _ = layer_factor(layer)
     if not norm <= max_norm:
         raise ValueError(f"{layer.name}: the kernel is outside its constraint (norm {norm:.6g} > "
                          f"max_norm {max_norm:.6g}; Keras applies a constraint after each "
@@ -135,33 +134,26 @@ def _constraint_norm(layer):
     return float(max_norm)
 
 
-def _linear_factor(layer, mode):
-    """(constant, or a function of no argument returning a float64 tensor)."""
-    if layer.activation not in _LINEAR:
-        raise ValueError(f"{layer.name}: only linear Dense / Conv2D layers have a bound.")
-    if mode == "constraint":
-        return _constraint_norm(layer)
-    if isinstance(layer, keras.layers.Conv2D):
-        if tuple(layer.strides) != (1, 1) or tuple(layer.dilation_rate) != (1, 1):
-            raise ValueError(f"{layer.name}: only stride-1 Conv2D layers have a bound.")
-        spatial = tuple(int(s) for s in keras.tree.flatten(layer.input)[0].shape[1:3])
-        return lambda: conv_operator_norm_tf(layer.kernel, spatial)
-    return lambda: spectral_norm_tf(layer.kernel)
-
-
 def _factor(layer, mode):
+    """A constant, or a function of no argument returning a float64 tensor.
+
+    ODE blocks give their ``ode_guarantee``; every other layer goes through
+    ``certify.model.layer_factor`` (which also refuses nonlinear or strided
+    Dense / Conv2D layers and unknown ones), and a linear kernel's factor is
+    then replaced by its differentiable norm or its constraint's bound.
+    """
     if describes_itself(layer):
         return ode_guarantee(layer)
-    if callable(getattr(layer, "lipschitz_bound", None)):
-        return float(layer.lipschitz_bound())
-    if isinstance(layer, (keras.layers.InputLayer, keras.layers.Flatten, keras.layers.Reshape)):
-        return 1.0
-    if isinstance(layer, keras.layers.Rescaling):
-        return float(np.max(np.abs(np.asarray(layer.scale, np.float64))))
-    if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
-        return _linear_factor(layer, mode)
-    raise ValueError(f"cannot bound layer {layer.name} of type {type(layer).__name__} "
-                     "for training (the layers certify.lipschitz_bound knows have one).")
+    value, _ = layer_factor(layer)
+    if callable(getattr(layer, "lipschitz_bound", None)) or \
+            not isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
+        return value
+    if mode == "constraint":
+        return _constraint_norm(layer, value)
+    if isinstance(layer, keras.layers.Conv2D):
+        spatial = conv_input_grid(layer)
+        return lambda: conv_operator_norm_tf(layer.kernel, spatial)
+    return lambda: spectral_norm_tf(layer.kernel)
 
 
 def body_bound_fn(model, mode="exact"):
