@@ -296,6 +296,14 @@ class Trainer:
         return report.certified_accuracies(self.model, self.x_test[:take], self.y_test[:take],
                                            data.CERTIFIED_RADII[self.config.dataset])
 
+    def _final_certified_accuracies(self):
+        """The last epoch's ``certified/*`` values (the weights have not
+        changed since); computed afresh only when this process trained no
+        epoch (a finished run restarted)."""
+        if self.history:
+            return {k: v for k, v in self.history[-1].items() if k.startswith("certified/")}
+        return self._certified_accuracies()
+
     def finish(self, restored):
         """Final metrics, optional noise table and export, summary JSON."""
         config = self.config
@@ -310,7 +318,7 @@ class Trainer:
                 **accuracies,
             },
             "certificate": report.certificate_summary(self.model),
-            "certified_accuracy": self._certified_accuracies(),
+            "certified_accuracy": self._final_certified_accuracies(),
             "timings": {
                 **self.timings,
                 "examples_per_second": self.timings["train_examples"] / self.timings["train_seconds"]
