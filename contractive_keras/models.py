@@ -320,7 +320,7 @@ def _build_stable_node(depth=None, **overrides):
 _CERTIFIED_RECIPE = {
     "learning_rate": 1e-3, "lr_decay": 0.774, "batch_size": 128, "epochs": 10,
     "loss": "lipschitz_margin", "train_eps": 1.58, "temperature": 1.0,
-    "channels": (16, 32), "dense": 128, "weight_decay": 0.0,
+    "channels": (16, 32), "dense": 128, "kernels": "orthonormal", "weight_decay": 0.0,
 }
 
 
@@ -334,7 +334,7 @@ def _certified_skeleton(name, ode_layer, overrides):
     if overrides:
         raise ValueError(f"{name}: unknown options {sorted(overrides)}.")
     return lipschitz_cnn(ode_layer, channels=hp["channels"], dense=hp["dense"],
-                         normalize_inputs=bool(normalize), name=name)
+                         normalize_inputs=bool(normalize), kernels=hp["kernels"], name=name)
 
 
 def _build_lipschitz_cnn(depth=None, **overrides):

@@ -82,6 +82,14 @@ def parse_args(argv=None):
                         "kernels projected to their polar factor (all singular values 1), "
                         "conv kernels to the polar factor of the reshaped kernel, then "
                         "rescaled to circulant norm 1")
+    p.add_argument("--kernels", default="clipped",
+                   choices=["clipped", "orthonormal_dense", "orthonormal"],
+                   help="clipped: Conv2D / Dense with norm-clipping constraints (see "
+                        "--kernel_norms); orthonormal_dense: the dense layer is "
+                        "layers.OrthonormalDense (Bjorck-orthonormalised kernel, Anil et al. "
+                        "2019); orthonormal: the convolutions too (layers.OrthonormalConv2D, "
+                        "operator norm 1), as lipschitz_cnn(kernels='orthonormal')")
+    p.add_argument("--bjorck_iterations", type=int, default=15)
     p.add_argument("--channels", default="16,32", help="channels of the two convolutions")
     p.add_argument("--dense", type=int, default=128, help="width of the dense layer (even)")
     p.add_argument("--readout_max_norm", type=float, default=None)
@@ -111,6 +119,7 @@ def build_model(args):
     import keras
 
     from contractive_keras.constraints import ConvNormClip, SpectralNormClip
+    from contractive_keras.layers import OrthonormalConv2D, OrthonormalDense
     from contractive_keras.layers.group_sort import GroupSort
     from contractive_keras.layers.l2_norm_pooling import L2NormPooling2D
 
@@ -122,24 +131,33 @@ def build_model(args):
         return ConvNormClip(1.0)
 
     c1, c2 = (int(c) for c in args.channels.split(","))
+    Conv, conv_kw = keras.layers.Conv2D, {}
+    Dense, dense_kw = keras.layers.Dense, {}
+    if args.kernels in ("orthonormal_dense", "orthonormal"):
+        Dense, dense_kw = OrthonormalDense, {"iterations": args.bjorck_iterations}
+    if args.kernels == "orthonormal":
+        Conv, conv_kw = OrthonormalConv2D, {"iterations": args.bjorck_iterations}
+        conv_constraint = lambda grid: None
     inputs = keras.Input((28, 28, 1), name="images")
-    x = keras.layers.Conv2D(c1, 3, padding="same", kernel_constraint=conv_constraint((28, 28)),
-                            kernel_initializer="orthogonal", name="conv1")(inputs)
+    x = Conv(c1, 3, padding="same", kernel_constraint=conv_constraint((28, 28)),
+             kernel_initializer="orthogonal", name="conv1", **conv_kw)(inputs)
     x = GroupSort(2, name="sort1")(x)
     x = L2NormPooling2D(2, name="pool1")(x)
     if args.ode == "stable_conv":
         x = _stabilized_node(args)(x)
     elif args.ode in ("chnode", "chnode_conv"):
         x = _chnode(args)(x)
-    x = keras.layers.Conv2D(c2, 3, padding="same", kernel_constraint=conv_constraint((14, 14)),
-                            kernel_initializer="orthogonal", name="conv2")(x)
+    x = Conv(c2, 3, padding="same", kernel_constraint=conv_constraint((14, 14)),
+             kernel_initializer="orthogonal", name="conv2", **conv_kw)(x)
     x = GroupSort(2, name="sort2")(x)
     x = L2NormPooling2D(2, name="pool2")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     dense_constraint = (SpectralNormClip(1.0) if args.kernel_norms == "clip"
                         else _UnitNorm(None, args.kernel_norms == "orthogonal"))
-    x = keras.layers.Dense(args.dense, kernel_constraint=dense_constraint,
-                           kernel_initializer="orthogonal", name="dense1")(x)
+    if Dense is not keras.layers.Dense:
+        dense_constraint = None
+    x = Dense(args.dense, kernel_constraint=dense_constraint,
+              kernel_initializer="orthogonal", name="dense1", **dense_kw)(x)
     x = GroupSort(2, name="sort3")(x)
     if args.ode == "stable":
         x = _stabilized_node(args)(x)
@@ -152,6 +170,13 @@ def build_model(args):
         if kernel is not None and getattr(kernel, "constraint", None) is not None:
             kernel.assign(kernel.constraint(kernel))
     return model
+
+
+def kernel_of(layer):
+    """The kernel the layer applies (the orthonormalised one for the Orthonormal layers)."""
+    from contractive_keras.certify.model import applied_kernel
+
+    return applied_kernel(layer)
 
 
 class _UnitNorm:
@@ -264,10 +289,10 @@ def certified_body_bound(model):
             factor = 1.0
         elif isinstance(layer, keras.layers.Conv2D):
             assert tuple(layer.strides) == (1, 1) and layer.activation in (None, keras.activations.linear)
-            factor = conv_norm_np(np.asarray(layer.kernel), _input_spatial(layer)) * (1 + 1e-9)
+            factor = conv_norm_np(np.asarray(kernel_of(layer)), _input_spatial(layer)) * (1 + 1e-9)
         elif isinstance(layer, keras.layers.Dense):
             assert layer.activation in (None, keras.activations.linear)
-            factor = float(np.linalg.norm(np.asarray(layer.kernel, np.float64), 2)) * (1 + 1e-9)
+            factor = float(np.linalg.norm(np.asarray(kernel_of(layer), np.float64), 2)) * (1 + 1e-9)
         elif kind == "StabilizedNODE":
             cert = stability.lipschitz_bound(layer)
             if cert.certifies != "map":
@@ -299,16 +324,16 @@ def loss_body_bound(model, args):
         ode_factor = (1 + args.ode_t1 / args.ode_steps * args.ode_delta_bar) ** args.ode_steps
     if args.bound == "constraint" or args.kernel_norms != "clip":
         return 1.0 * ode_factor     # every conv / dense layer is clipped at max_norm 1
-    convs = [(l.kernel, _input_spatial(l)) for l in body_layers(model)
+    convs = [(l, _input_spatial(l)) for l in body_layers(model)
              if isinstance(l, keras.layers.Conv2D)]
-    denses = [l.kernel for l in body_layers(model) if isinstance(l, keras.layers.Dense)]
+    denses = [l for l in body_layers(model) if isinstance(l, keras.layers.Dense)]
 
     def bound():
         total = tf.constant(ode_factor, tf.float32)
-        for kernel, spatial in convs:
-            total = total * conv_norm_tf(tf.convert_to_tensor(kernel), spatial)
-        for kernel in denses:
-            w = tf.convert_to_tensor(kernel)
+        for layer, spatial in convs:
+            total = total * conv_norm_tf(tf.convert_to_tensor(kernel_of(layer)), spatial)
+        for layer in denses:
+            w = tf.convert_to_tensor(kernel_of(layer))
             gram = tf.matmul(w, w, transpose_a=True) if w.shape[0] >= w.shape[1] else \
                 tf.matmul(w, w, transpose_b=True)
             total = total * tf.sqrt(tf.linalg.eigvalsh(gram)[-1])

@@ -71,6 +71,14 @@ ENTRIES = {
         "Certified stabilized NODE (per pixel, delta_bar = 0 on its Euler map) in a "
         "1-Lipschitz-bounded CNN, trained against its certificate at L2 0.5, Fashion-MNIST"),
 }
+#: name -> options of models.build(<preset>) that differ from the preset's defaults
+#: (the first four entries predate the orthonormal kernels: clipped norms).
+BUILD_OPTIONS = {
+    "chnode_certified_mnist": {"kernels": "clipped"},
+    "stable_node_certified_mnist": {"kernels": "clipped"},
+    "chnode_certified_fashion_mnist": {"kernels": "clipped"},
+    "stable_node_certified_fashion_mnist": {"kernels": "clipped"},
+}
 LINF_EPS = (0.05, 0.1)
 STUDY_DIR = os.path.join(ROOT, "runs", "certified_study", "full")
 RESULTS_DIR = os.path.join(ROOT, "docs", "results", "certified")
@@ -104,11 +112,15 @@ def load_trained(name):
 
     preset, _, run, _, _ = ENTRIES[name]
     source = keras.models.load_model(os.path.join(STUDY_DIR, run, "model.keras"), compile=False)
-    model = models.build(preset)
+    model = models.build(preset, **BUILD_OPTIONS.get(name, {}))
     mine = [(w.path.split("/", 1)[-1], tuple(w.shape)) for w in model.weights]
     theirs = [(w.path.split("/", 1)[-1], tuple(w.shape)) for w in source.weights]
     if [s for _, s in mine] != [s for _, s in theirs]:
         raise ValueError(f"{name}: the study model's weights {theirs} do not match {preset}'s {mine}")
+    kinds = lambda m: [type(layer).__name__ for layer in m.layers]
+    if kinds(model) != kinds(source):
+        raise ValueError(f"{name}: the study model's layers {kinds(source)} differ from "
+                         f"{preset}'s {kinds(model)} (BUILD_OPTIONS)")
     model.set_weights(source.get_weights())
     return model
 

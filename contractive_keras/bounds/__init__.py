@@ -6,6 +6,8 @@ The tier below the layers (shared/DESIGN.md, "Layout and public API"):
   rho) and the worst-case Euler step;
 * ``operator_norms``: log-norm, spectral norms, the circulant bound of a
   convolution, the singular-value clip;
+* ``orthonormalization``: Bjorck orthonormalisation (the polar factor),
+  differentiable, for the orthonormal layers;
 * ``delta``: delta(A) = max_D mu_2(D A), exact / lower / certified upper,
   with its ``relaxation``;
 * ``min_perturbation``: the smallest Frobenius Delta with
@@ -34,6 +36,7 @@ from contractive_keras.bounds.operator_norms import clip_singular_values
 from contractive_keras.bounds.operator_norms import conv_operator_norm
 from contractive_keras.bounds.operator_norms import log_norm
 from contractive_keras.bounds.operator_norms import spectral_norm
+from contractive_keras.bounds.orthonormalization import bjorck_orthonormalize
 from contractive_keras.bounds.step_bound import StepBound
 from contractive_keras.bounds.step_bound import StepBounds
 from contractive_keras.bounds.step_bound import largest_steps
@@ -46,7 +49,7 @@ from contractive_keras.bounds.threads import single_threaded_blas
 
 __all__ = [
     "Certificate", "DeltaResult", "Factor", "JacobianStructure", "PerturbationResult",
-    "StepBound", "StepBounds", "Theorem1Constants", "clip_singular_values", "conv_operator_norm", "delta", "flow_certificate", "map_certificate",
+    "StepBound", "StepBounds", "Theorem1Constants", "bjorck_orthonormalize", "clip_singular_values", "conv_operator_norm", "delta", "flow_certificate", "map_certificate",
     "largest_steps", "log_norm", "log_norm_bound", "min_perturbation",
     "single_threaded_blas", "spectral_norm", "step_bounds", "theorem1_gamma",
     "worst_case_max_step_size",

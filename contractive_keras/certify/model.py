@@ -29,11 +29,18 @@ def conv_input_grid(layer):
     return tuple(int(s) for s in keras.tree.flatten(layer.input)[0].shape[1:3])
 
 
+def applied_kernel(layer):
+    """The kernel a Dense / Conv2D layer applies: ``layer.applied_kernel()`` for a
+    reparametrised one (``layers.OrthonormalDense``, ``OrthonormalConv2D``), else its weights."""
+    applied = getattr(layer, "applied_kernel", None)
+    return applied() if callable(applied) else layer.kernel
+
+
 def _conv_factor(layer):
     if layer.activation not in _LINEAR or tuple(layer.strides) != (1, 1) or \
             tuple(layer.dilation_rate) != (1, 1):
         raise ValueError(f"{layer.name}: only linear stride-1 Conv2D layers are certified.")
-    return conv_operator_norm(np.asarray(layer.kernel, np.float64), conv_input_grid(layer)), \
+    return conv_operator_norm(np.asarray(applied_kernel(layer), np.float64), conv_input_grid(layer)), \
         "conv2d (circulant bound)"
 
 
@@ -57,7 +64,7 @@ def layer_factor(layer):
     if isinstance(layer, keras.layers.Dense):
         if layer.activation not in _LINEAR:
             raise ValueError(f"{layer.name}: only linear Dense layers are certified.")
-        return spectral_norm(np.asarray(layer.kernel, np.float64)), "dense"
+        return spectral_norm(np.asarray(applied_kernel(layer), np.float64)), "dense"
     if isinstance(layer, keras.layers.Conv2D):
         return _conv_factor(layer)
     raise ValueError(f"cannot certify layer {layer.name} of type {type(layer).__name__}; "

@@ -49,6 +49,7 @@ from contractive_keras.bounds.theorem1 import round_up
 from contractive_keras.bounds.theorem1 import worst_case_max_step_size
 from contractive_keras.certify.layer import describes_itself
 from contractive_keras.certify.layer import layer_certificate
+from contractive_keras.certify.model import applied_kernel
 from contractive_keras.certify.model import conv_input_grid
 from contractive_keras.certify.model import layer_factor
 from contractive_keras.certify.model import linear_readout
@@ -122,12 +123,15 @@ def _constraint_norm(layer, norm):
     """
     constraint = getattr(layer.kernel, "constraint", None)
     max_norm = getattr(constraint, "max_norm", None)
+    if callable(getattr(layer, "applied_kernel", None)):
+        # An orthonormal layer: its parametrisation bounds the norm (rounding included).
+        constraint, max_norm = layer, getattr(layer, "max_norm", None)
     if not isinstance(max_norm, (int, float)):
         raise ValueError(f"{layer.name}: mode='constraint' needs a norm-bounding kernel "
                          f"constraint (SpectralNormClip, ConvNormClip, ...), got "
                          f"{type(constraint).__name__}; use mode='exact'.")
     if not norm <= max_norm:
-        raise ValueError(f"{layer.name}: the kernel is outside its constraint (norm {norm:.6g} > "
+        raise ValueError(f"{layer.name}: the kernel is outside its constraint (norm {norm:.17g} > "
                          f"max_norm {max_norm:.6g}; Keras applies a constraint after each "
                          "optimizer step only); assign kernel.constraint(kernel) to every "
                          "constrained kernel first.")
@@ -152,8 +156,8 @@ def _factor(layer, mode):
         return _constraint_norm(layer, value)
     if isinstance(layer, keras.layers.Conv2D):
         spatial = conv_input_grid(layer)
-        return lambda: conv_operator_norm_tf(layer.kernel, spatial)
-    return lambda: spectral_norm_tf(layer.kernel)
+        return lambda: conv_operator_norm_tf(applied_kernel(layer), spatial)
+    return lambda: spectral_norm_tf(applied_kernel(layer))
 
 
 def body_bound_fn(model, mode="exact"):

@@ -7,7 +7,8 @@ Layers: ``CHNODE`` (contractive Hamiltonian NODE), its baselines ``HDNN`` and
 ``StabilizedNODE`` (u' = sigma(A u + b) with a delta_bar guarantee), all on
 the ``ODEBlock`` base (one ``solvers.SolverSpec``; ``jacobian_structure()``
 describes each field to ``contractive_keras.certify``).  Also the
-1-Lipschitz ``GroupSort`` and ``L2NormPooling2D`` for certified networks, the
+1-Lipschitz ``GroupSort``, ``L2NormPooling2D``, ``OrthonormalDense`` and
+``OrthonormalConv2D`` (Bjorck-orthonormalised kernels) for certified networks, the
 ``StepwiseIdentity`` initializer and the slope registry ``activations``.
 
 Importing this module registers every layer (and the regularizers,
@@ -24,10 +25,13 @@ from contractive_keras.layers.hdnn import HDNN
 from contractive_keras.layers.initializers import StepwiseIdentity
 from contractive_keras.layers.l2_norm_pooling import L2NormPooling2D
 from contractive_keras.layers.neural_ode import NeuralODE
+from contractive_keras.layers.orthonormal_conv2d import OrthonormalConv2D
+from contractive_keras.layers.orthonormal_dense import OrthonormalDense
 from contractive_keras.layers.ode_block import ODEBlock
 from contractive_keras.layers.per_step_ode import PerStepODE
 from contractive_keras.layers.resnet_ode import ResNetODE
 from contractive_keras.layers.stabilized_node import StabilizedNODE
 
 __all__ = ["CHNODE", "GroupSort", "HDNN", "L2NormPooling2D", "NeuralODE", "ODEBlock",
+           "OrthonormalConv2D", "OrthonormalDense",
            "PerStepODE", "ResNetODE", "StabilizedNODE", "StepwiseIdentity", "activations"]
