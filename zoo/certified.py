@@ -61,11 +61,11 @@ ENTRIES = {
         "1-Lipschitz CNN with orthonormal kernels, trained against its certificate at L2 "
         "1.58, MNIST"),
     "chnode_certified_fashion_mnist": (
-        "chnode_certified", "fashion_mnist", "ortho_chnode_fashion_lmce03",
-        "--dataset=fashion_mnist --ode=chnode --kernels=orthonormal --train_eps=0.3 --threads=1",
+        "chnode_certified", "fashion_mnist", "chnodeconv_fashion_lmce05",
+        "--dataset=fashion_mnist --ode=chnode --train_eps=0.5",
         "Certified CH-NODE (per pixel, gamma = 2 fixed, 4 Euler steps, non-expansive by "
-        "construction) in a 1-Lipschitz CNN with orthonormal kernels, trained against its "
-        "certificate at L2 0.3, Fashion-MNIST"),
+        "construction) in a 1-Lipschitz-bounded CNN, trained against its certificate at L2 "
+        "0.5, Fashion-MNIST"),
     "stable_node_certified_fashion_mnist": (
         "stable_node_certified", "fashion_mnist", "ortho_stableconv_fashion_lmce05",
         "--dataset=fashion_mnist --ode=stable_conv --kernels=orthonormal --train_eps=0.5 "
@@ -74,10 +74,11 @@ ENTRIES = {
         "1-Lipschitz CNN with orthonormal kernels, trained against its certificate at L2 "
         "0.5, Fashion-MNIST"),
 }
-#: name -> options of models.build(<preset>) that differ from the preset's defaults
-#: (none: every entry uses the presets' orthonormal kernels; the clipped-kernel
-#: models these entries replaced are in docs/results/certified/*lmce*.json).
-BUILD_OPTIONS = {}
+#: name -> options of models.build(<preset>) that differ from the preset's defaults.
+#: chnode_certified_fashion_mnist is still the first, clipped-kernel model (its
+#: orthonormal retraining did not fit the session); the clipped-kernel models the
+#: other three replaced are in docs/results/certified/*conv_*_lmce*.json.
+BUILD_OPTIONS = {"chnode_certified_fashion_mnist": {"kernels": "clipped"}}
 LINF_EPS = (0.05, 0.1)
 STUDY_DIR = os.path.join(ROOT, "runs", "certified_study", "full")
 RESULTS_DIR = os.path.join(ROOT, "docs", "results", "certified")
@@ -226,7 +227,8 @@ def card(name, evaluation):
     lines = [f"# {name}", "", f"{description}.", "",
              "Input: float32 images in [0, 1], shape (N, 28, 28, 1), no normalisation layer; "
              "output: logits (N, 10).", "",
-             f"Architecture: `models.build(\"{preset}\")` (contractive_keras.lipschitz_cnn).", "",
+             f"Architecture: `models.build({_build_call(name)})` (contractive_keras.lipschitz_cnn).",
+             "",
              "## Training", "", f"    {evaluation['study_command']}", "",
              f"Training time: {m['train_seconds'] / 60:.0f} min on 2 shared CPU cores (no GPU). "
              "Regenerate this entry: `python zoo/certified.py " + name + "`.",
@@ -255,6 +257,12 @@ def card(name, evaluation):
               "| layer | kind | factor |", "| --- | --- | --- |"]
     lines += [f"| {n} | {k} | {v:.6g} |" for n, k, v in evaluation["factors"]]
     return "\n".join(lines) + "\n"
+
+
+def _build_call(name):
+    """The arguments of models.build that rebuild the entry, as Python source."""
+    options = "".join(f", {k}={v!r}" for k, v in sorted(BUILD_OPTIONS.get(name, {}).items()))
+    return f'"{ENTRIES[name][0]}"{options}'
 
 
 def stage_export(name, evaluation):
