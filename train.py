@@ -39,7 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402  (after the environment settings above)
 from absl import app, flags, logging  # noqa: E402
 
-from contractive_keras import data, models, solvers, training  # noqa: E402
+from contractive_keras import data, lipschitz_cnn, models, solvers, training  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", "chnode", models.NAMES, "Architecture to train.")
@@ -58,6 +58,7 @@ flags.DEFINE_string("gamma", None, "CH-NODE damping: 'auto' (Theorem 1 from the 
 flags.DEFINE_float("eps", None, "CH-NODE: margin of Theorem 1, in (0, 1); with a fixed --gamma a larger eps leaves a larger certified Euler step (default 1e-6, the reference).")
 flags.DEFINE_float("L_scale", None, "CH-NODE: the fixed dissipation factor L = L_scale * I (default 0.02, the reference); it sets c1 = L_scale^2 of Theorem 1.")
 flags.DEFINE_integer("kernel_size", None, "Certified CH-NODE: K(t) is a kernel_size x kernel_size convolution (odd), mixing neighbouring pixels inside the block (default: per pixel).")
+flags.DEFINE_enum("kernels", None, lipschitz_cnn.KERNELS, "Certified models: how the convolution and dense kernels keep norm 1: orthonormal (Bjorck reparametrisation in every call, the default) or clipped (rescaled after every optimizer step).")
 flags.DEFINE_float("lift_max_norm", None, "Bound on the l2 operator norm of the lift (conv or dense), kept after every step (default: free, the reference); with --readout_max_norm and a non-expansive ODE block the whole model has a certified Lipschitz bound.")
 flags.DEFINE_float("readout_max_norm", None, "Bound on the spectral norm of the dense read-out, kept after every step (default: free, the reference).")
 flags.DEFINE_float("delta_bar", None, "Stabilized NODE: target bound on delta = max_D mu_2(D A) (stable_node only).")

@@ -385,12 +385,13 @@ MODELS = {spec.name: spec for spec in (
     ModelSpec("node", STABILIZED_FAMILY, dict(_STABILIZED_RECIPE), ("alpha",), _build_node),
     ModelSpec("stable_node", STABILIZED_FAMILY, dict(_STABILIZED_RECIPE, delta_bar=0.0),
               ("alpha", "delta_bar"), _build_stable_node),
-    ModelSpec("lipschitz_cnn", CERTIFIED_FAMILY, dict(_CERTIFIED_RECIPE), (),
+    ModelSpec("lipschitz_cnn", CERTIFIED_FAMILY, dict(_CERTIFIED_RECIPE), ("kernels",),
               _build_lipschitz_cnn),
     ModelSpec("chnode_certified", CERTIFIED_FAMILY, dict(_CERTIFIED_RECIPE),
-              ("depth", "gamma", "eps", "L_scale", "kernel_size"), _build_chnode_certified),
+              ("depth", "gamma", "eps", "L_scale", "kernel_size", "kernels"),
+              _build_chnode_certified),
     ModelSpec("stable_node_certified", CERTIFIED_FAMILY, dict(_CERTIFIED_RECIPE),
-              ("depth", "alpha", "delta_bar"), _build_stable_node_certified),
+              ("depth", "alpha", "delta_bar", "kernels"), _build_stable_node_certified),
 )}
 
 #: The model names, in registry order.

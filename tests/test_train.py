@@ -78,6 +78,9 @@ SMALL = ["--model=resnet", "--depth=2", "--epochs=2", "--steps_per_epoch=6", "--
     (["--model=hdnn", "--L_scale=0.3"], "--L_scale applies to --model=chnode or chnode_certified only"),
     (["--lift_max_norm=-1"], "--lift_max_norm must be a positive number"),
     (["--model=chnode", "--delta_bar=0.5"], "--delta_bar applies to --model=stable_node or stable_node_certified only"),
+    (["--model=chnode", "--kernels=clipped"],
+     "--kernels applies to --model=lipschitz_cnn, chnode_certified or stable_node_certified only"),
+    (["--model=chnode_certified", "--kernels=spectral"], "kernels"),
     (["--model=node", "--depth=4"], "--depth applies to --model=chnode, hdnn, resnet, chnode_certified or stable_node_certified only"),
     (["--alpha=0"], "--alpha must be in (0, 1]"),
     (["--train_eps=-1"], "--train_eps must be a finite radius >= 0"),
@@ -100,9 +103,25 @@ def test_help_lists_every_flag():
                  "--step_size", "--gamma", "--delta_bar", "--alpha", "--seed", "--strategy",
                  "--model_dir", "--steps_per_epoch", "--eval_noise", "--export",
                  "--mixed_precision", "--loss", "--train_eps", "--temperature", "--loss_bound",
-                 "--normalize_inputs", "--kernel_size", "--flagfile"):
+                 "--normalize_inputs", "--kernel_size", "--kernels", "--flagfile"):
         name = flag[2:]
         assert f"--{name}:" in result.stdout or f"--[no]{name}:" in result.stdout, flag
+
+
+@pytest.mark.parametrize("kernels, conv_class", [("orthonormal", "OrthonormalConv2D"),
+                                                  ("clipped", "Conv2D")])
+def test_kernels_flag_chooses_the_certified_skeletons_layers(kernels, conv_class):
+    import train
+
+    from contractive_keras.training import build_model
+
+    train.FLAGS(["train.py", "--model=stable_node_certified", f"--kernels={kernels}"])
+    try:
+        config = train.make_config()
+    finally:
+        train.FLAGS.unparse_flags()
+    assert config.kernels == kernels
+    assert type(build_model(config).get_layer("conv1")).__name__ == conv_class
 
 
 def test_chnode_flags_reach_the_layer():

@@ -45,6 +45,7 @@ class TrainConfig:
     eps: float | None = None
     L_scale: float | None = None
     kernel_size: int | None = None
+    kernels: str | None = None
     lift_max_norm: float | None = None
     readout_max_norm: float | None = None
     delta_bar: float | None = None

@@ -1,0 +1,62 @@
+"""zoo/certified.py: the bar of issue 15 (dominance over the anchor rows) and the
+radii its entries are certified at."""
+
+import importlib.util
+import os
+
+import pytest
+
+from contractive_keras import data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def certified():
+    path = os.path.join(ROOT, "zoo", "certified.py")
+    spec = importlib.util.spec_from_file_location("zoo_certified", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def metrics_of(row, delta=0.0):
+    """Manifest-style metrics equal to an anchor row, shifted by ``delta``."""
+    return {("test_accuracy" if r == 0 else f"certified_l2_{r:g}"): v + delta
+            for r, v in row.items()}
+
+
+def test_evaluation_radii_add_the_anchors_radii(certified):
+    radii = certified.evaluation_radii("mnist")
+    assert set(data.CERTIFIED_RADII["mnist"]) < set(radii)
+    assert 0.25 in radii and list(radii) == sorted(radii)
+    assert certified.evaluation_radii("fashion_mnist") == data.CERTIFIED_RADII["fashion_mnist"]
+
+
+def test_equal_or_better_everywhere_dominates(certified):
+    row = certified.ANCHORS["mnist"]["deel-torchlip tau-CE tau = 1"]
+    assert certified._shortfalls(metrics_of(row), row) == {}
+    assert certified._shortfalls(metrics_of(row, 0.01), row) == {}
+
+
+def test_one_radius_below_or_unmeasured_is_a_shortfall(certified):
+    row = certified.ANCHORS["mnist"]["deel-torchlip tau-CE tau = 1"]
+    metrics = metrics_of(row, 0.01)
+    metrics["certified_l2_1"] = row[1.0] - 1e-4
+    del metrics["certified_l2_0.25"]
+    short = certified._shortfalls(metrics, row)
+    assert set(short) == {1.0, 0.25}
+    assert short[0.25] == (None, row[0.25])
+    metrics = metrics_of(row)
+    metrics["test_accuracy"] -= 1e-4
+    assert set(certified._shortfalls(metrics, row)) == {0}
+
+
+def test_every_entry_names_a_certified_preset_and_its_study_dataset(certified):
+    from contractive_keras import models
+
+    for name, (preset, dataset, run, flags, _) in certified.ENTRIES.items():
+        assert preset in models.CERTIFIED, name
+        assert dataset in certified.ANCHORS, name
+        study_dataset = "fashion_mnist" if "--dataset=fashion_mnist" in flags else "mnist"
+        assert study_dataset == dataset, name
