@@ -343,7 +343,7 @@ def readme_table():
         manifest = json.load(f)["models"]
     lines = []
     for dataset in ("mnist", "fashion_mnist"):
-        radii = data.CERTIFIED_RADII[dataset]
+        radii = evaluation_radii(dataset)
         lines += ["", f"{dataset}: clean and certified accuracy (%) at L2 radius, full test set",
                   "", "| model | clean | " + " | ".join(f"{r:g}" for r in radii)
                   + " | bound of the logits | train min |",
@@ -352,7 +352,8 @@ def readme_table():
             if entry_dataset != dataset or name not in manifest:
                 continue
             m = manifest[name]["metrics"]
-            cells = " | ".join(f"{100 * m[f'certified_l2_{r:g}']:.1f}" for r in radii)
+            cells = " | ".join(f"{100 * m[f'certified_l2_{r:g}']:.1f}"
+                               if f"certified_l2_{r:g}" in m else "-" for r in radii)
             lines.append(f"| `{name}` | {100 * m['test_accuracy']:.1f} | {cells} | "
                          f"{m['lipschitz_l2']:.3g} | {m['train_seconds'] / 60:.0f} |")
     return "\n".join(lines)
