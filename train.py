@@ -59,6 +59,7 @@ flags.DEFINE_float("eps", None, "CH-NODE: margin of Theorem 1, in (0, 1); with a
 flags.DEFINE_float("L_scale", None, "CH-NODE: the fixed dissipation factor L = L_scale * I (default 0.02, the reference); it sets c1 = L_scale^2 of Theorem 1.")
 flags.DEFINE_integer("kernel_size", None, "Certified CH-NODE: K(t) is a kernel_size x kernel_size convolution (odd), mixing neighbouring pixels inside the block (default: per pixel).")
 flags.DEFINE_enum("kernels", None, lipschitz_cnn.KERNELS, "Certified models: how the convolution and dense kernels keep norm 1: orthonormal (Bjorck reparametrisation in every call, the default) or clipped (rescaled after every optimizer step).")
+flags.DEFINE_integer("dense", None, "Certified models: width of the hidden dense layer (even, for GroupSort2; default 128).")
 flags.DEFINE_float("lift_max_norm", None, "Bound on the l2 operator norm of the lift (conv or dense), kept after every step (default: free, the reference); with --readout_max_norm and a non-expansive ODE block the whole model has a certified Lipschitz bound.")
 flags.DEFINE_float("readout_max_norm", None, "Bound on the spectral norm of the dense read-out, kept after every step (default: free, the reference).")
 flags.DEFINE_float("delta_bar", None, "Stabilized NODE: target bound on delta = max_D mu_2(D A) (stable_node only).")
@@ -88,7 +89,7 @@ def _positive(name):
     flags.register_validator(name, lambda v: v is None or v > 0, message=f"--{name} must be positive")
 
 
-for _name in ("cpu_devices", "kernel_size", "depth", "epochs", "batch_size", "learning_rate", "step_size", "steps_per_epoch", "eval_batch_size"):
+for _name in ("cpu_devices", "kernel_size", "dense", "depth", "epochs", "batch_size", "learning_rate", "step_size", "steps_per_epoch", "eval_batch_size"):
     _positive(_name)
 for _name in ("weight_decay", "smoothness", "checkpoint_every", "validation_size"):
     flags.register_validator(_name, lambda v: v is None or v >= 0, message=f"--{_name} must be >= 0")

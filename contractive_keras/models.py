@@ -373,6 +373,8 @@ def _build_stable_node_certified(depth=None, **overrides):
 
 
 _HAMILTONIAN_OPTIONS = ("depth", "smoothness")
+#: Options of the certified skeleton (``lipschitz_cnn``): kernel kind, dense width.
+_CERTIFIED_OPTIONS = ("kernels", "dense")
 
 #: name -> ModelSpec, in the order train.py lists them.
 MODELS = {spec.name: spec for spec in (
@@ -385,13 +387,13 @@ MODELS = {spec.name: spec for spec in (
     ModelSpec("node", STABILIZED_FAMILY, dict(_STABILIZED_RECIPE), ("alpha",), _build_node),
     ModelSpec("stable_node", STABILIZED_FAMILY, dict(_STABILIZED_RECIPE, delta_bar=0.0),
               ("alpha", "delta_bar"), _build_stable_node),
-    ModelSpec("lipschitz_cnn", CERTIFIED_FAMILY, dict(_CERTIFIED_RECIPE), ("kernels",),
+    ModelSpec("lipschitz_cnn", CERTIFIED_FAMILY, dict(_CERTIFIED_RECIPE), _CERTIFIED_OPTIONS,
               _build_lipschitz_cnn),
     ModelSpec("chnode_certified", CERTIFIED_FAMILY, dict(_CERTIFIED_RECIPE),
-              ("depth", "gamma", "eps", "L_scale", "kernel_size", "kernels"),
+              ("depth", "gamma", "eps", "L_scale", "kernel_size") + _CERTIFIED_OPTIONS,
               _build_chnode_certified),
     ModelSpec("stable_node_certified", CERTIFIED_FAMILY, dict(_CERTIFIED_RECIPE),
-              ("depth", "alpha", "delta_bar", "kernels"), _build_stable_node_certified),
+              ("depth", "alpha", "delta_bar") + _CERTIFIED_OPTIONS, _build_stable_node_certified),
 )}
 
 #: The model names, in registry order.

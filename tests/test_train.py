@@ -81,6 +81,9 @@ SMALL = ["--model=resnet", "--depth=2", "--epochs=2", "--steps_per_epoch=6", "--
     (["--model=chnode", "--kernels=clipped"],
      "--kernels applies to --model=lipschitz_cnn, chnode_certified or stable_node_certified only"),
     (["--model=chnode_certified", "--kernels=spectral"], "kernels"),
+    (["--model=stable_node_certified", "--dense=0"], "--dense must be positive"),
+    (["--model=stable_node_certified", "--dense=63"], "even"),
+    (["--model=node", "--dense=64"], "--dense applies to"),
     (["--model=node", "--depth=4"], "--depth applies to --model=chnode, hdnn, resnet, chnode_certified or stable_node_certified only"),
     (["--alpha=0"], "--alpha must be in (0, 1]"),
     (["--train_eps=-1"], "--train_eps must be a finite radius >= 0"),
@@ -103,7 +106,7 @@ def test_help_lists_every_flag():
                  "--step_size", "--gamma", "--delta_bar", "--alpha", "--seed", "--strategy",
                  "--model_dir", "--steps_per_epoch", "--eval_noise", "--export",
                  "--mixed_precision", "--loss", "--train_eps", "--temperature", "--loss_bound",
-                 "--normalize_inputs", "--kernel_size", "--kernels", "--flagfile"):
+                 "--normalize_inputs", "--kernel_size", "--kernels", "--dense", "--flagfile"):
         name = flag[2:]
         assert f"--{name}:" in result.stdout or f"--[no]{name}:" in result.stdout, flag
 
@@ -122,6 +125,19 @@ def test_kernels_flag_chooses_the_certified_skeletons_layers(kernels, conv_class
         train.FLAGS.unparse_flags()
     assert config.kernels == kernels
     assert type(build_model(config).get_layer("conv1")).__name__ == conv_class
+
+
+def test_dense_flag_sets_the_certified_skeletons_width():
+    import train
+
+    from contractive_keras.training import build_model
+
+    train.FLAGS(["train.py", "--model=chnode_certified", "--dense=64"])
+    try:
+        config = train.make_config()
+    finally:
+        train.FLAGS.unparse_flags()
+    assert build_model(config).get_layer("dense1").units == 64
 
 
 def test_chnode_flags_reach_the_layer():

@@ -311,13 +311,13 @@ def card(name, evaluation):
 
 
 def _train_py_command(name):
-    """The train.py call with the entry's model, dataset, training radius and kernels."""
+    """The train.py call with the entry's model, dataset, training radius and build options."""
     preset, dataset, run, _, _ = ENTRIES[name]
     with open(os.path.join(RESULTS_DIR, f"{run}.json")) as f:
         train_eps = json.load(f)["args"]["train_eps"]
-    kernels = BUILD_OPTIONS.get(name, {}).get("kernels")
+    options = "".join(f" --{k}={v}" for k, v in sorted(BUILD_OPTIONS.get(name, {}).items()))
     return (f"python train.py --model={preset} --dataset={dataset} --train_eps={train_eps:g}"
-            + (f" --kernels={kernels}" if kernels else ""))
+            + options)
 
 
 def _build_call(name):

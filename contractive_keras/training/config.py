@@ -46,6 +46,7 @@ class TrainConfig:
     L_scale: float | None = None
     kernel_size: int | None = None
     kernels: str | None = None
+    dense: int | None = None
     lift_max_norm: float | None = None
     readout_max_norm: float | None = None
     delta_bar: float | None = None
