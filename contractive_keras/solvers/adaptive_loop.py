@@ -2,8 +2,8 @@
 
 Between consecutive output times the loop attempts steps proposed by the
 :class:`~contractive_keras.solvers.step_size_control.IController`; the
-last step of an interval is shortened to land on the output time. Each
-interval is one ``tf.while_loop`` with ``maximum_iterations`` =
+last step of an interval is shortened (or stretched by at most 1 %) to
+land on the output time. Each interval is one ``tf.while_loop`` with ``maximum_iterations`` =
 ``scheme.max_steps`` (a static bound: XLA compiles it, and
 backpropagation through it works in eager, graph and XLA modes). The step
 sizes are treated as constants by the gradient (the error ratio is under
@@ -24,6 +24,14 @@ from contractive_keras.solvers import fixed_step
 from contractive_keras.solvers.gradients import Adjoint
 from contractive_keras.solvers.gradients import Backprop
 from contractive_keras.solvers.step_size_control import IController
+
+
+# A step that would end short of the output time by less than 1 % of the
+# proposed step is stretched to land on it (Hairer's DOPRI5 code:
+# "IF ((X+1.01D0*H-XEND)*POSNEG.GT.0.D0) H=XEND-X"), which saves the sliver
+# step that would otherwise follow; the error test still judges the
+# stretched step.
+LAST_STEP_STRETCH = 1.01
 
 
 def _where(condition, new, old):
@@ -47,7 +55,7 @@ def _advance(scheme, controller, fn, t, y, f, dt, t_end, counts,
 
     def body(t, y, f, dt, num_steps, num_accepted, index, arrays):
         remaining = t_end - t
-        last = dt >= remaining
+        last = LAST_STEP_STRETCH * dt >= remaining
         h = tf.where(last, remaining, dt)
         y1, f1, error = scheme.step_with_error(fn, t, y, h, f)
         ratio = tf.stop_gradient(controller.error_ratio(y, y1, error))

@@ -145,3 +145,21 @@ def test_embedded_pairs_reject_fixed_step_options():
     with pytest.raises(ValueError, match="with_step_index=True needs"):
         solvers.odeint(lambda t, y, k: -y, tf.ones([2]), 1.0,
                        method=solvers.Dopri5(), with_step_index=True)
+
+
+@pytest.mark.parametrize("overshoot, extra_steps", [(1.005, 0), (1.02, 1)])
+def test_last_step_is_stretched_by_at_most_one_percent(overshoot, extra_steps):
+    # y' = 0: every error ratio is 0, so the controller multiplies the step
+    # by max_factor = 10 after each step, starting from Hairer's 1e-6.
+    # t_end leaves `overshoot` times the k-th proposed step after k - 1
+    # steps: within 1 % the k-th step is stretched to land on t_end (Hairer's
+    # DOPRI5 rule), beyond it a sliver step follows.
+    k = 4
+    taken = sum(1e-6 * 10.0 ** i for i in range(k - 1))
+    t_end = taken + overshoot * 1e-6 * 10.0 ** (k - 1)
+    solution = solvers.solve(lambda t, y: tf.zeros_like(y),
+                             tf.constant([1.0], tf.float64), t_end,
+                             method=solvers.Dopri5(), rtol=1e-6, atol=1e-6)
+    assert int(solution.stats["num_steps"]) == k + extra_steps
+    assert int(solution.stats["num_rejected"]) == 0
+    np.testing.assert_array_equal(solution.ys.numpy(), [1.0])
