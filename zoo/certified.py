@@ -338,10 +338,13 @@ def _train_py_command(name):
     """The train.py call with the entry's model, dataset, training radius and build options."""
     preset, dataset, run, _, _ = ENTRIES[name]
     with open(os.path.join(RESULTS_DIR, f"{run}.json")) as f:
-        train_eps = json.load(f)["args"]["train_eps"]
+        study = json.load(f)["args"]
     options = "".join(f" --{k}={v}" for k, v in sorted(BUILD_OPTIONS.get(name, {}).items()))
-    return (f"python train.py --model={preset} --dataset={dataset} --train_eps={train_eps:g}"
-            + options)
+    temperature = study.get("temperature", 1.0)
+    if temperature != 1.0:
+        options += f" --temperature={temperature:g}"
+    return (f"python train.py --model={preset} --dataset={dataset} "
+            f"--train_eps={study['train_eps']:g}" + options)
 
 
 def _build_call(name):

@@ -60,3 +60,18 @@ def test_every_entry_names_a_certified_preset_and_its_study_dataset(certified):
         assert dataset in certified.ANCHORS, name
         study_dataset = "fashion_mnist" if "--dataset=fashion_mnist" in flags else "mnist"
         assert study_dataset == dataset, name
+
+
+def test_train_py_command_carries_the_study_run_options(certified, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setitem(certified.ENTRIES, "tmp_entry", (
+        "stable_node_certified", "mnist", "tmp_run", "", "test entry"))
+    monkeypatch.setitem(certified.BUILD_OPTIONS, "tmp_entry", {"dense": 256})
+    monkeypatch.setattr(certified, "RESULTS_DIR", str(tmp_path))
+    for temperature, tail in ((1.0, ""), (0.1, " --temperature=0.1")):
+        (tmp_path / "tmp_run.json").write_text(json.dumps(
+            {"args": {"train_eps": 0.1, "temperature": temperature}}))
+        assert certified._train_py_command("tmp_entry") == (
+            "python train.py --model=stable_node_certified --dataset=mnist "
+            "--train_eps=0.1 --dense=256" + tail)
