@@ -31,12 +31,20 @@ defaults, the layers and layer names of ``models.build("lipschitz_cnn")``,
 
 Resumable: weights are saved after every epoch under --run_dir/<name>; a
 call with the same --name continues from the last saved epoch (the Adam
-moments restart), and a finished run (its JSON exists) is skipped unless
---force.  Results: --out_dir/<name>.json.
+moments and the shuffling order restart; the JSON lists the epochs after
+which it resumed, ``resumed_after_epochs``), and a finished run (its JSON
+exists) is skipped unless --force.  Results: --out_dir/<name>.json.
+
+With --validation_size=N the last N training images are held out: the
+per-epoch figures are on them, the JSON gets a ``validation`` block beside
+the test figures, and training radii can be chosen on them, not on the
+test set.
 
 Example (a short ranking run, then a full one):
 
     python scripts/certified_study.py --name=probe --epochs=1 --train_size=10000 --test_size=2000
+    python scripts/certified_study.py --name=probe_val --epochs=1 --validation_size=5000 \
+        --train_size=10000 --test_size=2000
     nice -n 10 python scripts/certified_study.py --name=lipcnn_mnist_lmce158 --train_eps=1.58
 """
 
@@ -101,7 +109,12 @@ def parse_args(argv=None):
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr_final", type=float, default=1e-4, help="end of the per-step linear decay")
-    p.add_argument("--train_size", type=int, default=None, help="first N training images")
+    p.add_argument("--validation_size", type=int, default=0,
+                   help="hold out the last N training images (never trained on): the per-epoch "
+                        "figures and a final 'validation' block are on them, so that training "
+                        "radii and runs can be chosen without the test set")
+    p.add_argument("--train_size", type=int, default=None,
+                   help="first N training images (after the validation split)")
     p.add_argument("--test_size", type=int, default=None, help="first N test images (None: all)")
     p.add_argument("--attack_size", type=int, default=200, help="PGD-L2 check sample")
     p.add_argument("--attack_steps", type=int, default=50)
@@ -473,17 +486,23 @@ def make_loss(model, args, eps_variable):
 
 
 def load_data(args):
+    """(x_train, y_train, x_val, y_val, x_test, y_test), [0, 1] pixels; validation may be empty."""
     from contractive_keras import data
 
     x_train, y_train = data.load_numpy(args.dataset, "train")
     x_test, y_test = data.load_numpy(args.dataset, "test")
+    held = args.validation_size
+    if not 0 <= held < len(x_train):
+        raise SystemExit(f"--validation_size must be in [0, {len(x_train)}), got {held}")
+    x_val, y_val = x_train[len(x_train) - held:], y_train[len(y_train) - held:]
+    x_train, y_train = x_train[:len(x_train) - held], y_train[:len(y_train) - held]
     if args.train_size:
         x_train, y_train = x_train[:args.train_size], y_train[:args.train_size]
     if args.test_size:
         x_test, y_test = x_test[:args.test_size], y_test[:args.test_size]
     as_float = lambda a: (a.astype("float32") / 255.0)[..., None]
-    return (as_float(x_train), y_train.astype("int32"), as_float(x_test),
-            y_test.astype("int32"))
+    return (as_float(x_train), y_train.astype("int32"), as_float(x_val),
+            y_val.astype("int32"), as_float(x_test), y_test.astype("int32"))
 
 
 def evaluate(model, x_test, y_test, args):
@@ -559,7 +578,7 @@ def main(argv=None):
     import keras
 
     keras.utils.set_random_seed(args.seed)
-    x_train, y_train, x_test, y_test = load_data(args)
+    x_train, y_train, x_val, y_val, x_test, y_test = load_data(args)
     model = build_model(args)
     run_dir = os.path.join(args.run_dir, args.name)
     os.makedirs(run_dir, exist_ok=True)
@@ -569,7 +588,9 @@ def main(argv=None):
         with open(state_path) as f:
             state = json.load(f)
         model.load_weights(os.path.join(run_dir, "last.weights.h5"))
-        print(f"resuming {args.name} after epoch {state['epochs_done']}")
+        # Weights only: Adam's moments and the shuffling order restart.
+        state.setdefault("resumed_after_epochs", []).append(state["epochs_done"])
+        print(f"resuming {args.name} after epoch {state['epochs_done']} (weights only)")
     steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
     total_steps = steps_per_epoch * args.epochs
     schedule = keras.optimizers.schedules.PolynomialDecay(
@@ -590,12 +611,16 @@ def main(argv=None):
         hist = model.fit(x_train[order], y_train[order], batch_size=args.batch_size, epochs=1,
                          verbose=0, shuffle=False)
         seconds = time.time() - start
-        metrics, _ = evaluate(model, x_test[:2000], y_test[:2000], args)
+        # Per-epoch figures on the validation split when there is one, else
+        # (older runs) on the first 2,000 test images.
+        split = "validation" if len(y_val) else "test2k"
+        x_eval, y_eval = (x_val, y_val) if len(y_val) else (x_test[:2000], y_test[:2000])
+        metrics, _ = evaluate(model, x_eval, y_eval, args)
         row = {"epoch": epoch + 1, "seconds": seconds, "loss": float(hist.history["loss"][-1]),
                "train_accuracy": float(hist.history["sparse_categorical_accuracy"][-1]),
                "train_eps": float(eps_variable.numpy()),
-               "test2k_clean": metrics["clean_accuracy"],
-               "test2k_certified": metrics["certified_accuracy_pairwise"],
+               f"{split}_clean": metrics["clean_accuracy"],
+               f"{split}_certified": metrics["certified_accuracy_pairwise"],
                "body_lipschitz_bound": metrics["body_lipschitz_bound"]}
         print(json.dumps(row), flush=True)
         model.save_weights(os.path.join(run_dir, "last.weights.h5"))
@@ -606,12 +631,15 @@ def main(argv=None):
             json.dump(state, f)
 
     result, pairwise = evaluate(model, x_test, y_test, args)
+    if len(y_val):
+        result["validation"] = evaluate(model, x_val, y_val, args)[0]
     sample = slice(0, min(args.attack_size, len(y_test)))
     result["pgd_l2_check"] = attack_check(model, x_test[sample], y_test[sample],
                                           pairwise[sample], RADII[args.dataset],
                                           args.attack_steps, args.seed)
     result.update({"name": args.name, "args": vars(args), "train_seconds": state["train_seconds"],
                    "history": state["history"],
+                   "resumed_after_epochs": state.get("resumed_after_epochs", []),
                    "command": "python scripts/certified_study.py " + " ".join(
                        f"--{k}={v}" for k, v in vars(args).items()
                        if v is not None and k not in ("force", "run_dir", "out_dir")
