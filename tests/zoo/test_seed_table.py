@@ -1,0 +1,160 @@
+"""zoo/seed_table.py: the seed tables of issue 17 (summaries, validation-only
+selection, CH-NODE margins, markdown, CLI), on synthetic run JSONs."""
+
+import ast
+import importlib.util
+import json
+import os
+import types
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NOISE = ("gaussian_0.05", "gaussian_0.2", "salt_pepper_0.05", "salt_pepper_0.2")
+
+
+@pytest.fixture(scope="module")
+def table():
+    path = os.path.join(ROOT, "zoo", "seed_table.py")
+    spec = importlib.util.spec_from_file_location("zoo_seed_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def block(base):
+    """A validation / test block whose numbers derive from ``base``."""
+    b = {k: base + 0.01 * i for i, k in enumerate(NOISE)}
+    b.update({f"{k}_std": 0.004 for k in NOISE}, clean=base + 0.1, **{"fgsm_linf_0.05": base - 0.05})
+    b["noise_mean"] = float(np.mean([b[k] for k in NOISE]))
+    return b
+
+
+def run(cell, seed, val=0.5, test=0.5, train=0.9):
+    """A run JSON like zoo/seeds.py writes, with its selection score from validation."""
+    hamiltonian = "_n" in cell
+    validation = block(val)
+    return {"cell": cell, "seed": seed, "model": cell.split("_mnist")[0].split("_fashion")[0],
+            "selection_score": validation["noise_mean" if hamiltonian else "fgsm_linf_0.05"],
+            "validation": validation, "test": block(test), "train_accuracy": train,
+            "train_seconds": 1.0, "code_commit": "0" * 40}
+
+
+def write(directory, r, name=None):
+    with open(os.path.join(directory, name or f"{r['cell']}_seed{r['seed']}.json"), "w") as f:
+        json.dump(r, f)
+
+
+def test_cells_match_zoo_seeds(table):
+    """The local cell list is cells() of zoo/seeds.py (read from its source: no TensorFlow)."""
+    with open(os.path.join(ROOT, "zoo", "seeds.py")) as f:
+        tree = ast.parse(f.read())
+    function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "cells")
+    stub = types.SimpleNamespace(HAMILTONIAN=table.HAMILTONIAN_MODELS, STABILIZED=table.NODE_MODELS)
+    namespace = {"models": stub}
+    exec(compile(ast.Module(body=[function], type_ignores=[]), "seeds.py", "exec"), namespace)
+    assert set(namespace["cells"]()) == set(table.CELLS)
+
+
+def test_summary_is_mean_and_sample_std(table, tmp_path):
+    trains, tests = [0.91, 0.95, 0.88], [0.60, 0.72, 0.65]
+    for seed, (tr, te) in enumerate(zip(trains, tests)):
+        write(tmp_path, run("chnode_mnist_n4", seed, test=te, train=tr))
+    runs = table.load_runs(tmp_path)
+    assert [r["seed"] for r in runs["chnode_mnist_n4"]] == [0, 1, 2]
+    s = table.cell_summary(runs["chnode_mnist_n4"])
+    assert s["train"] == {"mean": np.mean(trains), "std": np.std(trains, ddof=1), "n": 3}
+    clean = np.array(tests) + 0.1
+    assert s["test"]["mean"] == pytest.approx(np.mean(clean), abs=0, rel=1e-15)
+    assert s["test"]["std"] == pytest.approx(np.std(clean, ddof=1), rel=1e-12)
+    fgsm = np.array(tests) - 0.05
+    assert s["FGSM 0.05"]["std"] == pytest.approx(np.std(fgsm, ddof=1), rel=1e-12)
+    assert s["noise mean"]["n"] == 3
+
+
+def test_one_seed_has_no_std(table):
+    s = table.cell_summary([run("node_mnist", 0)])
+    assert all(q["std"] is None and q["n"] == 1 for q in s.values())
+
+
+def test_selection_depends_on_validation_only(table):
+    runs = [run("resnet_mnist_n8", k, val=v, test=t)
+            for k, (v, t) in enumerate([(0.40, 0.30), (0.45, 0.35), (0.42, 0.50)])]
+    assert table.select(runs)["seed"] == 1
+    runs[0]["test"] = block(0.99)  # test numbers move: the choice does not
+    runs[2]["test"]["noise_mean"] = 0.999
+    assert table.select(runs)["seed"] == 1
+    runs[2]["selection_score"] = 0.5  # validation score moves: the choice does
+    assert table.select(runs)["seed"] == 2
+    runs[0]["selection_score"] = runs[1]["selection_score"] = runs[2]["selection_score"]
+    assert table.select(runs)["seed"] == 0  # ties: lowest seed
+
+
+def test_rank_and_test_spread(table):
+    """Hamiltonian cells rank by test noise_mean, NODE cells by test FGSM 0.05."""
+    runs = [run("hdnn_mnist_n4", k, val=v, test=t)
+            for k, (v, t) in enumerate([(0.1, 0.50), (0.9, 0.40), (0.2, 0.60), (0.3, 0.30)])]
+    s = table.select(runs)
+    noise = [r["test"]["noise_mean"] for r in runs]
+    assert (s["seed"], s["rank"], s["n"], s["score"]) == (1, 3, 4, "noise_mean")
+    assert s["test_score"] == runs[1]["test"]["noise_mean"]
+    assert (s["test_min"], s["test_median"], s["test_max"]) == (min(noise), np.median(noise), max(noise))
+    node = [run("stable_node_fashion_mnist", k, val=v, test=t)
+            for k, (v, t) in enumerate([(0.5, 0.2), (0.4, 0.3), (0.3, 0.1)])]
+    s = table.select(node)
+    assert (s["seed"], s["rank"], s["score"]) == (0, 2, "fgsm_linf_0.05")
+    assert s["test_median"] == pytest.approx(0.2 - 0.05)
+
+
+def test_margins_against_the_better_baseline(table):
+    def selected(cell, test):
+        return table.select([run(cell, 0, test=test)])
+
+    sel = {"chnode_mnist_n4": selected("chnode_mnist_n4", 0.80), "hdnn_mnist_n4": selected("hdnn_mnist_n4", 0.40),
+           "resnet_mnist_n4": selected("resnet_mnist_n4", 0.70), "chnode_mnist_n8": selected("chnode_mnist_n8", 0.9),
+           "hdnn_mnist_n8": selected("hdnn_mnist_n8", 0.3)}
+    margins = table.chnode_margins(sel)
+    assert margins[4] == pytest.approx(0.10)
+    assert margins[8] is None and margins[12] is None
+    assert "N = 4: +10.0 points (meets >= 5)" in "\n".join(table.margin_lines(margins))
+
+
+def test_mislabelled_or_duplicate_file_is_refused(table, tmp_path):
+    write(tmp_path, run("hdnn_mnist_n8", 1), name="hdnn_mnist_n8_seed2.json")
+    with pytest.raises(ValueError, match="hdnn_mnist_n8_seed2.json"):
+        table.load_runs(tmp_path)
+    os.remove(tmp_path / "hdnn_mnist_n8_seed2.json")
+    write(tmp_path, run("hdnn_mnist_n8", 1), name="resnet_mnist_n8_seed1.json")
+    with pytest.raises(ValueError, match="resnet_mnist_n8_seed1.json"):
+        table.load_runs(tmp_path)
+    with pytest.raises(ValueError, match="b.json: duplicate of a.json"):
+        table.group_by_cell([("a.json", run("node_mnist", 0)), ("b.json", run("node_mnist", 0))])
+
+
+def test_selection_score_must_be_the_validation_rule(table, tmp_path):
+    r = run("node_mnist", 0)
+    r["selection_score"] = r["test"]["fgsm_linf_0.05"] + 0.01
+    write(tmp_path, r)
+    with pytest.raises(ValueError, match="node_mnist_seed0.json"):
+        table.load_runs(tmp_path)
+
+
+def test_markdown_has_mean_std_cells_and_missing_rows(table, tmp_path):
+    for seed in range(2):
+        write(tmp_path, run("chnode_mnist_n12", seed, val=0.4 + 0.1 * seed, test=0.5 + 0.1 * seed))
+    write(tmp_path, run("node_fashion_mnist", 0, test=0.6))
+    runs = table.load_runs(tmp_path)
+    text = table.markdown_tables({c: table.cell_summary(r) for c, r in runs.items()},
+                                 {c: table.select(r) for c, r in runs.items()})
+    assert "| CH-NODE | 12 | 2 | 90.0 ± 0.0 | 65.0 ± 7.1 |" in text
+    assert "| NODE | Fashion-MNIST | 1 | 90.0 | 70.0 |" in text
+    assert "| H-DNN | 12 | 0 | missing |" in text
+    assert "| chnode_mnist_n12 | noise_mean | 1 | " in text and "| 1 / 2 |" in text
+    assert "| resnet_mnist_n4 | noise_mean | missing |" in text
+
+
+def test_cli_on_the_repository_results(table, capsys):
+    assert table.main([f"--results_dir={os.path.join(ROOT, 'docs', 'results', 'seeds')}"]) == 0
+    out = capsys.readouterr().out
+    assert "Table 1" in out and "Selection (validation only)" in out and "CH-NODE margin" in out
