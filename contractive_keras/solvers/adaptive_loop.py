@@ -3,9 +3,9 @@
 Between consecutive output times the loop attempts steps proposed by the
 :class:`~contractive_keras.solvers.step_size_control.IController`; the
 last step of an interval is shortened (or stretched by at most 1 %) to
-land on the output time. Each interval is one ``tf.while_loop`` with ``maximum_iterations`` =
-``scheme.max_steps`` (a static bound: XLA compiles it, and
-backpropagation through it works in eager, graph and XLA modes). The step
+land on the output time. Each interval is one ``tf.while_loop`` with
+``maximum_iterations`` = ``scheme.max_steps`` (a static bound: XLA compiles
+it, and backpropagation through it works in eager, graph and XLA modes). The step
 sizes are treated as constants by the gradient (the error ratio is under
 ``tf.stop_gradient``), as in torchdiffeq and diffrax.
 
