@@ -109,13 +109,11 @@ ENTRIES = {
         "1-Lipschitz CNN with orthonormal kernels and a 256-wide dense layer, trained against "
         "its certificate at L2 0.05 with softmax temperature 0.1 (tau = 10), Fashion-MNIST"),
 }
-#: name -> options of models.build(<preset>) that differ from the preset's defaults.
-#: The clipped-kernel models the orthonormal entries replaced are in
-#: docs/results/certified/*conv_*_lmce*.json.
-BUILD_OPTIONS = {"stable_node_certified_mnist_eps1_d256": {"dense": 256},
-                 "stable_node_certified_mnist_eps0p1_t0p1_d256": {"dense": 256},
-                 "stable_node_certified_fashion_mnist_eps0p45_d256": {"dense": 256},
-                 "stable_node_certified_fashion_mnist_eps0p05_t0p1_d256": {"dense": 256}}
+#: The skeleton options a study run may set (scripts/certified_study.py flags of
+#: the same names); an entry's build options are those that differ from its
+#: preset's recipe. The clipped-kernel models the orthonormal entries replaced
+#: are in docs/results/certified/*conv_*_lmce*.json.
+SKELETON_OPTIONS = ("dense", "kernels")
 LINF_EPS = (0.05, 0.1)
 #: The bar of issue 15: the 1-Lipschitz CNN rows (deel-torchlip 1.0.5, two 3x3
 #: spectral convolutions of 16 and 32 channels, GroupSort2, L2-norm pooling, two
@@ -152,6 +150,26 @@ def study_command(name):
     return f"python scripts/certified_study.py --name={run} {flags}"
 
 
+def study_args(name):
+    """The argparse namespace (as a dict) of the entry's study run, from its results JSON."""
+    with open(os.path.join(RESULTS_DIR, f"{ENTRIES[name][2]}.json")) as f:
+        return json.load(f)["args"]
+
+
+def build_options(name):
+    """Options of ``models.build(<preset>)`` that rebuild the study run's layers.
+
+    The skeleton options (``SKELETON_OPTIONS``) the run used where they differ
+    from the preset's recipe, read from the run's results JSON so an entry
+    cannot be rebuilt with other widths or kernels than it was trained with.
+    """
+    from contractive_keras import models
+
+    recipe = models.REFERENCE_HPARAMS[ENTRIES[name][0]]
+    args = study_args(name)
+    return {k: args[k] for k in SKELETON_OPTIONS if k in args and args[k] != recipe[k]}
+
+
 def stage_train(name):
     run = ENTRIES[name][2]
     if os.path.isfile(os.path.join(RESULTS_DIR, f"{run}.json")):
@@ -171,7 +189,7 @@ def load_trained(name):
 
     preset, _, run, _, _ = ENTRIES[name]
     source = keras.models.load_model(os.path.join(STUDY_DIR, run, "model.keras"), compile=False)
-    model = models.build(preset, **BUILD_OPTIONS.get(name, {}))
+    model = models.build(preset, **build_options(name))
     mine = [(w.path.split("/", 1)[-1], tuple(w.shape)) for w in model.weights]
     theirs = [(w.path.split("/", 1)[-1], tuple(w.shape)) for w in source.weights]
     if [s for _, s in mine] != [s for _, s in theirs]:
@@ -179,7 +197,7 @@ def load_trained(name):
     kinds = lambda m: [type(layer).__name__ for layer in m.layers]
     if kinds(model) != kinds(source):
         raise ValueError(f"{name}: the study model's layers {kinds(source)} differ from "
-                         f"{preset}'s {kinds(model)} (BUILD_OPTIONS)")
+                         f"{preset}'s {kinds(model)} (build_options)")
     model.set_weights(source.get_weights())
     return model
 
@@ -352,10 +370,9 @@ def card(name, evaluation):
 
 def _train_py_command(name):
     """The train.py call with the entry's model, dataset, training radius and build options."""
-    preset, dataset, run, _, _ = ENTRIES[name]
-    with open(os.path.join(RESULTS_DIR, f"{run}.json")) as f:
-        study = json.load(f)["args"]
-    options = "".join(f" --{k}={v}" for k, v in sorted(BUILD_OPTIONS.get(name, {}).items()))
+    preset, dataset, _, _, _ = ENTRIES[name]
+    study = study_args(name)
+    options = "".join(f" --{k}={v}" for k, v in sorted(build_options(name).items()))
     temperature = study.get("temperature", 1.0)
     if temperature != 1.0:
         options += f" --temperature={temperature:g}"
@@ -365,7 +382,7 @@ def _train_py_command(name):
 
 def _build_call(name):
     """The arguments of models.build that rebuild the entry, as Python source."""
-    options = "".join(f", {k}={v!r}" for k, v in sorted(BUILD_OPTIONS.get(name, {}).items()))
+    options = "".join(f", {k}={v!r}" for k, v in sorted(build_options(name).items()))
     return f'"{ENTRIES[name][0]}"{options}'
 
 

@@ -67,11 +67,25 @@ def test_train_py_command_carries_the_study_run_options(certified, tmp_path, mon
 
     monkeypatch.setitem(certified.ENTRIES, "tmp_entry", (
         "stable_node_certified", "mnist", "tmp_run", "", "test entry"))
-    monkeypatch.setitem(certified.BUILD_OPTIONS, "tmp_entry", {"dense": 256})
     monkeypatch.setattr(certified, "RESULTS_DIR", str(tmp_path))
     for temperature, tail in ((1.0, ""), (0.1, " --temperature=0.1")):
         (tmp_path / "tmp_run.json").write_text(json.dumps(
-            {"args": {"train_eps": 0.1, "temperature": temperature}}))
+            {"args": {"train_eps": 0.1, "temperature": temperature, "dense": 256,
+                      "kernels": "orthonormal"}}))
         assert certified._train_py_command("tmp_entry") == (
             "python train.py --model=stable_node_certified --dataset=mnist "
             "--train_eps=0.1 --dense=256" + tail)
+
+
+def test_build_options_are_the_study_run_options_off_the_recipe(certified, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setitem(certified.ENTRIES, "tmp_entry", (
+        "chnode_certified", "mnist", "tmp_run", "", "test entry"))
+    monkeypatch.setattr(certified, "RESULTS_DIR", str(tmp_path))
+    run = tmp_path / "tmp_run.json"
+    run.write_text(json.dumps({"args": {"dense": 128, "kernels": "orthonormal"}}))
+    assert certified.build_options("tmp_entry") == {}
+    run.write_text(json.dumps({"args": {"dense": 64, "kernels": "clipped", "train_eps": 0.3}}))
+    assert certified.build_options("tmp_entry") == {"dense": 64, "kernels": "clipped"}
+    assert certified._build_call("tmp_entry") == '"chnode_certified", dense=64, kernels=\'clipped\''
