@@ -33,6 +33,7 @@ Foolbox comes with ``pip install -e '.[attacks]'``.
 """
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -181,8 +182,12 @@ def stage_train(name):
                    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1"))
 
 
+@functools.lru_cache(maxsize=1)
 def load_trained(name):
-    """The study's trained weights in ``models.build(<preset>)`` (same layers, same names)."""
+    """The study's trained weights in ``models.build(<preset>)`` (same layers, same names).
+
+    Cached for the last entry: its evaluation and its export use one model.
+    """
     import keras
 
     from contractive_keras import models
