@@ -1,7 +1,7 @@
 """zoo/build.py: trained models load through robustness.load_model, and the
 certificate it records is certify's (summary and whole-model bound)."""
 
-import importlib.util
+import importlib
 import os
 
 import keras
@@ -10,15 +10,10 @@ import pytest
 
 from contractive_keras import certify
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 @pytest.fixture(scope="module")
 def build():
-    spec = importlib.util.spec_from_file_location("zoo_build", os.path.join(ROOT, "zoo", "build.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("zoo.build")
 
 
 def chain_model(square=False):

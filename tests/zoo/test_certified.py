@@ -1,23 +1,16 @@
 """zoo/certified.py: the bar of issue 15 (dominance over the anchor rows) and the
 radii its entries are certified at."""
 
-import importlib.util
-import os
+import importlib
 
 import pytest
 
 from contractive_keras import data
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 @pytest.fixture(scope="module")
 def certified():
-    path = os.path.join(ROOT, "zoo", "certified.py")
-    spec = importlib.util.spec_from_file_location("zoo_certified", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("zoo.certified")
 
 
 def metrics_of(row, delta=0.0):

@@ -2,7 +2,7 @@
 selection, CH-NODE margins, markdown, CLI), on synthetic run JSONs."""
 
 import ast
-import importlib.util
+import importlib
 import json
 import os
 import types
@@ -16,11 +16,7 @@ NOISE = ("gaussian_0.05", "gaussian_0.2", "salt_pepper_0.05", "salt_pepper_0.2")
 
 @pytest.fixture(scope="module")
 def table():
-    path = os.path.join(ROOT, "zoo", "seed_table.py")
-    spec = importlib.util.spec_from_file_location("zoo_seed_table", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("zoo.seed_table")
 
 
 def block(base):
