@@ -28,13 +28,14 @@ Run: ``python -m benchmarks chnode_block`` (or ``make bench``); JSON in
 """
 
 import argparse
-import json
 import os
 import statistics
 import time
 import warnings
 
 import numpy as np
+
+from benchmarks._report import print_table, write_json
 
 DEPTH, BATCH, CHANNELS, STEP_SIZE = 12, 100, 8, 0.5
 DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -142,15 +143,9 @@ def main(argv=None):
         "min_seconds_per_call": {name: min(v) for name, v in samples.items()},
         "ratios": ratios,
     }
-    print(f"{'case (block forward + backward)':40s} {'ms':>8s} {'min ms':>8s}")
-    for name, value in medians.items():
-        print(f"{name:40s} {1e3 * value:8.2f} {1e3 * min(samples[name]):8.2f}")
-    for name, value in ratios.items():
-        print(f"{name:40s} {value:8.3f}")
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as handle:
-        json.dump(results, handle, indent=2)
-    return results
+    print_table("case (block forward + backward)", "ms, min ms",
+                {name: (value, min(samples[name])) for name, value in medians.items()}, ratios)
+    return write_json(results, args.output)
 
 
 if __name__ == "__main__":
