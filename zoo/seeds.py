@@ -5,6 +5,10 @@
     python zoo/seeds.py --status                        # what is done, per run and per cell
     python zoo/seeds.py --only=chnode_mnist_n4/seed0    # some runs (cells or cell/seedK, comma-separated)
 
+Several drivers may run at once (one per free core): a driver claims a run
+with a lock file in its model directory (``driver.lock``, its pid) and skips
+runs a live driver holds; a lock whose driver is gone is taken over.
+
 The queue: the 9 Hamiltonian cells (chnode, hdnn, resnet x N in 4, 8, 12,
 MNIST) and the 4 stabilized-NODE cells (node, stable_node x MNIST,
 Fashion-MNIST), each with seeds 0..4, ordered seed-major (every cell for seed
@@ -32,6 +36,7 @@ the clean accuracy on the 55,000 training images.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -51,6 +56,7 @@ VALIDATION_SIZE = 5_000
 FGSM_EPS = 0.05
 NOISE_DRAWS = 10
 WALL_FILE = "train_wall_seconds.txt"
+LOCK_FILE = "driver.lock"
 
 
 def cells():
@@ -105,6 +111,62 @@ class Paths:
         d = self.model_dir(cell, seed)
         return os.path.isfile(os.path.join(d, "summary.json")) and os.path.isfile(
             os.path.join(d, "export", "model.keras"))
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lock_owner(path):
+    """The pid in lock file ``path``, or None when it is unreadable."""
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def claimed(model_dir):
+    """Yields True while this process holds the run in ``model_dir``, False if another live one does.
+
+    The lock file is created with its pid in one step (hard link of a
+    written temporary file), so no driver ever reads a half-written lock.
+    A lock whose pid is not alive (its driver was killed) is taken over.
+    """
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, LOCK_FILE)
+    temporary = f"{path}.{os.getpid()}"
+    with open(temporary, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        while True:
+            try:
+                os.link(temporary, path)
+                break
+            except FileExistsError:
+                owner = _lock_owner(path)
+                if owner is not None and owner != os.getpid() and _alive(owner):
+                    yield False
+                    return
+                if owner == os.getpid():
+                    yield False  # held by this process already (a nested claim)
+                    return
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)  # its driver is gone
+    finally:
+        os.remove(temporary)
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 # --- jobs ------------------------------------------------------------------------
@@ -340,12 +402,18 @@ def main(argv=None):
         return 1
     failed = []
     for i, (cell, seed) in enumerate(runs):
-        t0 = time.perf_counter()
-        log(f"run {i + 1}/{len(runs)}: {run_name(cell, seed)}")
-        if not (train(paths, cell, seed) and evaluate(paths, cell, seed)):
-            failed.append(run_name(cell, seed))
-            log(f"{run_name(cell, seed)}: FAILED, moving on")
-        log(f"{run_name(cell, seed)}: done in {time.perf_counter() - t0:.0f} s")
+        if os.path.isfile(paths.result(cell, seed)):
+            continue
+        with claimed(paths.model_dir(cell, seed)) as mine:
+            if not mine:
+                log(f"run {i + 1}/{len(runs)}: {run_name(cell, seed)} is held by another driver")
+                continue
+            t0 = time.perf_counter()
+            log(f"run {i + 1}/{len(runs)}: {run_name(cell, seed)}")
+            if not (train(paths, cell, seed) and evaluate(paths, cell, seed)):
+                failed.append(run_name(cell, seed))
+                log(f"{run_name(cell, seed)}: FAILED, moving on")
+            log(f"{run_name(cell, seed)}: done in {time.perf_counter() - t0:.0f} s")
     log(f"queue finished; failed: {failed or 'none'}")
     return 1 if failed else 0
 
