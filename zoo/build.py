@@ -4,6 +4,7 @@
     python zoo/build.py                       # every entry, resuming where it stopped
     python zoo/build.py chnode_mnist_n4       # some entries
     python zoo/build.py --list                # the entries and their status
+    python zoo/build.py --from_seeds          # ship each cell's seed chosen on validation
 
 For each entry, three resumable stages (a finished stage is skipped):
 
@@ -19,6 +20,16 @@ For each entry, three resumable stages (a finished stage is skipped):
 3. export: ``zoo/<name>/`` (model.keras, saved_model.tar.gz, README.md model
    card) and the entry of ``zoo/manifest.json`` with sha256 and metrics
    (``zoo/export_entry.py``, the zoo's write side).
+
+With ``--from_seeds`` (issue 17) an entry that is a seed cell of
+``zoo/seeds.py`` (the nine Table 1 cells and the four NODE cells) ships the
+seed chosen on validation data instead of the seed-0 run: the train stage
+runs ``zoo/seeds.py --only=<cell>`` (five seeds on the 55,000-image training
+split, one process per run, resumable, wall time written per run), the
+chosen seed is ``zoo/seed_table.py``'s (highest validation score, ties to the
+lowest seed; the test set never chooses), and the evaluate and export stages
+act on ``runs/seeds/<cell>/seed<K>``. The card says how the entry was chosen,
+which seed it is and where it falls among the cell's seeds on the test set.
 
 Models are loaded with ``contractive_keras.robustness.load_model``, the
 loader the evaluation command uses.
@@ -39,6 +50,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZOO_DIR = os.path.join(ROOT, "zoo")
 RUNS_DIR = os.path.join(ROOT, "runs", "zoo")
+SEED_RUNS_DIR = os.path.join(ROOT, "runs", "seeds")
+SEED_RESULTS_DIR = os.path.join(ROOT, "docs", "results", "seeds")
 sys.path.insert(0, ROOT)
 
 from contractive_keras import models  # noqa: E402  (the model registry)
@@ -110,8 +123,30 @@ def log(message):
     print(f"[zoo/build] {message}", flush=True)
 
 
-def run_dir(name):
-    return os.path.join(RUNS_DIR, name)
+def run_dir(name, selection=None):
+    """``runs/zoo/<name>``, or the chosen seed's ``runs/seeds/<cell>/seed<K>`` (``--from_seeds``)."""
+    if selection is None:
+        return os.path.join(RUNS_DIR, name)
+    return os.path.join(SEED_RUNS_DIR, selection["cell"], f"seed{selection['seed']}")
+
+
+def seed_selection(name, min_seeds, results_dir=None):
+    """``zoo/seed_table.select`` for seed cell ``name``: the seed its validation score chooses.
+
+    Raises:
+        ValueError: ``name`` is not a seed cell, or fewer than ``min_seeds``
+            of its seeds are finished.
+    """
+    from zoo import seed_table
+
+    if name not in seed_table.CELLS:
+        raise ValueError(f"{name} is not a seed cell of zoo/seeds.py; --from_seeds applies to "
+                         f"{', '.join(seed_table.CELLS)}")
+    runs = seed_table.load_runs(results_dir or SEED_RESULTS_DIR).get(name, [])
+    if len(runs) < min_seeds:
+        raise ValueError(f"{name}: {len(runs)} of the {min_seeds} seeds --min_seeds asks for are "
+                         f"finished; run python zoo/seeds.py --only={name}")
+    return seed_table.select(runs)
 
 
 def train_command(name):
@@ -134,11 +169,19 @@ def stage_train(name):
     subprocess.run(command, cwd=ROOT, env=env, check=True)
 
 
-def load_trained(name):
-    """The trained model of an entry, ``runs/zoo/<name>/export/model.keras``."""
+def stage_train_seeds(name):
+    """Every seed of cell ``name``: ``zoo/seeds.py --only=<name>`` (resumable, one process per run)."""
+    command = [sys.executable, os.path.join("zoo", "seeds.py"), f"--only={name}"]
+    log(f"{name}: training and evaluating its seeds: {' '.join(command[1:])}")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    subprocess.run(command, cwd=ROOT, env=env, check=True)
+
+
+def load_trained(name, selection=None):
+    """The trained model of an entry, ``<run_dir>/export/model.keras``."""
     from contractive_keras.robustness import load_model
 
-    return load_model(os.path.join(run_dir(name), "export", "model.keras"))
+    return load_model(os.path.join(run_dir(name, selection), "export", "model.keras"))
 
 
 def certificate(model):
@@ -158,17 +201,22 @@ def certificate(model):
     return values, lipschitz
 
 
-def stage_evaluate(name, pgd_take, draws):
-    path = os.path.join(run_dir(name), "evaluation.json")
+def stage_evaluate(name, pgd_take, draws, selection=None):
+    """Writes ``<run_dir>/evaluation.json``; a seed run's train accuracy is on its 55,000 images."""
+    path = os.path.join(run_dir(name, selection), "evaluation.json")
     if os.path.isfile(path):
         log(f"{name}: evaluated ({path})")
         return
     from contractive_keras import data, robustness
 
     flags, _ = ENTRIES[name]
-    model = load_trained(name)
+    model = load_trained(name, selection)
     x_test, y_test = data.load_numpy(flags["dataset"], "test")
     x_train, y_train = data.load_numpy(flags["dataset"], "train")
+    if selection is not None:
+        from zoo.seeds import TRAIN_SIZE
+
+        x_train, y_train = x_train[:TRAIN_SIZE], y_train[:TRAIN_SIZE]
     certificate_values, lipschitz = certificate(model)
     t0 = time.perf_counter()
     log(f"{name}: noise, FGSM and certified accuracy on {len(y_test)} test images")
@@ -186,11 +234,12 @@ def stage_evaluate(name, pgd_take, draws):
         "pgd_take": pgd_take,
         "test_accuracy_first500": first500.lookup("clean", 0.0).mean,
         "train_accuracy": train_accuracy.lookup("clean", 0.0).mean,
+        "train_images": len(y_train),
         "certificate": certificate_values,
         "lipschitz_l2": lipschitz,
         "seconds": time.perf_counter() - t0,
     }
-    os.makedirs(run_dir(name), exist_ok=True)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w") as f:
         json.dump(result, f, indent=2, default=float)
     os.replace(path + ".tmp", path)
@@ -200,10 +249,10 @@ def _rows(table_dict):
     return table_dict["rows"]
 
 
-def metrics_of(name):
-    with open(os.path.join(run_dir(name), "evaluation.json")) as f:
+def metrics_of(name, selection=None):
+    with open(os.path.join(run_dir(name, selection), "evaluation.json")) as f:
         evaluation = json.load(f)
-    with open(os.path.join(run_dir(name), "summary.json")) as f:
+    with open(os.path.join(run_dir(name, selection), "summary.json")) as f:
         summary = json.load(f)
     metrics = {
         "test_accuracy": None,
@@ -233,13 +282,46 @@ def metrics_of(name):
     metrics["train_seconds"] = sum(r.get("seconds", 0.0) for r in summary.get("history", []))
     if timings.get("examples_per_second"):
         metrics["examples_per_second"] = timings["examples_per_second"]
+    if selection is not None:
+        metrics.update({"seed": selection["seed"], "seeds_finished": selection["n"],
+                        "selection_validation_score": selection["validation_score"],
+                        "selection_test_rank": selection["rank"]})
     return metrics, evaluation, summary
 
 
-def model_card(name, metrics, evaluation, summary):
+def selection_lines(selection):
+    """The card's account of a seed chosen on validation (``seed_selection``)."""
+    run, score = selection["run"], selection["score"]
+    return [
+        "## How this entry was chosen",
+        "",
+        f"Seed {selection['seed']}, chosen among the {selection['n']} finished seeds of this recipe "
+        f"by the highest validation score: {run['selection_rule']}, on the 5,000 validation "
+        f"images, {100 * selection['validation_score']:.2f} %. The test set was not used to choose.",
+        f"On the test set the same quantity ({score}) is {100 * selection['test_score']:.2f} % for "
+        f"this seed: rank {selection['rank']} of {selection['n']} (test min / median / max over the "
+        f"seeds: {100 * selection['test_min']:.2f} / {100 * selection['test_median']:.2f} / "
+        f"{100 * selection['test_max']:.2f} %).",
+        f"Every seed's numbers: docs/results/seeds/{selection['cell']}_seed*.json "
+        "(`python zoo/seed_table.py`).",
+        "",
+    ]
+
+
+def model_card(name, metrics, evaluation, summary, selection=None):
     flags, description = ENTRIES[name]
     hardware = summary.get("hardware", {})
     used = summary.get("flags", {})
+    if selection is None:
+        command = "python " + " ".join(train_command(name))
+        regenerate = f"python zoo/build.py {name}"
+        data_line = f"Data: {flags['dataset']}, official 60,000 / 10,000 split."
+    else:
+        command = selection["run"]["train_command"]
+        regenerate = f"python zoo/build.py --from_seeds {name}"
+        data_line = (f"Data: {flags['dataset']}; trained on the first 55,000 official training "
+                     "images, the last 5,000 are the validation split the seed was chosen on; "
+                     "tested on the official 10,000.")
     lines = [
         f"# {name}",
         "",
@@ -250,25 +332,26 @@ def model_card(name, metrics, evaluation, summary):
         "",
         "## Training",
         "",
-        "    python " + " ".join(train_command(name)),
+        "    " + command,
         "",
-        "Regenerate this entry (training, evaluation, export): `python zoo/build.py " + name + "`.",
+        f"Regenerate this entry (training, evaluation, export): `{regenerate}`.",
         "",
         "Settings used: " + ", ".join(
             f"{k}={used[k]}" for k in ("model", "depth", "dataset", "epochs", "batch_size", "learning_rate",
                                        "lr_decay", "weight_decay", "smoothness", "step_size", "gamma",
                                        "eps", "L_scale", "lift_max_norm", "readout_max_norm",
                                        "delta_bar", "alpha", "seed") if used.get(k) is not None) + ".",
-        f"Data: {flags['dataset']}, official 60,000 / 10,000 split.",
+        data_line,
         f"Training time: {metrics['train_seconds']:.0f} s on {hardware.get('cpu', '?')} "
         f"({hardware.get('cpu_count', '?')} cores, {hardware.get('strategy', '?')}, "
         f"{', '.join(hardware.get('gpus', [])) or 'no GPU'}).",
         "",
+        *(selection_lines(selection) if selection is not None else []),
         "## Accuracy (measured by contractive_keras.robustness)",
         "",
         "| setting | accuracy (mean ± std over draws) |",
         "| --- | --- |",
-        f"| train (60,000 images) | {metrics['train_accuracy']:.4f} |",
+        f"| train ({evaluation.get('train_images', 60000):,} images) | {metrics['train_accuracy']:.4f} |",
     ]
     for table, where in ((evaluation["test"], "test set"),
                          (evaluation["pgd_subset"], f"first {evaluation['pgd_take']} test images")):
@@ -300,14 +383,18 @@ def model_card(name, metrics, evaluation, summary):
     return "\n".join(lines)
 
 
-def stage_export(name):
+def stage_export(name, selection=None):
     from zoo.export_entry import add_to_manifest, export_model
 
-    metrics, evaluation, summary = metrics_of(name)
+    metrics, evaluation, summary = metrics_of(name, selection)
     _, description = ENTRIES[name]
-    model = load_trained(name)
+    if selection is not None:
+        description += (f"; seed {selection['seed']} of {selection['n']}, chosen on validation "
+                        "data (5,000 held-out training images)")
+    model = load_trained(name, selection)
+    card = model_card(name, metrics, evaluation, summary, selection)
     entry = export_model(model, name, ZOO_DIR, description=description, dataset=ENTRIES[name][0]["dataset"],
-                         metrics=metrics, card_text=model_card(name, metrics, evaluation, summary))
+                         metrics=metrics, card_text=card)
     add_to_manifest(ZOO_DIR, name, entry)
     log(f"{name}: exported to zoo/{name}/ (test accuracy {metrics['test_accuracy']:.4f})")
 
@@ -356,6 +443,11 @@ def main(argv=None):
     parser.add_argument("--stages", default="train,evaluate,export", help="comma-separated stages to run")
     parser.add_argument("--pgd_take", type=int, default=1000, help="test images attacked with PGD")
     parser.add_argument("--draws", type=int, default=10, help="noise draws over the test set")
+    parser.add_argument("--from_seeds", action="store_true",
+                        help="seed cells: train every seed (zoo/seeds.py) and ship the one chosen "
+                             "on validation data (issue 17)")
+    parser.add_argument("--min_seeds", type=int, default=5,
+                        help="with --from_seeds: finished seeds a cell needs before it is shipped")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in ENTRIES]
     if unknown:
@@ -373,13 +465,27 @@ def main(argv=None):
             print(f"{name:28s} {status(name)}")
         return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.from_seeds:
+        from zoo import seed_table
+
+        names = [n for n in names if n in seed_table.CELLS] if not args.names else names
     for name in names:
-        if "train" in stages:
+        selection = None
+        if args.from_seeds:
+            if "train" in stages:
+                stage_train_seeds(name)
+            try:
+                selection = seed_selection(name, args.min_seeds)
+            except ValueError as error:
+                parser.error(str(error))
+            log(f"{name}: seed {selection['seed']} chosen on validation "
+                f"({selection['n']} seeds finished)")
+        elif "train" in stages:
             stage_train(name)
         if "evaluate" in stages:
-            stage_evaluate(name, args.pgd_take, args.draws)
+            stage_evaluate(name, args.pgd_take, args.draws, selection)
         if "export" in stages:
-            stage_export(name)
+            stage_export(name, selection)
     return 0
 
 

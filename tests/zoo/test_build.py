@@ -47,3 +47,56 @@ def test_trained_models_load_through_the_shared_loader(build, tmp_path, monkeypa
     loaded = build.load_trained("entry")
     x = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
     np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+
+
+def write_seed_runs(directory, cell, validation_scores, test_scores):
+    """Minimal seed result JSONs of ``cell`` (as zoo/seeds.py writes them) for the selection."""
+    import json
+
+    for seed, (val, test) in enumerate(zip(validation_scores, test_scores)):
+        run = {"cell": cell, "seed": seed, "selection_score": val,
+               "selection_rule": "validation noise_mean (mean accuracy over the four reference "
+                                 "noise settings)",
+               "validation": {"noise_mean": val}, "test": {"noise_mean": test},
+               "train_command": f"python train.py --model=chnode --depth=4 --seed={seed} "
+                                "--data_dir=runs/seeds/data"}
+        with open(os.path.join(directory, f"{cell}_seed{seed}.json"), "w") as f:
+            json.dump(run, f)
+
+
+def test_from_seeds_ships_the_seed_validation_chooses(build, tmp_path):
+    write_seed_runs(tmp_path, "chnode_mnist_n4", [0.70, 0.75, 0.72], [0.80, 0.60, 0.70])
+    selection = build.seed_selection("chnode_mnist_n4", 3, results_dir=str(tmp_path))
+    assert selection["seed"] == 1  # the validation maximum, though it is the worst on test
+    assert (selection["rank"], selection["n"]) == (3, 3)
+    assert build.run_dir("chnode_mnist_n4", selection) == os.path.join(
+        build.SEED_RUNS_DIR, "chnode_mnist_n4", "seed1")
+    assert build.run_dir("chnode_mnist_n4") == os.path.join(build.RUNS_DIR, "chnode_mnist_n4")
+
+
+def test_from_seeds_refuses_unfinished_cells_and_non_cells(build, tmp_path):
+    write_seed_runs(tmp_path, "chnode_mnist_n4", [0.70, 0.75], [0.80, 0.60])
+    with pytest.raises(ValueError, match="2 of the 5 seeds"):
+        build.seed_selection("chnode_mnist_n4", 5, results_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="not a seed cell"):
+        build.seed_selection("chnode_mnist_n12_certified", 1, results_dir=str(tmp_path))
+
+
+def test_a_seed_entry_s_card_says_how_it_was_chosen(build, tmp_path):
+    write_seed_runs(tmp_path, "chnode_mnist_n4", [0.70, 0.75, 0.72], [0.80, 0.60, 0.70])
+    selection = build.seed_selection("chnode_mnist_n4", 3, results_dir=str(tmp_path))
+    evaluation = {"test": {"rows": [{"kind": "clean", "level": 0.0, "mean": 0.9}]},
+                  "pgd_subset": {"rows": []}, "pgd_take": 1000, "certificate": {},
+                  "train_images": 55000}
+    card = build.model_card("chnode_mnist_n4", {"train_accuracy": 0.91, "train_seconds": 10.0},
+                            evaluation, {"flags": {"seed": 1}}, selection)
+    assert "    python train.py --model=chnode --depth=4 --seed=1 --data_dir=runs/seeds/data" in card
+    assert "Seed 1, chosen among the 3 finished seeds" in card
+    assert "75.00 %. The test set was not used to choose." in card
+    assert "rank 3 of 3" in card and "60.00 / 70.00 / 80.00 %" in card
+    assert "first 55,000 official training images" in card
+    assert "| train (55,000 images) | 0.9100 |" in card
+    assert "python zoo/build.py --from_seeds chnode_mnist_n4" in card
+    plain = build.model_card("chnode_mnist_n4", {"train_accuracy": 0.91, "train_seconds": 10.0},
+                             dict(evaluation, train_images=60000), {"flags": {}})
+    assert "chosen" not in plain and "official 60,000 / 10,000 split" in plain
