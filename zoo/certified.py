@@ -347,7 +347,7 @@ def card(name, evaluation):
              f"Training time: {m['train_seconds'] / 60:.0f} min on 2 shared CPU cores (no GPU). "
              "Regenerate this entry: `python zoo/certified.py " + name + "`.",
              "The same recipe through train.py (learning rate decayed per epoch instead of per "
-             f"step): `{_train_py_command(name)}`.", "",
+             f"step): `{_train_py_command(name)}`.", *_validation_lines(name), "",
              "## Certified and attacked accuracy", "",
              "| L2 radius | certified (pairwise bound, full test set) | certified (sqrt(2) L form) "
              f"| certified, first {take} | PGD-L2 50 steps, first {take} |",
@@ -381,8 +381,28 @@ def _train_py_command(name):
     temperature = study.get("temperature", 1.0)
     if temperature != 1.0:
         options += f" --temperature={temperature:g}"
+    if study.get("validation_size"):
+        options += f" --validation_size={study['validation_size']}"
     return (f"python train.py --model={preset} --dataset={dataset} "
             f"--train_eps={study['train_eps']:g}" + options)
+
+
+def _validation_lines(name):
+    """The card's note on a run trained with a held-out validation split (none without one)."""
+    held = study_args(name).get("validation_size") or 0
+    if not held:
+        return []
+    with open(os.path.join(RESULTS_DIR, f"{ENTRIES[name][2]}.json")) as f:
+        validation = json.load(f).get("validation", {})
+    clean = validation.get("clean_accuracy")
+    certified = validation.get("certified_accuracy_pairwise", {})
+    figures = "" if clean is None else (
+        f" There: {100 * clean:.2f} % clean, " + ", ".join(
+            f"{100 * v:.2f} % at {r}" for r, v in certified.items()) + " certified.")
+    trained = data.NUM_EXAMPLES["train"] - held
+    return [f"Trained on the first {trained:,} training images; the last "
+            f"{held:,} are a validation split, never trained on, by which this run was chosen "
+            f"(docs/certified.md).{figures}"]
 
 
 def _build_call(name):

@@ -82,3 +82,22 @@ def test_build_options_are_the_study_run_options_off_the_recipe(certified, tmp_p
     run.write_text(json.dumps({"args": {"dense": 64, "kernels": "clipped", "train_eps": 0.3}}))
     assert certified.build_options("tmp_entry") == {"dense": 64, "kernels": "clipped"}
     assert certified._build_call("tmp_entry") == '"chnode_certified", dense=64, kernels=\'clipped\''
+
+
+def test_a_run_with_a_validation_split_says_so(certified, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setitem(certified.ENTRIES, "tmp_entry", (
+        "stable_node_certified", "fashion_mnist", "tmp_run", "", "test entry"))
+    monkeypatch.setattr(certified, "RESULTS_DIR", str(tmp_path))
+    run = {"args": {"train_eps": 0.1, "temperature": 1.0, "validation_size": 5000},
+           "validation": {"clean_accuracy": 0.9, "certified_accuracy_pairwise": {"0.1": 0.8}}}
+    (tmp_path / "tmp_run.json").write_text(json.dumps(run))
+    assert certified._train_py_command("tmp_entry").endswith(" --validation_size=5000")
+    [line] = certified._validation_lines("tmp_entry")
+    assert line.startswith("Trained on the first 55,000 training images; the last 5,000")
+    assert line.endswith("There: 90.00 % clean, 80.00 % at 0.1 certified.")
+    run["args"]["validation_size"] = 0
+    (tmp_path / "tmp_run.json").write_text(json.dumps(run))
+    assert certified._validation_lines("tmp_entry") == []
+    assert "validation_size" not in certified._train_py_command("tmp_entry")
