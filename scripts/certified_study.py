@@ -250,7 +250,8 @@ def conv_norm_tf(kernel, spatial):
 
     Max over the 2-D frequencies of the (H + kh - 1) x (W + kw - 1) torus of
     the spectral norm of the kernel's transfer matrix (Sedghi et al. 2019);
-    the same quantity the float64 certifier computes (``conv_norm_np``).
+    the quantity ``certify`` computes in float64 (``bounds.conv_operator_norm``), in float32
+    for the training step.
     Real kernels have conjugate-symmetric transfer matrices, so rfft2d
     covers every frequency's norm.
     """
@@ -271,57 +272,12 @@ def conv_norm_tf(kernel, spatial):
     return tf.sqrt(tf.reduce_max(squared))
 
 
-def conv_norm_np(kernel, spatial):
-    kh, kw, _, _ = kernel.shape
-    grid = (spatial[0] + kh - 1, spatial[1] + kw - 1)
-    transfer = np.fft.fft2(np.asarray(kernel, np.float64), s=grid, axes=(0, 1))
-    return float(np.max(np.linalg.norm(transfer, ord=2, axis=(-2, -1))))
-
-
 def _input_spatial(layer):
     return tuple(int(s) for s in layer.input.shape[1:3])
 
 
 def body_layers(model):
     return model.layers[:-1]
-
-
-def certified_body_bound(model):
-    """(L_body, factors): float64 certified bound of the map up to the read-out."""
-    import keras
-
-    from contractive_keras import certify, stability
-    from contractive_keras.layers.group_sort import GroupSort
-    from contractive_keras.layers.l2_norm_pooling import L2NormPooling2D
-
-    factors, total = [], 1.0
-    for layer in body_layers(model):
-        kind = type(layer).__name__
-        if isinstance(layer, keras.layers.InputLayer) or isinstance(
-                layer, (keras.layers.Flatten, GroupSort, L2NormPooling2D)):
-            factor = 1.0
-        elif isinstance(layer, keras.layers.Conv2D):
-            assert tuple(layer.strides) == (1, 1) and layer.activation in (None, keras.activations.linear)
-            factor = conv_norm_np(np.asarray(kernel_of(layer)), _input_spatial(layer)) * (1 + 1e-9)
-        elif isinstance(layer, keras.layers.Dense):
-            assert layer.activation in (None, keras.activations.linear)
-            factor = float(np.linalg.norm(np.asarray(kernel_of(layer), np.float64), 2)) * (1 + 1e-9)
-        elif kind == "StabilizedNODE":
-            cert = stability.lipschitz_bound(layer)
-            if cert.certifies != "map":
-                raise ValueError(f"{layer.name}: no certificate of the computed map.")
-            factor = float(cert.value)
-        elif kind == "CHNODE":
-            cert = certify.discrete_certificate(layer)
-            # A dict before the certificate type was unified, a Certificate after.
-            factor = float(cert["lipschitz_bound"] if isinstance(cert, dict) else cert.value)
-            if not isinstance(cert, dict) and cert.certifies != "map":
-                raise ValueError(f"{layer.name}: no certificate of the computed map.")
-        else:
-            raise ValueError(f"cannot certify {layer.name} ({kind})")
-        factors.append([layer.name, kind, factor])
-        total *= factor
-    return total, factors
 
 
 def loss_body_bound(model, args):
@@ -358,27 +314,26 @@ def loss_body_bound(model, args):
 # --- certification and attack --------------------------------------------------
 
 def radii(model, x, y, batch=1000):
-    """(pairwise radius, global sqrt(2) L radius, prediction) per image, float64."""
+    """(pairwise radius, global sqrt(2) L radius, prediction, L_body, L_logits, factors).
+
+    ``certify``'s certified radii (float64): min over j != y of
+    (z_y - z_j) / (L_body ||w_y - w_j||) and (z_y - max_j z_j) / (sqrt(2) L);
+    0 for a misclassified image.
+    """
+    from contractive_keras import certify
+    from contractive_keras.certify.radius import global_radius
+
     logits = np.concatenate([np.asarray(model(x[i:i + batch], training=False), np.float64)
                              for i in range(0, len(x), batch)])
-    lip_body, factors = certified_body_bound(model)
-    w = np.asarray(model.get_layer("logits").kernel, np.float64)
-    pair = np.linalg.norm(w[:, :, None] - w[:, None, :], axis=0)        # (C, C)
+    body, kernel = certify.body_and_readout(model)
+    lip_body = float(body.value)
+    factors = [[f.name, f.kind, float(f.value)] for f in body.factors]
+    lip_total = lip_body * float(np.linalg.norm(kernel, 2))
     pred = logits.argmax(1)
-    rows = np.arange(len(y))
-    gaps = logits[rows, y][:, None] - logits                             # z_y - z_j
-    denom = lip_body * pair[y]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.where(denom > 0, gaps / denom, np.where(gaps > 0, np.inf, 0.0))
-    ratios[rows, y] = np.inf                     # only j != y constrain the radius
-    pairwise = np.min(ratios, axis=1)
-    top2 = np.sort(logits, axis=1)[:, -2:]
-    lip_total = lip_body * np.linalg.norm(w, 2)
-    global_radius = (top2[:, 1] - top2[:, 0]) / (math.sqrt(2) * lip_total)
     correct = pred == y
-    pairwise = np.where(correct, np.maximum(pairwise, 0.0), 0.0)
-    global_radius = np.where(correct, global_radius, 0.0)
-    return pairwise, global_radius, pred, lip_body, lip_total, factors
+    pairwise = np.where(correct, np.maximum(certify.pairwise_radius(logits, kernel, lip_body), 0.0), 0.0)
+    global_r = np.where(correct, np.maximum(global_radius(logits, lip_total), 0.0), 0.0)
+    return pairwise, global_r, pred, lip_body, lip_total, factors
 
 
 def _pgd_step(model, x, adv, onehot, step, eps):
