@@ -14,7 +14,10 @@ Reads one JSON per run, ``<cell>_seed<K>.json``, and prints, in markdown:
   (validation only, ties to the lowest seed) and where that run falls among
   the cell's seeds on the test set (the same quantity as the rule, on test);
 - the CH-NODE margins: per depth, the selected CH-NODE's test noise mean minus
-  the better of the selected H-DNN and ResNet-ODE (issue 17 asks >= 5 points).
+  the better of the selected H-DNN and ResNet-ODE (issue 17 asks >= 5 points);
+- the runs whose FGSM 0.05 accuracy is within ``MASKING_GAP`` of their clean
+  accuracy: a one-step attack that leaves the accuracy where it was points to
+  masked gradients, not robustness, so their FGSM column is flagged.
 
 Missing cells are shown as missing. No TensorFlow: the cell list is kept here
 and mirrors ``cells()`` of ``zoo/seeds.py`` (which imports the model registry).
@@ -52,6 +55,8 @@ QUANTITIES = (
     ("noise mean", ("test", "noise_mean")),
 )
 TABLE_COLUMNS = tuple(name for name, _ in QUANTITIES if name != "noise mean")
+#: FGSM 0.05 test accuracy this close to the clean one flags a run (gradient masking likely)
+MASKING_GAP = 0.01
 
 
 def score_key(cell):
@@ -138,6 +143,24 @@ def chnode_margins(selected):
     return margins
 
 
+def masking_suspects(runs):
+    """The runs (of a cell -> runs dict) whose test FGSM 0.05 accuracy is within MASKING_GAP of clean."""
+    return [r for cell in CELLS for r in runs.get(cell, [])
+            if r["test"]["fgsm_linf_0.05"] >= r["test"]["clean"] - MASKING_GAP]
+
+
+def masking_lines(runs):
+    """The flagged runs, one line each, or a line saying there are none."""
+    suspects = masking_suspects(runs)
+    if not suspects:
+        return [f"No run has FGSM 0.05 within {100 * MASKING_GAP:g} point of its clean accuracy."]
+    lines = [f"FGSM 0.05 within {100 * MASKING_GAP:g} point of clean accuracy (gradient masking "
+             "likely; their FGSM numbers are not evidence of robustness):"]
+    lines += [f"  {r['cell']} seed {r['seed']}: FGSM {percent(r['test']['fgsm_linf_0.05'])} vs "
+              f"clean {percent(r['test']['clean'])}" for r in suspects]
+    return lines
+
+
 def percent(mean, std=None):
     """'mean ± std' in percent with one decimal; just the mean when std is None."""
     return f"{100 * mean:.1f}" if std is None else f"{100 * mean:.1f} ± {100 * std:.1f}"
@@ -208,6 +231,7 @@ def main(argv=None):
     print(f"{sum(map(len, runs.values()))} runs, {len(runs)} of {len(CELLS)} cells\n")
     print(markdown_tables(summaries, selections))
     print("\n".join(margin_lines(chnode_margins(selections))))
+    print("\n".join([""] + masking_lines(runs)))
     return 0
 
 

@@ -154,3 +154,14 @@ def test_cli_on_the_repository_results(table, capsys):
     assert table.main([f"--results_dir={os.path.join(ROOT, 'docs', 'results', 'seeds')}"]) == 0
     out = capsys.readouterr().out
     assert "Table 1" in out and "Selection (validation only)" in out and "CH-NODE margin" in out
+
+
+def test_fgsm_at_clean_accuracy_is_flagged_as_masking(table):
+    masked = run("chnode_mnist_n4", 0)
+    masked["test"]["fgsm_linf_0.05"] = masked["test"]["clean"] - 0.005
+    honest = run("hdnn_mnist_n4", 0)  # FGSM 15 points below clean (block())
+    runs = {"chnode_mnist_n4": [masked], "hdnn_mnist_n4": [honest]}
+    assert table.masking_suspects(runs) == [masked]
+    [head, line] = table.masking_lines(runs)
+    assert "gradient masking" in head and line.startswith("  chnode_mnist_n4 seed 0: FGSM 59.5 vs clean 60.0")
+    assert table.masking_lines({"hdnn_mnist_n4": [honest]})[0].startswith("No run")
