@@ -32,7 +32,10 @@ validation images; ``selection_score`` is the mean accuracy over the four
 noise settings for the Hamiltonian cells, the FGSM 0.05 accuracy for the NODE
 cells. Test numbers (reported, never used to choose): clean accuracy, the four
 noise settings (10 draws), FGSM L-inf 0.05 (margin loss, full test set), and
-the clean accuracy on the 55,000 training images.
+the clean accuracy on the 55,000 training images; for the NODE cells also the
+FGSM curve of docs/reproduction.md section 2 (``test_fgsm_curve``: margin
+loss, full test set, L-inf radii ``NODE_FGSM_CURVE``), which the driver adds
+to a finished NODE run's JSON that lacks it.
 """
 
 import argparse
@@ -57,6 +60,8 @@ FGSM_EPS = 0.05
 NOISE_DRAWS = 10
 WALL_FILE = "train_wall_seconds.txt"
 LOCK_FILE = "driver.lock"
+#: FGSM L-inf radii of the NODE cells' test curve (docs/reproduction.md, section 2)
+NODE_FGSM_CURVE = (0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3)
 
 
 def cells():
@@ -269,6 +274,46 @@ def _noise_and_fgsm(model, images, labels, normalization):
     return values
 
 
+def fgsm_curve(model, images, labels):
+    """{radius: accuracy} under FGSM (margin loss) at every L-inf radius of ``NODE_FGSM_CURVE``."""
+    from contractive_keras import robustness
+
+    table = robustness.evaluate(model, (images, labels), attacks=("fgsm",), eps=NODE_FGSM_CURVE,
+                                loss="margin", noise=(), draws=1)
+    return {f"{eps:g}": table.lookup("fgsm", eps).mean for eps in NODE_FGSM_CURVE}
+
+
+def needs_curve(paths, cell, seed):
+    """True for a finished NODE run whose JSON has no ``test_fgsm_curve`` yet."""
+    if CELLS[cell]["model"] in models.HAMILTONIAN or not os.path.isfile(paths.result(cell, seed)):
+        return False
+    with open(paths.result(cell, seed)) as f:
+        return "test_fgsm_curve" not in json.load(f)
+
+
+def add_curve(paths, cell, seed):
+    """Adds ``test_fgsm_curve`` to a finished NODE run's JSON (the model of its run directory)."""
+    from contractive_keras import data, robustness
+
+    model = robustness.load_model(os.path.join(paths.model_dir(cell, seed), "export", "model.keras"))
+    x_test, y_test = data.load_numpy(CELLS[cell]["dataset"], "test", paths.data_dir, use_tfds=False)
+    target = paths.result(cell, seed)
+    with open(target) as f:
+        result = json.load(f)
+    result["test_fgsm_curve"] = fgsm_curve(model, x_test, y_test)
+    result["test_fgsm_curve_code_commit"] = _commit()
+    _write_json(result, target)
+    log(f"{run_name(cell, seed)}: FGSM curve added to {target}")
+
+
+def _write_json(result, target):
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target + ".tmp", "w") as f:
+        json.dump(result, f, indent=2, default=float)
+        f.write("\n")
+    os.replace(target + ".tmp", target)
+
+
 def evaluate_run(paths, cell, seed):
     """Validation and test numbers of one trained run, written as one JSON."""
     from contractive_keras import data, robustness
@@ -312,14 +357,12 @@ def evaluate_run(paths, cell, seed):
         "trainer_final": summary.get("final"),
         "hardware": summary.get("hardware"),
         "code_commit": _commit(),
-        "eval_seconds": time.perf_counter() - t0,
     }
-    os.makedirs(paths.results_dir, exist_ok=True)
+    if not hamiltonian:
+        result["test_fgsm_curve"] = fgsm_curve(model, x_test, y_test)
+    result["eval_seconds"] = time.perf_counter() - t0
     target = paths.result(cell, seed)
-    with open(target + ".tmp", "w") as f:
-        json.dump(result, f, indent=2, default=float)
-        f.write("\n")
-    os.replace(target + ".tmp", target)
+    _write_json(result, target)
     log(f"{run_name(cell, seed)}: selection score {result['selection_score']:.4f}, test clean "
         f"{test['clean']:.4f}, written {target}")
 
@@ -382,7 +425,7 @@ def main(argv=None):
                         help="the official data (default: the package's search order, e.g. data/)")
     parser.add_argument("--only", default=None, help="comma-separated cells or cell/seedK")
     parser.add_argument("--status", action="store_true", help="list every run's state and the per-cell summary")
-    parser.add_argument("--job", default=None, help=argparse.SUPPRESS)  # "split" or "<cell>/seed<K>"
+    parser.add_argument("--job", default=None, help=argparse.SUPPRESS)  # "split", "<cell>/seed<K>" or "curve:<cell>/seed<K>"
     args = parser.parse_args(argv)
     paths = Paths(args)
     runs = selected_runs(args.only)
@@ -394,19 +437,24 @@ def main(argv=None):
         prepare_split(paths)
         return 0
     if args.job:
-        cell, seed = args.job.split("/seed")
-        evaluate_run(paths, cell, int(seed))
+        action, _, run = args.job.rpartition(":")  # "<cell>/seed<K>" or "curve:<cell>/seed<K>"
+        cell, seed = run.split("/seed")
+        (add_curve if action == "curve" else evaluate_run)(paths, cell, int(seed))
         return 0
     if _child(paths, "split") != 0:
         log("could not write the training split")
         return 1
     failed = []
     for i, (cell, seed) in enumerate(runs):
-        if os.path.isfile(paths.result(cell, seed)):
+        if os.path.isfile(paths.result(cell, seed)) and not needs_curve(paths, cell, seed):
             continue
         with claimed(paths.model_dir(cell, seed)) as mine:
             if not mine:
                 log(f"run {i + 1}/{len(runs)}: {run_name(cell, seed)} is held by another driver")
+                continue
+            if needs_curve(paths, cell, seed):
+                if _child(paths, f"curve:{run_name(cell, seed)}") != 0:
+                    failed.append(run_name(cell, seed))
                 continue
             t0 = time.perf_counter()
             log(f"run {i + 1}/{len(runs)}: {run_name(cell, seed)}")

@@ -58,3 +58,34 @@ def test_a_dead_or_unreadable_lock_is_taken_over(seeds, tmp_path, content):
         assert mine
         with open(lock_path(seeds, model_dir)) as f:
             assert int(f.read()) == os.getpid()
+
+
+def test_only_finished_node_runs_without_a_curve_need_one(seeds, tmp_path):
+    import argparse
+    import json
+
+    paths = seeds.Paths(argparse.Namespace(runs_root=str(tmp_path / "runs"), results_dir=str(tmp_path),
+                                           data_dir=str(tmp_path / "data"), source_data_dir=None))
+    assert not seeds.needs_curve(paths, "node_mnist", 0)  # not finished
+    for cell in ("node_mnist", "chnode_mnist_n4"):
+        with open(paths.result(cell, 0), "w") as f:
+            json.dump({"cell": cell}, f)
+    assert seeds.needs_curve(paths, "node_mnist", 0)
+    assert not seeds.needs_curve(paths, "chnode_mnist_n4", 0)  # Hamiltonian cells have no curve
+    with open(paths.result("node_mnist", 0), "w") as f:
+        json.dump({"cell": "node_mnist", "test_fgsm_curve": {"0.1": 0.5}}, f)
+    assert not seeds.needs_curve(paths, "node_mnist", 0)
+
+
+def test_the_fgsm_curve_is_robustness_evaluate_at_every_radius(seeds):
+    import numpy as np
+
+    from tests.robustness.classifiers import tiny_mnist_model
+
+    model = tiny_mnist_model()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (32, 28, 28)).astype("uint8")
+    labels = rng.integers(0, 10, 32)
+    curve = seeds.fgsm_curve(model, images, labels)
+    assert list(curve) == [f"{e:g}" for e in seeds.NODE_FGSM_CURVE]
+    assert all(0.0 <= v <= 1.0 for v in curve.values())
