@@ -15,6 +15,8 @@ Reads one JSON per run, ``<cell>_seed<K>.json``, and prints, in markdown:
   the cell's seeds on the test set (the same quantity as the rule, on test);
 - the CH-NODE margins: per depth, the selected CH-NODE's test noise mean minus
   the better of the selected H-DNN and ResNet-ODE (issue 17 asks >= 5 points);
+- the NODE cells' FGSM curves (docs/reproduction.md section 2): per cell and
+  L-inf radius, mean ± sample std over the seeds whose JSON has the curve;
 - the runs whose FGSM 0.05 accuracy is within ``MASKING_GAP`` of their clean
   accuracy: a one-step attack that leaves the accuracy where it was points to
   masked gradients, not robustness, so their FGSM column is flagged.
@@ -143,6 +145,25 @@ def chnode_margins(selected):
     return margins
 
 
+def fgsm_curve_table(runs):
+    """Markdown: the NODE cells' test FGSM curves, mean ± sample std over the seeds that have one."""
+    radii = sorted({r for cell in NODE_CELLS for run in runs.get(cell, [])
+                    for r in run.get("test_fgsm_curve", {})}, key=float)
+    headers = ["model", "dataset", "seeds n"] + [f"FGSM {r}" for r in radii]
+    lines = ["### NODE cells under FGSM (test %, margin loss, mean ± std over seeds)", "",
+             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for cell, model in NODE_CELLS.items():
+        curves = [run["test_fgsm_curve"] for run in runs.get(cell, []) if "test_fgsm_curve" in run]
+        label = [MODEL_NAMES[model], DATASET_NAMES[cell[len(model) + 1:]], str(len(curves))]
+        if not curves:
+            lines.append("| " + " | ".join(label + ["missing"] * len(radii)) + " |")
+            continue
+        values = [np.array([c[r] for c in curves], dtype=float) for r in radii]
+        lines.append("| " + " | ".join(label + [
+            percent(v.mean(), v.std(ddof=1) if len(v) > 1 else None) for v in values]) + " |")
+    return lines
+
+
 def masking_suspects(runs):
     """The runs (of a cell -> runs dict) whose test FGSM 0.05 accuracy is within MASKING_GAP of clean."""
     return [r for cell in CELLS for r in runs.get(cell, [])
@@ -230,6 +251,7 @@ def main(argv=None):
     selections = {cell: select(r) for cell, r in runs.items()}
     print(f"{sum(map(len, runs.values()))} runs, {len(runs)} of {len(CELLS)} cells\n")
     print(markdown_tables(summaries, selections))
+    print("\n".join(fgsm_curve_table(runs)) + "\n")
     print("\n".join(margin_lines(chnode_margins(selections))))
     print("\n".join([""] + masking_lines(runs)))
     return 0

@@ -165,3 +165,14 @@ def test_fgsm_at_clean_accuracy_is_flagged_as_masking(table):
     [head, line] = table.masking_lines(runs)
     assert "gradient masking" in head and line.startswith("  chnode_mnist_n4 seed 0: FGSM 59.5 vs clean 60.0")
     assert table.masking_lines({"hdnn_mnist_n4": [honest]})[0].startswith("No run")
+
+
+def test_fgsm_curves_are_mean_and_sample_std_over_the_seeds_that_have_one(table):
+    runs = {"node_mnist": [dict(run("node_mnist", 0), test_fgsm_curve={"0.01": 0.9, "0.1": 0.2}),
+                           dict(run("node_mnist", 1), test_fgsm_curve={"0.01": 0.8, "0.1": 0.4}),
+                           run("node_mnist", 2)]}
+    lines = table.fgsm_curve_table(runs)
+    assert lines[2] == "| model | dataset | seeds n | FGSM 0.01 | FGSM 0.1 |"
+    row = next(line for line in lines if line.startswith("| NODE | MNIST |"))
+    assert row == f"| NODE | MNIST | 2 | 85.0 ± {100 * np.std([0.9, 0.8], ddof=1):.1f} | 30.0 ± 14.1 |"
+    assert "| stable NODE | Fashion-MNIST | 0 | missing | missing |" in lines
