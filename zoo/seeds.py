@@ -157,11 +157,8 @@ def claimed(model_dir):
                 break
             except FileExistsError:
                 owner = _lock_owner(path)
-                if owner is not None and owner != os.getpid() and _alive(owner):
+                if owner is not None and _alive(owner):  # another driver, or this one (nested)
                     yield False
-                    return
-                if owner == os.getpid():
-                    yield False  # held by this process already (a nested claim)
                     return
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(path)  # its driver is gone
