@@ -32,7 +32,8 @@ from figure_tools import FIGURES, RESULTS_L2, RUNS_ZOO, quiet_tensorflow  # noqa
 from figures_toy import (  # noqa: E402,F401  (registers the toy figures; names for the tests)
     RINGS, STATE_SIZE, TOY, bsm_training, double_circles, lift, toy_trajectories)
 from figures_stabilized import STABILIZED, lipschitz_vs_delta_bar  # noqa: E402,F401
-from figures_zoo import accuracy_vs_fgsm, accuracy_vs_noise, certified_accuracy_l2  # noqa: E402,F401
+from figures_zoo import (  # noqa: E402,F401
+    SEEDS_DIR, accuracy_vs_fgsm, accuracy_vs_noise, certified_accuracy_l2, seed_spread)
 
 
 # --- command line ------------------------------------------------------------
@@ -47,6 +48,8 @@ def main(argv=None):
                         help="L2 evaluation tables (default docs/results/l2)")
     parser.add_argument("--runs_dir", default=RUNS_ZOO,
                         help="zoo runs with evaluation.json files (default runs/zoo)")
+    parser.add_argument("--seeds_dir", default=SEEDS_DIR,
+                        help="per-seed result JSONs of zoo/seeds.py (default docs/results/seeds)")
     args = parser.parse_args(argv)
     if args.list:
         for name, function in FIGURES.items():
@@ -63,6 +66,8 @@ def main(argv=None):
         kwargs = {"runs_dir": args.runs_dir} if name.startswith("accuracy") else {}
         if name == "certified_accuracy_l2":
             kwargs = {"results_dir": args.results_dir}
+        if name == "seed_spread":
+            kwargs = {"seeds_dir": args.seeds_dir}
         FIGURES[name](output, **kwargs)
         print(f"wrote {os.path.relpath(output)} ({time.perf_counter() - start:.0f} s)", flush=True)
     return 0

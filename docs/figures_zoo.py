@@ -165,6 +165,90 @@ def accuracy_vs_fgsm(output, runs_dir=RUNS_ZOO):
     return values
 
 
+SEEDS_DIR = os.path.join(ROOT, "docs", "results", "seeds")
+
+
+def seed_series(runs, levels_and_keys):
+    """(levels, mean, std) over a cell's runs; std is the sample std (0 for one run).
+
+    ``levels_and_keys`` is [(level, function of a run -> accuracy)].
+    """
+    values = np.array([[get(run) for _, get in levels_and_keys] for run in runs], dtype=float)
+    std = values.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(values.shape[1])
+    return np.array([level for level, _ in levels_and_keys]), values.mean(axis=0), std
+
+
+def _seed_panels(runs):
+    """[(title, x label, kind, {cell: (its runs, levels_and_keys)})]: Table 1 noise, NODE FGSM."""
+    from zoo import seed_table
+
+    clean = (0.0, lambda r: r["test"]["clean"])
+    panels = []
+    for kind, title, xlabel in (("gaussian", "Gaussian noise", "Gaussian noise variance"),
+                                ("salt_pepper", "salt-and-pepper noise", "salt-and-pepper amount")):
+        series = {cell: (runs[cell], [clean] + [
+            (level, lambda r, key=f"{kind}_{level:g}": r["test"][key]) for level in (0.05, 0.2)])
+            for cell in seed_table.HAMILTONIAN_CELLS if cell in runs}
+        panels.append((f"{title}, Table 1 cells", xlabel, kind, series))
+    series = {}
+    for cell in seed_table.NODE_CELLS:
+        with_curve = [r for r in runs.get(cell, []) if "test_fgsm_curve" in r]
+        if with_curve:
+            radii = sorted(with_curve[0]["test_fgsm_curve"], key=float)
+            series[cell] = (with_curve, [clean] + [
+                (float(e), lambda r, e=e: r["test_fgsm_curve"][e]) for e in radii])
+    panels.append(("FGSM (margin loss), NODE cells",
+                   r"radius $\epsilon$ ($L_\infty$, pixels in [0, 1])", "fgsm", series))
+    return panels
+
+
+@figure
+def seed_spread(output, seeds_dir=SEEDS_DIR):
+    """Test accuracy over the five-seed runs: mean and sample std over seeds (issue 17).
+
+    Left, middle: the nine Table 1 cells under the reference noise (Gaussian
+    variance, salt-and-pepper amount; 0 is the clean accuracy); right: the
+    NODE cells under FGSM (their ``test_fgsm_curve``, L-inf radius in pixels).
+    Each point is the mean over the finished seeds of ``zoo/seeds.py``
+    (docs/results/seeds, each seed's noise number itself a mean over 10
+    draws); error bars are the sample standard deviation over seeds (none
+    with one seed); the legend gives the number of seeds.
+    """
+    from zoo import seed_table
+
+    runs = seed_table.load_runs(seeds_dir) if os.path.isdir(seeds_dir) else {}
+    if not runs:
+        raise FileNotFoundError(f"no seed results under {seeds_dir}: run `python zoo/seeds.py` first "
+                                "(this figure plots its results).")
+    plt = pyplot()
+    panels = _seed_panels(runs)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels) + 2.4, 4.8), sharey=True,
+                             layout="constrained")
+    values = {}
+    for ax, (title, xlabel, kind, series) in zip(axes, panels):
+        for cell, (cell_runs, levels_and_keys) in sorted(series.items(),
+                                                          key=lambda item: zoo_order(item[0])):
+            levels, mean, std = seed_series(cell_runs, levels_and_keys)
+            label, color, style, marker = zoo_style(cell)
+            n = len(cell_runs)
+            ax.errorbar(levels, 100 * mean, yerr=100 * std, color=color, ls=style, marker=marker,
+                        ms=4, lw=1.4, capsize=2, label=f"{label}, {n} seed{'s' if n > 1 else ''}")
+            for level, m, sd in zip(levels, mean, std):
+                values[f"{cell}/{kind}_{level:g}"] = float(m)
+                values[f"{cell}/{kind}_{level:g}_std"] = float(sd)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylim(-2, 102)
+        if series:
+            ax.legend(fontsize=7, loc="lower left")
+    axes[0].set_ylabel("test accuracy (%)")
+    fig.suptitle("Accuracy over seeds (mean; error bars: sample std over seeds)", fontsize=11)
+    fig.savefig(output)
+    plt.close(fig)
+    report("seed_spread", values)
+    return values
+
+
 @figure
 def certified_accuracy_l2(output, results_dir=RESULTS_L2):
     """Certified and attacked accuracy of every zoo model vs the L2 radius (first 1000 test images).

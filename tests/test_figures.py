@@ -138,3 +138,36 @@ def test_certified_l2_figure_reads_zoo_tables_and_skips_others(figures, tmp_path
     assert not any(key.startswith("not_a_zoo_model") for key in values)
     with pytest.raises(FileNotFoundError, match="reproduction.md"):
         figures.certified_accuracy_l2(str(tmp_path / "x.png"), results_dir=str(tmp_path / "none"))
+
+
+def write_seed_run(directory, cell, seed, clean, noise_drop, curve=None):
+    """A per-seed result JSON with what the seed figure reads (zoo/seeds.py's format)."""
+    hamiltonian = "_n" in cell
+    block = {"clean": clean, "fgsm_linf_0.05": clean - 0.3}
+    for kind in ("gaussian", "salt_pepper"):
+        for level in (0.05, 0.2):
+            block[f"{kind}_{level:g}"] = clean - noise_drop * level
+    block["noise_mean"] = float(np.mean([block[k] for k in block if "_0." in k and "fgsm" not in k]))
+    run = {"cell": cell, "seed": seed, "validation": block, "test": block,
+           "selection_score": block["noise_mean" if hamiltonian else "fgsm_linf_0.05"]}
+    if curve is not None:
+        run["test_fgsm_curve"] = curve
+    with open(os.path.join(directory, f"{cell}_seed{seed}.json"), "w") as f:
+        json.dump(run, f)
+
+
+def test_seed_figure_is_the_mean_and_sample_std_over_seeds(figures, tmp_path):
+    for seed, clean in enumerate((0.90, 0.94)):
+        write_seed_run(tmp_path, "chnode_mnist_n4", seed, clean, noise_drop=1.0)
+        write_seed_run(tmp_path, "node_mnist", seed, clean, noise_drop=0.5,
+                       curve={"0.01": clean - 0.05, "0.1": clean - 0.5})
+    write_seed_run(tmp_path, "node_fashion_mnist", 0, 0.85, noise_drop=0.5)  # no curve yet
+    values = figures.seed_spread(str(tmp_path / "seeds.png"), seeds_dir=str(tmp_path))
+    assert_png(tmp_path / "seeds.png")
+    assert values["chnode_mnist_n4/gaussian_0.2"] == pytest.approx(0.92 - 0.2)
+    assert values["chnode_mnist_n4/gaussian_0.2_std"] == pytest.approx(np.std([0.9, 0.94], ddof=1))
+    assert values["node_mnist/fgsm_0.1"] == pytest.approx(0.42)
+    assert values["node_mnist/fgsm_0_std"] == pytest.approx(np.std([0.9, 0.94], ddof=1))
+    assert not any(key.startswith("node_fashion_mnist/") for key in values)
+    with pytest.raises(FileNotFoundError, match="zoo/seeds.py"):
+        figures.seed_spread(str(tmp_path / "none.png"), seeds_dir=str(tmp_path / "missing"))
