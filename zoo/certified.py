@@ -165,10 +165,15 @@ def study_command(name):
     return f"python scripts/certified_study.py --name={run} {flags}"
 
 
-def study_args(name):
-    """The argparse namespace (as a dict) of the entry's study run, from its results JSON."""
+def study_result(name):
+    """The results JSON of the entry's study run (``scripts/certified_study.py``)."""
     with open(os.path.join(RESULTS_DIR, f"{ENTRIES[name][2]}.json")) as f:
-        return json.load(f)["args"]
+        return json.load(f)
+
+
+def study_args(name):
+    """The argparse namespace (as a dict) of the entry's study run."""
+    return study_result(name)["args"]
 
 
 def build_options(name):
@@ -332,9 +337,7 @@ def stage_evaluate(name, attack_take):
     linf = foolbox_robust(model, x[take], y[take], foolbox.attacks.LinfPGD(steps=40), LINF_EPS)
     for e, robust in zip(LINF_EPS, linf):
         metrics[f"pgd_linf_{e:g}"] = float(np.mean(robust & correct[take]))
-    with open(os.path.join(RESULTS_DIR, f"{run}.json")) as f:
-        study = json.load(f)
-    metrics["train_seconds"] = float(study["train_seconds"])
+    metrics["train_seconds"] = float(study_result(name)["train_seconds"])
     metrics["lipschitz_l2"] = float(whole.value)
     metrics["body_lipschitz_l2"] = float(body.value)
     evaluation = {"name": name, "preset": preset, "dataset": dataset, "metrics": metrics,
@@ -403,11 +406,11 @@ def _train_py_command(name):
 
 def _validation_lines(name):
     """The card's note on a run trained with a held-out validation split (none without one)."""
-    held = study_args(name).get("validation_size") or 0
+    result = study_result(name)
+    held = result["args"].get("validation_size") or 0
     if not held:
         return []
-    with open(os.path.join(RESULTS_DIR, f"{ENTRIES[name][2]}.json")) as f:
-        validation = json.load(f).get("validation", {})
+    validation = result.get("validation", {})
     clean = validation.get("clean_accuracy")
     certified = validation.get("certified_accuracy_pairwise", {})
     figures = "" if clean is None else (
