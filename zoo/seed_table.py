@@ -106,13 +106,18 @@ def value(run, where):
     return run
 
 
+def mean_and_std(values):
+    """(mean, sample std with ddof = 1) of a 1-D sequence; std is None for one value."""
+    values = np.asarray(values, dtype=float)
+    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
+
+
 def cell_summary(runs):
     """Column -> {"mean", "std" (sample, ddof = 1; None for one seed), "n"} over a cell's runs."""
     summary = {}
     for name, where in QUANTITIES:
-        values = np.array([value(r, where) for r in runs], dtype=float)
-        std = float(np.std(values, ddof=1)) if len(values) > 1 else None
-        summary[name] = {"mean": float(np.mean(values)), "std": std, "n": len(values)}
+        mean, std = mean_and_std([value(r, where) for r in runs])
+        summary[name] = {"mean": mean, "std": std, "n": len(runs)}
     return summary
 
 
@@ -158,9 +163,8 @@ def fgsm_curve_table(runs):
         if not curves:
             lines.append("| " + " | ".join(label + ["missing"] * len(radii)) + " |")
             continue
-        values = [np.array([c[r] for c in curves], dtype=float) for r in radii]
         lines.append("| " + " | ".join(label + [
-            percent(v.mean(), v.std(ddof=1) if len(v) > 1 else None) for v in values]) + " |")
+            percent(*mean_and_std([c[r] for c in curves])) for r in radii]) + " |")
     return lines
 
 
