@@ -33,7 +33,8 @@ from figures_toy import (  # noqa: E402,F401  (registers the toy figures; names 
     RINGS, STATE_SIZE, TOY, bsm_training, double_circles, lift, toy_trajectories)
 from figures_stabilized import STABILIZED, lipschitz_vs_delta_bar  # noqa: E402,F401
 from figures_zoo import (  # noqa: E402,F401
-    SEEDS_DIR, accuracy_vs_fgsm, accuracy_vs_noise, certified_accuracy_l2, seed_spread)
+    SEEDS_DIR, accuracy_vs_fgsm, accuracy_vs_noise, certified_accuracy_l2, seed_spread,
+    zoo_evaluations)
 
 
 # --- command line ------------------------------------------------------------

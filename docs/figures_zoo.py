@@ -21,12 +21,38 @@ FAMILIES = {
 DEPTH_STYLES = {"n4": "-", "n8": "--", "n12": ":"}
 
 
-def zoo_evaluations(runs_dir=RUNS_ZOO):
-    """{name: evaluation dict} of every ``<runs_dir>/<name>/evaluation.json``."""
+MANIFEST = os.path.join(ROOT, "zoo", "manifest.json")
+
+
+def seed_chosen_entries(manifest=MANIFEST):
+    """{name: seed} of the manifest's entries chosen among seeds (``zoo/build.py --from_seeds``)."""
+    if manifest is None or not os.path.isfile(manifest):
+        return {}
+    with open(manifest) as f:
+        models = json.load(f)["models"]
+    return {name: entry["metrics"]["seed"] for name, entry in models.items()
+            if "seeds_finished" in entry["metrics"]}
+
+
+def zoo_evaluations(runs_dir=RUNS_ZOO, manifest=MANIFEST):
+    """{name: evaluation dict} of the models the zoo ships.
+
+    ``<runs_dir>/<name>/evaluation.json``, except for an entry that
+    ``manifest`` says was chosen among seeds (issue 17): its chosen seed's
+    ``<runs_dir>/../seeds/<name>/seed<K>/evaluation.json``, or nothing where
+    that is missing (the seed-0 run of ``runs_dir`` is not what ships).
+    """
     found = {}
     for path in sorted(glob.glob(os.path.join(runs_dir, "*", "evaluation.json"))):
         with open(path) as f:
             found[os.path.basename(os.path.dirname(path))] = json.load(f)
+    seed_runs = os.path.join(os.path.dirname(os.path.abspath(runs_dir)), "seeds")
+    for name, seed in seed_chosen_entries(manifest).items():
+        found.pop(name, None)
+        path = os.path.join(seed_runs, name, f"seed{seed}", "evaluation.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                found[name] = json.load(f)
     return found
 
 
@@ -103,7 +129,7 @@ def _accuracy_panels(evaluations, panels, output, suptitle):
 
 
 @figure
-def accuracy_vs_noise(output, runs_dir=RUNS_ZOO):
+def accuracy_vs_noise(output, runs_dir=RUNS_ZOO, manifest=MANIFEST):
     """Test accuracy of every zoo model vs the noise level of the reference protocol.
 
     Left: Gaussian noise of variance 0, 0.05, 0.2; right: salt-and-pepper of
@@ -111,7 +137,7 @@ def accuracy_vs_noise(output, runs_dir=RUNS_ZOO):
     (``robustness.reference_noise``), mean and standard deviation over the
     draws of ``zoo/build.py`` (10 draws over the 10k test images).
     """
-    evaluations = zoo_evaluations(runs_dir)
+    evaluations = zoo_evaluations(runs_dir, manifest)
     _require(evaluations, runs_dir)
     _accuracy_panels(evaluations, [
         ("test", "gaussian", None, "Gaussian noise variance", "Gaussian noise"),
@@ -132,7 +158,7 @@ def _has_rows(evaluations, table_key, kind):
 
 
 @figure
-def accuracy_vs_fgsm(output, runs_dir=RUNS_ZOO):
+def accuracy_vs_fgsm(output, runs_dir=RUNS_ZOO, manifest=MANIFEST):
     """Test accuracy of every zoo model vs the L-inf attack radius eps (pixels in [0, 1]).
 
     Left: FGSM on the whole test set (eps = 0 is the clean accuracy).  Where
@@ -141,7 +167,7 @@ def accuracy_vs_fgsm(output, runs_dir=RUNS_ZOO):
     at eps only if neither FGSM nor PGD broke it at any radius <= eps (the
     union of the attacks; monotone in eps even when one attack is not).
     """
-    evaluations = zoo_evaluations(runs_dir)
+    evaluations = zoo_evaluations(runs_dir, manifest)
     _require(evaluations, runs_dir)
     take = {e.get("pgd_take") for e in evaluations.values()} - {None}
     subset = "first %s test images" % "/".join(str(t) for t in sorted(take)) if take else "subset"

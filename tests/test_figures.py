@@ -105,14 +105,32 @@ def test_accuracy_figures_read_evaluation_files(figures, tmp_path):
     write_evaluation(runs, "chnode_mnist_n4", accuracy_drop=0.5)
     write_evaluation(runs, "resnet_mnist_n8", accuracy_drop=2.0)
     write_evaluation(runs, "stable_node_fashion_mnist", accuracy_drop=1.0)
-    values = figures.accuracy_vs_noise(str(tmp_path / "noise.png"), runs_dir=runs)
+    values = figures.accuracy_vs_noise(str(tmp_path / "noise.png"), runs_dir=runs, manifest=None)
     assert_png(tmp_path / "noise.png")
     assert values["resnet_mnist_n8/gaussian_0.2"] == pytest.approx(0.95 - 2.0 * 0.2, abs=0.02)
     assert values["chnode_mnist_n4/salt_pepper_0"] == pytest.approx(0.95)
-    values = figures.accuracy_vs_fgsm(str(tmp_path / "fgsm.png"), runs_dir=runs)
+    values = figures.accuracy_vs_fgsm(str(tmp_path / "fgsm.png"), runs_dir=runs, manifest=None)
     assert_png(tmp_path / "fgsm.png")
     assert values["resnet_mnist_n8/fgsm_0.3"] == pytest.approx(0.35)
     assert values["chnode_mnist_n4/worst_case_0.2"] == pytest.approx(0.95 - 0.1 - 0.5 * 0.2)
+
+
+def test_accuracy_figures_plot_the_seed_the_zoo_ships(figures, tmp_path):
+    runs = str(tmp_path / "runs" / "zoo")
+    write_evaluation(runs, "resnet_mnist_n8", accuracy_drop=2.0)  # seed 0: not shipped
+    write_evaluation(str(tmp_path / "runs" / "seeds" / "resnet_mnist_n8"), "seed3", accuracy_drop=0.5)
+    write_evaluation(runs, "chnode_mnist_n4", accuracy_drop=1.0)  # seed chosen, its run missing
+    write_evaluation(runs, "node_mnist", accuracy_drop=1.0)  # not chosen among seeds
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"models": {
+        "resnet_mnist_n8": {"metrics": {"seed": 3, "seeds_finished": 5}},
+        "chnode_mnist_n4": {"metrics": {"seed": 1, "seeds_finished": 5}},
+        "node_mnist": {"metrics": {}}}}))
+    evaluations = figures.zoo_evaluations(runs, str(manifest))
+    assert sorted(evaluations) == ["node_mnist", "resnet_mnist_n8"]
+    values = figures.accuracy_vs_noise(str(tmp_path / "noise.png"), runs_dir=runs,
+                                       manifest=str(manifest))
+    assert values["resnet_mnist_n8/gaussian_0.2"] == pytest.approx(0.95 - 0.5 * 0.2, abs=0.02)
 
 
 def test_accuracy_figures_explain_missing_runs(figures, tmp_path):

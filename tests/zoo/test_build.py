@@ -2,6 +2,7 @@
 certificate it records is certify's (summary and whole-model bound)."""
 
 import importlib
+import json
 import os
 
 import keras
@@ -100,3 +101,16 @@ def test_a_seed_entry_s_card_says_how_it_was_chosen(build, tmp_path):
     plain = build.model_card("chnode_mnist_n4", {"train_accuracy": 0.91, "train_seconds": 10.0},
                              dict(evaluation, train_images=60000), {"flags": {}})
     assert "chosen" not in plain and "official 60,000 / 10,000 split" in plain
+
+
+def test_readme_table_is_the_manifest_s_entries_in_entries_order(build, tmp_path):
+    metrics = {"test_accuracy": 0.9643, "gaussian_0.2": 0.90038, "fgsm_linf_0.05": 0.4887}
+    models = {"stable_node_mnist": {"metrics": dict(metrics, seed=2, seeds_finished=5)},
+              "chnode_mnist_n4": {"metrics": metrics},
+              "not_an_entry_of_build": {"metrics": metrics}}
+    with open(tmp_path / "manifest.json", "w") as f:
+        json.dump({"format_version": 1, "models": models}, f)
+    lines = build.readme_table(str(tmp_path)).splitlines()
+    assert lines[0] == "| model | seed | test | Gaussian 0.2 | FGSM 0.05 |"
+    assert lines[2:] == ["| `chnode_mnist_n4` | 0 | 96.43 | 90.04 | 48.87 |",
+                         "| `stable_node_mnist` | 2 of 5, chosen on validation | 96.43 | 90.04 | 48.87 |"]
