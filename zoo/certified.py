@@ -81,6 +81,13 @@ ENTRIES = {
         "Certified stabilized NODE (per pixel, delta_bar = 0 on its Euler map) in a "
         "1-Lipschitz CNN with orthonormal kernels and a 256-wide dense layer, trained against "
         "its certificate at L2 0.1 with softmax temperature 0.1 (tau = 10), MNIST"),
+    "chnode_certified_mnist_eps1_d256": (
+        "chnode_certified", "mnist", "ortho_chnode_mnist_lmce10_d256",
+        "--ode=chnode --train_eps=1.0 --kernels=orthonormal --dense=256 --threads=1",
+        "Certified CH-NODE (per pixel, gamma = 2 fixed, 4 Euler steps, non-expansive by "
+        "construction) in a 1-Lipschitz CNN with orthonormal kernels and a 256-wide dense "
+        "layer, trained against its certificate at L2 1.0 (the recipe of "
+        "stable_node_certified_mnist_eps1_d256), MNIST"),
     "chnode_certified_fashion_mnist": (
         "chnode_certified", "fashion_mnist", "ortho_chnode_fashion_lmce04",
         "--dataset=fashion_mnist --ode=chnode --train_eps=0.4 --kernels=orthonormal "
