@@ -195,13 +195,16 @@ SEEDS_DIR = os.path.join(ROOT, "docs", "results", "seeds")
 
 
 def seed_series(runs, levels_and_keys):
-    """(levels, mean, std) over a cell's runs; std is the sample std (0 for one run).
+    """(levels, mean, std) over a cell's runs: ``zoo/seed_table.mean_and_std`` per level,
+    std 0 (no error bar) for one run.
 
     ``levels_and_keys`` is [(level, function of a run -> accuracy)].
     """
-    values = np.array([[get(run) for _, get in levels_and_keys] for run in runs], dtype=float)
-    std = values.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(values.shape[1])
-    return np.array([level for level, _ in levels_and_keys]), values.mean(axis=0), std
+    from zoo import seed_table
+
+    stats = [seed_table.mean_and_std([get(run) for run in runs]) for _, get in levels_and_keys]
+    return (np.array([level for level, _ in levels_and_keys]), np.array([m for m, _ in stats]),
+            np.array([0.0 if sd is None else sd for _, sd in stats]))
 
 
 def _seed_panels(runs):
