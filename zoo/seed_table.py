@@ -245,6 +245,22 @@ def margin_lines(margins):
     return lines
 
 
+def run_seconds(run):
+    """Wall seconds of one run: training (``train_wall_seconds``, else ``train_seconds``) plus evaluation."""
+    return run.get("train_wall_seconds", run["train_seconds"]) + run.get("eval_seconds", 0.0)
+
+
+def time_lines(runs):
+    """The wall time the finished runs took, per cell and in all (issue 17: written down)."""
+    lines = ["Wall time of the finished runs (training + evaluation, one process per run):"]
+    for cell in (c for c in CELLS if c in runs):
+        hours = sum(map(run_seconds, runs[cell])) / 3600
+        lines.append(f"  {cell}: {len(runs[cell])} runs, {hours:.2f} h")
+    total = sum(run_seconds(r) for cell_runs in runs.values() for r in cell_runs) / 3600
+    lines.append(f"  all: {sum(map(len, runs.values()))} runs, {total:.2f} h")
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results_dir", default=os.path.join(ROOT, "docs", "results", "seeds"),
@@ -258,6 +274,7 @@ def main(argv=None):
     print("\n".join(fgsm_curve_table(runs)) + "\n")
     print("\n".join(margin_lines(chnode_margins(selections))))
     print("\n".join([""] + masking_lines(runs)))
+    print("\n".join([""] + time_lines(runs)))
     return 0
 
 

@@ -176,3 +176,13 @@ def test_fgsm_curves_are_mean_and_sample_std_over_the_seeds_that_have_one(table)
     row = next(line for line in lines if line.startswith("| NODE | MNIST |"))
     assert row == f"| NODE | MNIST | 2 | 85.0 ± {100 * np.std([0.9, 0.8], ddof=1):.1f} | 30.0 ± 14.1 |"
     assert "| stable NODE | Fashion-MNIST | 0 | missing | missing |" in lines
+
+
+def test_time_lines_add_training_and_evaluation_wall_time(table, tmp_path):
+    write(tmp_path, dict(run("chnode_mnist_n4", 0), train_wall_seconds=3000.0, eval_seconds=600.0))
+    write(tmp_path, dict(run("chnode_mnist_n4", 1), eval_seconds=1799.0))  # no wall time: train_seconds
+    write(tmp_path, dict(run("node_mnist", 0), train_wall_seconds=3600.0))
+    lines = table.time_lines(table.load_runs(tmp_path))
+    assert "  chnode_mnist_n4: 2 runs, 1.50 h" in lines
+    assert "  node_mnist: 1 runs, 1.00 h" in lines
+    assert lines[-1] == "  all: 3 runs, 2.50 h"
