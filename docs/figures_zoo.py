@@ -25,13 +25,20 @@ MANIFEST = os.path.join(ROOT, "zoo", "manifest.json")
 
 
 def seed_chosen_entries(manifest=MANIFEST):
-    """{name: seed} of the manifest's entries chosen among seeds (``zoo/build.py --from_seeds``)."""
+    """{name: seed} of the manifest's entries chosen among seeds (``zoo/seed_table.shipped_seed``)."""
+    from zoo import seed_table
+
     if manifest is None or not os.path.isfile(manifest):
         return {}
     with open(manifest) as f:
         models = json.load(f)["models"]
-    return {name: entry["metrics"]["seed"] for name, entry in models.items()
-            if "seeds_finished" in entry["metrics"]}
+    chosen = {name: seed_table.shipped_seed(entry["metrics"]) for name, entry in models.items()}
+    return {name: seed for name, seed in chosen.items() if seed is not None}
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
 
 
 def zoo_evaluations(runs_dir=RUNS_ZOO, manifest=MANIFEST):
@@ -42,18 +49,18 @@ def zoo_evaluations(runs_dir=RUNS_ZOO, manifest=MANIFEST):
     ``<runs_dir>/../seeds/<name>/seed<K>/evaluation.json``, or nothing where
     that is missing (the seed-0 run of ``runs_dir`` is not what ships).
     """
-    found = {}
-    for path in sorted(glob.glob(os.path.join(runs_dir, "*", "evaluation.json"))):
-        with open(path) as f:
-            found[os.path.basename(os.path.dirname(path))] = json.load(f)
+    from zoo import seed_table
+
+    chosen = seed_chosen_entries(manifest)
     seed_runs = os.path.join(os.path.dirname(os.path.abspath(runs_dir)), "seeds")
-    for name, seed in seed_chosen_entries(manifest).items():
-        found.pop(name, None)
-        path = os.path.join(seed_runs, name, f"seed{seed}", "evaluation.json")
+    paths = {os.path.basename(os.path.dirname(path)): path
+             for path in glob.glob(os.path.join(runs_dir, "*", "evaluation.json"))
+             if os.path.basename(os.path.dirname(path)) not in chosen}
+    for name, seed in chosen.items():
+        path = os.path.join(seed_table.seed_run_dir(seed_runs, name, seed), "evaluation.json")
         if os.path.isfile(path):
-            with open(path) as f:
-                found[name] = json.load(f)
-    return found
+            paths[name] = path
+    return {name: _read_json(paths[name]) for name in sorted(paths)}
 
 
 def zoo_style(name):

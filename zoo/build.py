@@ -125,9 +125,11 @@ def log(message):
 
 def run_dir(name, selection=None):
     """``runs/zoo/<name>``, or the chosen seed's ``runs/seeds/<cell>/seed<K>`` (``--from_seeds``)."""
+    from zoo import seed_table
+
     if selection is None:
         return os.path.join(RUNS_DIR, name)
-    return os.path.join(SEED_RUNS_DIR, selection["cell"], f"seed{selection['seed']}")
+    return seed_table.seed_run_dir(SEED_RUNS_DIR, selection["cell"], selection["seed"])
 
 
 def seed_selection(name, min_seeds, results_dir=None):
@@ -428,6 +430,8 @@ def readme_table(zoo_dir=None):
     accuracy, Gaussian noise of variance 0.2 (mean of the draws) and FGSM at
     L-inf 0.05 (margin objective), in %.
     """
+    from zoo import seed_table
+
     with open(os.path.join(zoo_dir or ZOO_DIR, "manifest.json")) as f:
         models = json.load(f)["models"]
     lines = ["| model | seed | test | Gaussian 0.2 | FGSM 0.05 |", "|---|---|--:|--:|--:|"]
@@ -435,8 +439,8 @@ def readme_table(zoo_dir=None):
         if name not in models:
             continue
         m = models[name]["metrics"]
-        seed = (f"{m['seed']} of {m['seeds_finished']}, chosen on validation"
-                if "seeds_finished" in m else "0")
+        chosen = seed_table.shipped_seed(m)
+        seed = "0" if chosen is None else f"{chosen} of {m['seeds_finished']}, chosen on validation"
         values = " | ".join(f"{100 * m[k]:.2f}" for k in ("test_accuracy", "gaussian_0.2", "fgsm_linf_0.05"))
         lines.append(f"| `{name}` | {seed} | {values} |")
     return "\n".join(lines)

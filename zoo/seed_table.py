@@ -61,6 +61,21 @@ TABLE_COLUMNS = tuple(name for name, _ in QUANTITIES if name != "noise mean")
 MASKING_GAP = 0.01
 
 
+def seed_run_dir(seed_runs_root, cell, seed):
+    """``<seed_runs_root>/<cell>/seed<seed>``: where ``zoo/seeds.py`` trains one run."""
+    return os.path.join(seed_runs_root, cell, f"seed{seed}")
+
+
+def shipped_seed(metrics):
+    """The seed a zoo entry ships when ``zoo/build.py --from_seeds`` chose it, else None.
+
+    ``metrics`` is the entry's ``metrics`` in zoo/manifest.json: a seed-chosen
+    entry carries ``seed`` and ``seeds_finished``; any other entry is the
+    seed-0 run of ``runs/zoo/<name>``.
+    """
+    return metrics["seed"] if "seeds_finished" in metrics else None
+
+
 def score_key(cell):
     """The quantity a cell is selected by (on validation) and ranked by (on test)."""
     return "noise_mean" if cell in HAMILTONIAN_CELLS else "fgsm_linf_0.05"

@@ -52,6 +52,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from contractive_keras import models  # noqa: E402  (the model registry)
+from zoo import seed_table  # noqa: E402
 
 SEEDS = tuple(range(5))
 TRAIN_SIZE = 55_000
@@ -107,7 +108,7 @@ class Paths:
         self.source_data_dir = args.source_data_dir and os.path.abspath(args.source_data_dir)
 
     def model_dir(self, cell, seed):
-        return os.path.join(self.runs_root, cell, f"seed{seed}")
+        return seed_table.seed_run_dir(self.runs_root, cell, seed)
 
     def result(self, cell, seed):
         return os.path.join(self.results_dir, f"{cell}_seed{seed}.json")

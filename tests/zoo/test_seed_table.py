@@ -186,3 +186,15 @@ def test_time_lines_add_training_and_evaluation_wall_time(table, tmp_path):
     assert "  chnode_mnist_n4: 2 runs, 1.50 h" in lines
     assert "  node_mnist: 1 runs, 1.00 h" in lines
     assert lines[-1] == "  all: 3 runs, 2.50 h"
+
+
+def test_shipped_seed_is_the_seed_of_a_seed_chosen_entry_only(table):
+    assert table.shipped_seed({"seed": 3, "seeds_finished": 5, "test_accuracy": 0.9}) == 3
+    assert table.shipped_seed({"seed": 0, "test_accuracy": 0.9}) is None
+    assert table.shipped_seed({}) is None
+
+
+def test_build_s_seed_run_directory_is_seed_table_s(table):
+    build = importlib.import_module("zoo.build")
+    assert build.run_dir("x", {"cell": "resnet_mnist_n8", "seed": 3}) == table.seed_run_dir(
+        build.SEED_RUNS_DIR, "resnet_mnist_n8", 3) == os.path.join(build.SEED_RUNS_DIR, "resnet_mnist_n8", "seed3")
