@@ -13,8 +13,10 @@ The pairwise radius is never smaller: ||w_y - w_j|| <= sqrt(2) ||W||_2.
 """
 
 import math
+import weakref
 
 import numpy as np
+import tensorflow as tf
 
 from contractive_keras.bounds.threads import single_threaded_blas
 from contractive_keras.certify.model import body_and_readout
@@ -22,9 +24,28 @@ from contractive_keras.certify.model import linear_readout
 
 BOUNDS = ("pairwise", "global")
 
+#: model -> its inference pass as one tf.function (``compiled_forward``)
+_FORWARD = weakref.WeakKeyDictionary()
+
+
+def compiled_forward(model):
+    """``model(x, training=False)`` as a ``tf.function``, one per model.
+
+    With ``reduce_retracing`` a second batch size gets a graph with a free
+    batch axis, which every later size reuses. In eager mode the
+    ODE layers' solver loops run step by step in Python; a graph does not.
+    """
+    forward = _FORWARD.get(model)
+    if forward is None:
+        held = weakref.ref(model)  # the cache must not keep the model alive
+        forward = tf.function(lambda x: held()(x, training=False), reduce_retracing=True)
+        _FORWARD[model] = forward
+    return forward
+
 
 def _logits(model, inputs, batch_size):
-    outputs = [np.asarray(model(inputs[i:i + batch_size], training=False), np.float64)
+    forward = compiled_forward(model)
+    outputs = [np.asarray(forward(tf.convert_to_tensor(inputs[i:i + batch_size])), np.float64)
                for i in range(0, len(inputs), batch_size)]
     return np.concatenate(outputs, axis=0)
 

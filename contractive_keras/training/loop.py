@@ -99,7 +99,7 @@ class Trainer:
         )
         self._train_step = make_train_step(self.model, self.optimizer, self.strategy,
                                            config.batch_size, config.jit_compile, self.loss_fn)
-        self._eval_step = make_eval_step(self.model, self.strategy)
+        self._eval_step = make_eval_step(self.model, self.strategy, config.jit_compile)
         self.history = []
         self.timings = {"train_seconds": 0.0, "train_examples": 0}
         self.writer = None

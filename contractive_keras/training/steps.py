@@ -71,11 +71,21 @@ def make_train_step(model, optimizer, strategy, global_batch_size, jit_compile=F
     return train_step
 
 
-def make_eval_step(model, strategy):
-    """``eval_step(images, labels) -> (correct, count)``, summed over replicas."""
+def make_eval_step(model, strategy, jit_compile=False):
+    """``eval_step(images, labels) -> (correct, count)``, summed over replicas.
+
+    ``jit_compile`` compiles the forward pass with XLA (as ``make_train_step``
+    does the training pass).
+    """
+
+    def logits_of(images):
+        return model(images, training=False)
+
+    if jit_compile:
+        logits_of = tf.function(logits_of, jit_compile=True)
 
     def replica_eval(images, labels):
-        logits = model(images, training=False)
+        logits = logits_of(images)
         predicted = tf.argmax(logits, -1, output_type=tf.int32)
         correct = tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32))
         return correct, tf.cast(tf.shape(labels)[0], tf.float32)

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from contractive_keras.bounds import conv_operator_norm
 from contractive_keras import certify
+from contractive_keras.certify import radius as radius_module
 from contractive_keras.layers import CHNODE, HDNN, ResNetODE
 
 
@@ -357,3 +358,30 @@ def test_lipschitz_network_layers_enter_the_model_bound_with_factor_one():
     ratios = (np.linalg.norm(model(x + delta).numpy() - model(x).numpy(), axis=1)
               / np.linalg.norm(delta.reshape(16, -1), axis=1))
     assert ratios.max() <= bound.value
+
+
+def test_certified_radius_traces_a_model_at_most_twice_for_any_batch_sizes():
+    keras.utils.set_random_seed(3)
+    model = _tiny_classifier()
+    x = np.random.rand(23, 5, 5, 1).astype("float32")
+    eager = model(x, training=False).numpy().astype(np.float64)
+    radius, _ = certify.certified_radius(model, x, batch_size=10)  # batches of 10, 10 and 3
+    certify.certified_radius(model, x[:7], batch_size=4)
+    forward = radius_module.compiled_forward(model)
+    assert forward is radius_module.compiled_forward(model)
+    assert forward.experimental_get_tracing_count() <= 2  # the first shape, then a batch-free one
+    _, kernel = certify.body_and_readout(model)
+    expected = radius_module.pairwise_radius(eager, kernel, certify.body_and_readout(model)[0].value)
+    np.testing.assert_allclose(radius, np.maximum(expected, 0.0), rtol=1e-5, atol=1e-7)
+
+
+def test_the_compiled_forward_cache_does_not_keep_a_model_alive():
+    import gc
+    import weakref
+
+    model = _tiny_classifier()
+    radius_module.compiled_forward(model)(np.zeros((2, 5, 5, 1), "float32"))
+    held = weakref.ref(model)
+    del model
+    gc.collect()
+    assert held() is None
