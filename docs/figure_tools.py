@@ -15,7 +15,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 DOCS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(DOCS)
-RUNS_ZOO = os.path.join(ROOT, "runs", "zoo")
 RESULTS_L2 = os.path.join(DOCS, "results", "l2")
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)

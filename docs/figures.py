@@ -9,8 +9,9 @@ Each figure is written to ``docs/<name>.png`` (``--output_dir`` to change) by
 the function of the same name, which also prints the numbers quoted in
 docs/figures.md.  Everything is computed here from a fixed seed (the toy
 figures train their models in a minute or two of CPU each), except the
-accuracy figures, which read the ``runs/zoo/<name>/evaluation.json`` files
-written by ``zoo/build.py``.  Needs the ``plots`` extra (matplotlib); the
+accuracy figures, which read zoo/manifest.json (the metrics ``zoo/build.py``
+exported for each shipped model), the L2 tables of docs/results/l2 and the
+seed results of docs/results/seeds.  Needs the ``plots`` extra (matplotlib); the
 backend is Agg (no display).
 
 The figures live in docs/figures_toy.py, docs/figures_stabilized.py and
@@ -28,13 +29,13 @@ DOCS = os.path.dirname(os.path.abspath(__file__))
 if DOCS not in sys.path:
     sys.path.insert(0, DOCS)
 
-from figure_tools import FIGURES, RESULTS_L2, RUNS_ZOO, quiet_tensorflow  # noqa: E402
+from figure_tools import FIGURES, RESULTS_L2, quiet_tensorflow  # noqa: E402
 from figures_toy import (  # noqa: E402,F401  (registers the toy figures; names for the tests)
     RINGS, STATE_SIZE, TOY, bsm_training, double_circles, lift, toy_trajectories)
 from figures_stabilized import STABILIZED, lipschitz_vs_delta_bar  # noqa: E402,F401
 from figures_zoo import (  # noqa: E402,F401
-    SEEDS_DIR, accuracy_vs_fgsm, accuracy_vs_noise, certified_accuracy_l2, seed_spread,
-    zoo_evaluations)
+    MANIFEST, SEEDS_DIR, accuracy_vs_fgsm, accuracy_vs_noise, certified_accuracy_l2,
+    metric_series, seed_spread, zoo_metrics)
 
 
 # --- command line ------------------------------------------------------------
@@ -47,8 +48,8 @@ def main(argv=None):
     parser.add_argument("--output_dir", default=DOCS, help="where the PNGs go (default docs/)")
     parser.add_argument("--results_dir", default=RESULTS_L2,
                         help="L2 evaluation tables (default docs/results/l2)")
-    parser.add_argument("--runs_dir", default=RUNS_ZOO,
-                        help="zoo runs with evaluation.json files (default runs/zoo)")
+    parser.add_argument("--manifest", default=MANIFEST,
+                        help="the zoo manifest the accuracy figures plot (default zoo/manifest.json)")
     parser.add_argument("--seeds_dir", default=SEEDS_DIR,
                         help="per-seed result JSONs of zoo/seeds.py (default docs/results/seeds)")
     args = parser.parse_args(argv)
@@ -64,7 +65,7 @@ def main(argv=None):
     for name in args.names or list(FIGURES):
         output = os.path.join(args.output_dir, f"{name}.png")
         start = time.perf_counter()
-        kwargs = {"runs_dir": args.runs_dir} if name.startswith("accuracy") else {}
+        kwargs = {"manifest": args.manifest} if name.startswith("accuracy") else {}
         if name == "certified_accuracy_l2":
             kwargs = {"results_dir": args.results_dir}
         if name == "seed_spread":

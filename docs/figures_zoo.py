@@ -1,10 +1,10 @@
 """Figures of the zoo models' accuracy: under noise, under attack, certified at L2 radii."""
 
-import glob
+import functools
 import json
 import os
 
-from figure_tools import RESULTS_L2, ROOT, RUNS_ZOO, figure, pyplot, report  # first: thread settings
+from figure_tools import RESULTS_L2, ROOT, figure, pyplot, report  # first: thread settings
 
 import numpy as np
 
@@ -22,45 +22,32 @@ DEPTH_STYLES = {"n4": "-", "n8": "--", "n12": ":"}
 
 
 MANIFEST = os.path.join(ROOT, "zoo", "manifest.json")
+#: (attack kind, its L-inf radii in the manifest's metrics)
+ATTACK_RADII = (0.05, 0.1, 0.2, 0.3)
+NOISE_LEVELS = (0.05, 0.2)
 
 
-def seed_chosen_entries(manifest=MANIFEST):
-    """{name: seed} of the manifest's entries chosen among seeds (``zoo/seed_table.shipped_seed``)."""
-    from zoo import seed_table
+def zoo_metrics(manifest=MANIFEST):
+    """{name: metrics} of the zoo entries the accuracy figures plot, from zoo/manifest.json.
 
+    The entries of ``zoo/build.py`` (their metrics hold the reference noise
+    table); each entry's metrics are those of the model the zoo ships (the
+    seed chosen on validation for a seed cell).
+
+    Raises:
+        FileNotFoundError: no such manifest, or no entry with a noise table.
+    """
     if manifest is None or not os.path.isfile(manifest):
-        return {}
+        raise FileNotFoundError(f"no zoo manifest at {manifest}: run `python zoo/build.py` first "
+                                "(these figures plot what it exports).")
     with open(manifest) as f:
         models = json.load(f)["models"]
-    chosen = {name: seed_table.shipped_seed(entry["metrics"]) for name, entry in models.items()}
-    return {name: seed for name, seed in chosen.items() if seed is not None}
-
-
-def _read_json(path):
-    with open(path) as f:
-        return json.load(f)
-
-
-def zoo_evaluations(runs_dir=RUNS_ZOO, manifest=MANIFEST):
-    """{name: evaluation dict} of the models the zoo ships.
-
-    ``<runs_dir>/<name>/evaluation.json``, except for an entry that
-    ``manifest`` says was chosen among seeds (issue 17): its chosen seed's
-    ``<runs_dir>/../seeds/<name>/seed<K>/evaluation.json``, or nothing where
-    that is missing (the seed-0 run of ``runs_dir`` is not what ships).
-    """
-    from zoo import seed_table
-
-    chosen = seed_chosen_entries(manifest)
-    seed_runs = os.path.join(os.path.dirname(os.path.abspath(runs_dir)), "seeds")
-    paths = {os.path.basename(os.path.dirname(path)): path
-             for path in glob.glob(os.path.join(runs_dir, "*", "evaluation.json"))
-             if os.path.basename(os.path.dirname(path)) not in chosen}
-    for name, seed in chosen.items():
-        path = os.path.join(seed_table.seed_run_dir(seed_runs, name, seed), "evaluation.json")
-        if os.path.isfile(path):
-            paths[name] = path
-    return {name: _read_json(paths[name]) for name in sorted(paths)}
+    found = {name: entry["metrics"] for name, entry in models.items()
+             if "gaussian_0.05" in entry["metrics"]}
+    if not found:
+        raise FileNotFoundError(f"no entry of {manifest} has the noise table: run "
+                                "`python zoo/build.py` first (these figures plot its results).")
+    return found
 
 
 def zoo_style(name):
@@ -88,8 +75,28 @@ def zoo_order(name):
     return rank, "fashion" in name, int(depth) if depth.isdigit() else 0, name
 
 
-def _series(table, kind, norm=None):
-    """(levels, means, stds) of ``kind`` with the clean row as level 0."""
+def metric_series(metrics, kind):
+    """(levels, means, stds) of ``kind`` in a manifest entry's metrics.
+
+    "gaussian" / "salt_pepper": noise levels 0, 0.05, 0.2 (0 is the clean
+    accuracy; std over the draws). "fgsm": L-inf radii 0 (clean), 0.05 ...
+    0.3 on the whole test set. "pgd" / "worst_case": radii 0.05 ... 0.3 on
+    the attacked test subset (no clean point: the subset's clean accuracy is
+    not in the manifest). A missing value is left out.
+    """
+    if kind in ("gaussian", "salt_pepper"):
+        points = [(0.0, "test_accuracy", None)] + [
+            (level, f"{kind}_{level:g}", f"{kind}_{level:g}_std") for level in NOISE_LEVELS]
+    else:
+        points = [(0.0, "test_accuracy", None)] if kind == "fgsm" else []
+        points += [(eps, f"{kind}_linf_{eps:g}", None) for eps in ATTACK_RADII]
+    points = [(level, metrics[key], metrics.get(std, 0.0) if std else 0.0)
+              for level, key, std in points if key in metrics]
+    return tuple(np.array([p[i] for p in points], dtype=float) for i in range(3))
+
+
+def table_series(table, kind, norm=None):
+    """(levels, means, stds) of ``kind`` in a ``RobustnessTable`` dict, the clean row as level 0."""
     from contractive_keras.robustness import RobustnessTable
 
     table = RobustnessTable.from_dict(table)
@@ -102,23 +109,15 @@ def _series(table, kind, norm=None):
     return levels, means, stds
 
 
-def _require(evaluations, runs_dir):
-    if not evaluations:
-        raise FileNotFoundError(
-            f"no evaluation.json under {runs_dir}: run `python zoo/build.py` first "
-            "(these figures plot its results).")
-
-
-def _accuracy_panels(evaluations, panels, output, suptitle):
+def _accuracy_panels(entries, panels, output, suptitle, series=metric_series):
+    """One panel per (kind, x label, title); one curve per entry, ``series(entry, kind)``."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels) + 2.4, 4.8),
                              sharey=True, layout="constrained")
     axes = np.atleast_1d(axes)
-    for ax, (table_key, kind, norm, xlabel, title) in zip(axes, panels):
-        for name, evaluation in sorted(evaluations.items(), key=lambda item: zoo_order(item[0])):
-            if table_key not in evaluation:
-                continue
-            levels, means, stds = _series(evaluation[table_key], kind, norm)
+    for ax, (kind, xlabel, title) in zip(axes, panels):
+        for name, entry in sorted(entries.items(), key=lambda item: zoo_order(item[0])):
+            levels, means, stds = series(entry, kind)
             if len(levels) < 2:
                 continue
             label, color, style, marker = zoo_style(name)
@@ -135,65 +134,55 @@ def _accuracy_panels(evaluations, panels, output, suptitle):
     plt.close(fig)
 
 
+def _values(entries, kinds, series=metric_series):
+    values = {}
+    for name, entry in entries.items():
+        for kind in kinds:
+            levels, means, _ = series(entry, kind)
+            values.update({f"{name}/{kind}_{l:g}": float(m) for l, m in zip(levels, means)})
+    return values
+
+
 @figure
-def accuracy_vs_noise(output, runs_dir=RUNS_ZOO, manifest=MANIFEST):
+def accuracy_vs_noise(output, manifest=MANIFEST):
     """Test accuracy of every zoo model vs the noise level of the reference protocol.
 
     Left: Gaussian noise of variance 0, 0.05, 0.2; right: salt-and-pepper of
     amount 0, 0.05, 0.2; both on normalised images, clipped to [-1, 1]
     (``robustness.reference_noise``), mean and standard deviation over the
-    draws of ``zoo/build.py`` (10 draws over the 10k test images).
+    draws of ``zoo/build.py`` (10 draws over the 10k test images), as
+    zoo/manifest.json records them for the model each entry ships.
     """
-    evaluations = zoo_evaluations(runs_dir, manifest)
-    _require(evaluations, runs_dir)
-    _accuracy_panels(evaluations, [
-        ("test", "gaussian", None, "Gaussian noise variance", "Gaussian noise"),
-        ("test", "salt_pepper", None, "salt-and-pepper amount", "salt-and-pepper noise"),
+    metrics_by_name = zoo_metrics(manifest)
+    _accuracy_panels(metrics_by_name, [
+        ("gaussian", "Gaussian noise variance", "Gaussian noise"),
+        ("salt_pepper", "salt-and-pepper amount", "salt-and-pepper noise"),
     ], output, "Accuracy under input noise (zoo models, test set; error bars: std over draws)")
-    values = {}
-    for name, evaluation in evaluations.items():
-        for kind in ("gaussian", "salt_pepper"):
-            levels, means, _ = _series(evaluation["test"], kind)
-            values.update({f"{name}/{kind}_{l:g}": float(m) for l, m in zip(levels, means)})
+    values = _values(metrics_by_name, ("gaussian", "salt_pepper"))
     report("accuracy_vs_noise", values)
     return values
 
 
-def _has_rows(evaluations, table_key, kind):
-    return any(row["kind"] == kind for e in evaluations.values()
-               for row in e.get(table_key, {}).get("rows", []))
-
-
 @figure
-def accuracy_vs_fgsm(output, runs_dir=RUNS_ZOO, manifest=MANIFEST):
+def accuracy_vs_fgsm(output, manifest=MANIFEST):
     """Test accuracy of every zoo model vs the L-inf attack radius eps (pixels in [0, 1]).
 
-    Left: FGSM on the whole test set (eps = 0 is the clean accuracy).  Where
-    ``zoo/build.py`` wrote them, on the first ``pgd_take`` test images: PGD
-    (40 steps, random start) and the worst case, an image counting as robust
-    at eps only if neither FGSM nor PGD broke it at any radius <= eps (the
-    union of the attacks; monotone in eps even when one attack is not).
+    Left: FGSM on the whole test set (eps = 0 is the clean accuracy). Middle
+    and right, on the test subset ``zoo/build.py`` attacks with PGD (the
+    first ``--pgd_take`` images, 1000 by default; each card says how many):
+    PGD (40 steps, random start) and the worst case, an image counting as
+    robust at eps only if neither FGSM nor PGD broke it at any radius <= eps
+    (the union of the attacks; monotone in eps even when one attack is not).
+    As zoo/manifest.json records them for the model each entry ships.
     """
-    evaluations = zoo_evaluations(runs_dir, manifest)
-    _require(evaluations, runs_dir)
-    take = {e.get("pgd_take") for e in evaluations.values()} - {None}
-    subset = "first %s test images" % "/".join(str(t) for t in sorted(take)) if take else "subset"
+    metrics_by_name = zoo_metrics(manifest)
     radius = r"radius $\epsilon$ ($L_\infty$, pixels in [0, 1])"
-    panels = [("test", "fgsm", "linf", radius, "FGSM, test set")]
-    if _has_rows(evaluations, "pgd_subset", "pgd"):
-        panels.append(("pgd_subset", "pgd", "linf", radius, f"PGD-40, {subset}"))
-    if _has_rows(evaluations, "pgd_subset", "worst_case"):
-        panels.append(("pgd_subset", "worst_case", "linf", radius,
-                       f"worst case of FGSM and PGD, {subset}"))
-    _accuracy_panels(evaluations, panels, output,
-                     "Accuracy under adversarial attack (zoo models)")
-    values = {}
-    for name, evaluation in evaluations.items():
-        for table_key, kind in (("test", "fgsm"), ("pgd_subset", "pgd"),
-                                ("pgd_subset", "worst_case")):
-            if _has_rows({name: evaluation}, table_key, kind):
-                levels, means, _ = _series(evaluation[table_key], kind, "linf")
-                values.update({f"{name}/{kind}_{l:g}": float(m) for l, m in zip(levels, means)})
+    _accuracy_panels(metrics_by_name, [
+        ("fgsm", radius, "FGSM, test set"),
+        ("pgd", radius, "PGD-40, test subset"),
+        ("worst_case", radius, "worst case of FGSM and PGD, test subset"),
+    ], output, "Accuracy under adversarial attack (zoo models)")
+    values = _values(metrics_by_name, ("fgsm", "pgd", "worst_case"))
     report("accuracy_vs_fgsm", values)
     return values
 
@@ -303,20 +292,18 @@ def certified_accuracy_l2(output, results_dir=RESULTS_L2):
         with open(path) as f:
             table = json.load(f)
         if name in _zoo_names() and any(row["kind"] == "certified" for row in table["rows"]):
-            tables[name] = {"l2": table}
+            tables[name] = table
     if not tables:
         raise FileNotFoundError(
             f"no L2 evaluation tables of zoo models under {results_dir}: run the loop "
             "in docs/reproduction.md, section 3.")
     radius = r"radius $\epsilon$ ($L_2$, pixels in [0, 1])"
-    _accuracy_panels(tables, [("l2", "certified", "l2", radius, "certified (lower bound)"),
-                              ("l2", "worst_case", "l2", radius, "PGD-40, union over radii (upper bound)")],
-                     output, "Robust accuracy at L2 radii (zoo models, first 1000 test images)")
-    values = {}
-    for name, table in tables.items():
-        for kind in ("certified", "worst_case"):
-            levels, means, _ = _series(table["l2"], kind, "l2")
-            values.update({f"{name}/{kind}_{l:g}": float(m) for l, m in zip(levels, means)})
+    l2_series = functools.partial(table_series, norm="l2")
+    _accuracy_panels(tables, [("certified", radius, "certified (lower bound)"),
+                              ("worst_case", radius, "PGD-40, union over radii (upper bound)")],
+                     output, "Robust accuracy at L2 radii (zoo models, first 1000 test images)",
+                     series=l2_series)
+    values = _values(tables, ("certified", "worst_case"), series=l2_series)
     report("certified_accuracy_l2", values)
     return values
 

@@ -33,32 +33,6 @@ def assert_png(path):
         assert f.read(8) == PNG_SIGNATURE
 
 
-def write_evaluation(runs_dir, name, accuracy_drop):
-    """A synthetic evaluation.json in zoo/build.py's format."""
-    from contractive_keras.robustness import RobustnessTable, Row
-
-    rng = np.random.default_rng(len(name))
-
-    def draws(mean, count):
-        return np.clip(mean + 0.01 * rng.standard_normal(count), 0, 1)
-
-    rows = [Row.from_draws("clean", 0.0, None, [0.95])]
-    for kind in ("gaussian", "salt_pepper"):
-        for level in (0.05, 0.2):
-            rows.append(Row.from_draws(kind, level, None, draws(0.95 - accuracy_drop * level, 10)))
-    for eps in (0.05, 0.1, 0.2, 0.3):
-        rows.append(Row.from_draws("fgsm", eps, "linf", [max(0.0, 0.95 - accuracy_drop * eps)]))
-        rows.append(Row.from_draws("certified", eps, "l2", [0.5]))
-    pgd = [Row.from_draws("clean", 0.0, None, [0.95])]
-    for kind, offset in (("fgsm", 0.0), ("pgd", 0.05), ("worst_case", 0.1)):
-        pgd += [Row.from_draws(kind, eps, "linf", [max(0.0, 0.95 - offset - accuracy_drop * eps)])
-                for eps in (0.05, 0.1, 0.2, 0.3)]
-    os.makedirs(os.path.join(runs_dir, name))
-    with open(os.path.join(runs_dir, name, "evaluation.json"), "w") as f:
-        json.dump({"test": RobustnessTable(rows).to_dict(),
-                   "pgd_subset": RobustnessTable(pgd).to_dict(), "pgd_take": 100}, f)
-
-
 def test_list_names_every_figure(figures, capsys):
     assert figures.main(["--list"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
@@ -100,42 +74,69 @@ def test_stabilized_figure_measured_ratios_stay_below_the_certificate(figures, t
         assert values[f"{tag}/random_pairs"] <= certified * (1 + 1e-4)
 
 
-def test_accuracy_figures_read_evaluation_files(figures, tmp_path):
-    runs = str(tmp_path / "runs")
-    write_evaluation(runs, "chnode_mnist_n4", accuracy_drop=0.5)
-    write_evaluation(runs, "resnet_mnist_n8", accuracy_drop=2.0)
-    write_evaluation(runs, "stable_node_fashion_mnist", accuracy_drop=1.0)
-    values = figures.accuracy_vs_noise(str(tmp_path / "noise.png"), runs_dir=runs, manifest=None)
+def synthetic_metrics(accuracy_drop, **extra):
+    """zoo/manifest.json metrics in zoo/build.py's format: accuracy falls linearly."""
+    metrics = {"test_accuracy": 0.95}
+    for kind in ("gaussian", "salt_pepper"):
+        for level in (0.05, 0.2):
+            metrics[f"{kind}_{level:g}"] = 0.95 - accuracy_drop * level
+            metrics[f"{kind}_{level:g}_std"] = 0.01
+    for kind, offset in (("fgsm", 0.0), ("pgd", 0.05), ("worst_case", 0.1)):
+        for eps in (0.05, 0.1, 0.2, 0.3):
+            metrics[f"{kind}_linf_{eps:g}"] = max(0.0, 0.95 - offset - accuracy_drop * eps)
+    return dict(metrics, **extra)
+
+
+def write_manifest(path, models):
+    path.write_text(json.dumps({"format_version": 1, "models": {
+        name: {"metrics": metrics} for name, metrics in models.items()}}))
+    return str(path)
+
+
+def test_accuracy_figures_plot_the_manifest_s_metrics(figures, tmp_path):
+    manifest = write_manifest(tmp_path / "manifest.json", {
+        "chnode_mnist_n4": synthetic_metrics(0.5),
+        "resnet_mnist_n8": synthetic_metrics(2.0, seed=3, seeds_finished=5),
+        "stable_node_fashion_mnist": synthetic_metrics(1.0),
+        "stable_node_certified_mnist_eps1_d256": {"test_accuracy": 0.9, "certified_l2_1": 0.5}})
+    assert sorted(figures.zoo_metrics(manifest)) == [
+        "chnode_mnist_n4", "resnet_mnist_n8", "stable_node_fashion_mnist"]
+    values = figures.accuracy_vs_noise(str(tmp_path / "noise.png"), manifest=manifest)
     assert_png(tmp_path / "noise.png")
-    assert values["resnet_mnist_n8/gaussian_0.2"] == pytest.approx(0.95 - 2.0 * 0.2, abs=0.02)
+    assert values["resnet_mnist_n8/gaussian_0.2"] == pytest.approx(0.95 - 2.0 * 0.2)
     assert values["chnode_mnist_n4/salt_pepper_0"] == pytest.approx(0.95)
-    values = figures.accuracy_vs_fgsm(str(tmp_path / "fgsm.png"), runs_dir=runs, manifest=None)
+    values = figures.accuracy_vs_fgsm(str(tmp_path / "fgsm.png"), manifest=manifest)
     assert_png(tmp_path / "fgsm.png")
+    assert values["resnet_mnist_n8/fgsm_0"] == pytest.approx(0.95)
     assert values["resnet_mnist_n8/fgsm_0.3"] == pytest.approx(0.35)
     assert values["chnode_mnist_n4/worst_case_0.2"] == pytest.approx(0.95 - 0.1 - 0.5 * 0.2)
+    assert "chnode_mnist_n4/pgd_0" not in values  # the subset's clean accuracy is not recorded
 
 
-def test_accuracy_figures_plot_the_seed_the_zoo_ships(figures, tmp_path):
-    runs = str(tmp_path / "runs" / "zoo")
-    write_evaluation(runs, "resnet_mnist_n8", accuracy_drop=2.0)  # seed 0: not shipped
-    write_evaluation(str(tmp_path / "runs" / "seeds" / "resnet_mnist_n8"), "seed3", accuracy_drop=0.5)
-    write_evaluation(runs, "chnode_mnist_n4", accuracy_drop=1.0)  # seed chosen, its run missing
-    write_evaluation(runs, "node_mnist", accuracy_drop=1.0)  # not chosen among seeds
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"models": {
-        "resnet_mnist_n8": {"metrics": {"seed": 3, "seeds_finished": 5}},
-        "chnode_mnist_n4": {"metrics": {"seed": 1, "seeds_finished": 5}},
-        "node_mnist": {"metrics": {}}}}))
-    evaluations = figures.zoo_evaluations(runs, str(manifest))
-    assert sorted(evaluations) == ["node_mnist", "resnet_mnist_n8"]
-    values = figures.accuracy_vs_noise(str(tmp_path / "noise.png"), runs_dir=runs,
-                                       manifest=str(manifest))
-    assert values["resnet_mnist_n8/gaussian_0.2"] == pytest.approx(0.95 - 0.5 * 0.2, abs=0.02)
+def test_metric_series_gives_levels_means_and_draw_stds(figures):
+    levels, means, stds = figures.metric_series(synthetic_metrics(1.0), "gaussian")
+    np.testing.assert_allclose(levels, [0.0, 0.05, 0.2])
+    np.testing.assert_allclose(means, [0.95, 0.90, 0.75])
+    np.testing.assert_allclose(stds, [0.0, 0.01, 0.01])
+    levels, _, _ = figures.metric_series({"test_accuracy": 0.9, "fgsm_linf_0.1": 0.5}, "fgsm")
+    np.testing.assert_allclose(levels, [0.0, 0.1])
 
 
-def test_accuracy_figures_explain_missing_runs(figures, tmp_path):
+def test_the_accuracy_figures_plot_every_entry_zoo_build_ships(figures):
+    import importlib
+
+    build = importlib.import_module("zoo.build")
+    with open(figures.MANIFEST) as f:
+        shipped = set(json.load(f)["models"]) & set(build.ENTRIES)
+    assert shipped and set(figures.zoo_metrics()) == shipped
+
+
+def test_accuracy_figures_explain_a_missing_manifest(figures, tmp_path):
     with pytest.raises(FileNotFoundError, match="zoo/build.py"):
-        figures.accuracy_vs_noise(str(tmp_path / "noise.png"), runs_dir=str(tmp_path))
+        figures.accuracy_vs_noise(str(tmp_path / "noise.png"), manifest=str(tmp_path / "none.json"))
+    empty = write_manifest(tmp_path / "manifest.json", {"x": {"test_accuracy": 0.9}})
+    with pytest.raises(FileNotFoundError, match="zoo/build.py"):
+        figures.accuracy_vs_fgsm(str(tmp_path / "fgsm.png"), manifest=empty)
 
 
 def test_certified_l2_figure_reads_zoo_tables_and_skips_others(figures, tmp_path):
