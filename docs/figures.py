@@ -34,8 +34,8 @@ from figures_toy import (  # noqa: E402,F401  (registers the toy figures; names 
     RINGS, STATE_SIZE, TOY, bsm_training, double_circles, lift, toy_trajectories)
 from figures_stabilized import STABILIZED, lipschitz_vs_delta_bar  # noqa: E402,F401
 from figures_zoo import (  # noqa: E402,F401
-    MANIFEST, SEEDS_DIR, accuracy_vs_fgsm, accuracy_vs_noise, certified_accuracy_l2,
-    metric_series, seed_spread, zoo_metrics)
+    MANIFEST, SEEDS_DIR, accuracy_table, accuracy_vs_fgsm, accuracy_vs_noise,
+    certified_accuracy_l2, metric_series, seed_spread, zoo_metrics)
 
 
 # --- command line ------------------------------------------------------------
@@ -45,6 +45,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="figures to make (default: all)")
     parser.add_argument("--list", action="store_true", help="list the figures and exit")
+    parser.add_argument("--accuracy_table", action="store_true",
+                        help="print docs/figures.md's table of the accuracy figures' numbers and exit")
     parser.add_argument("--output_dir", default=DOCS, help="where the PNGs go (default docs/)")
     parser.add_argument("--results_dir", default=RESULTS_L2,
                         help="L2 evaluation tables (default docs/results/l2)")
@@ -53,6 +55,9 @@ def main(argv=None):
     parser.add_argument("--seeds_dir", default=SEEDS_DIR,
                         help="per-seed result JSONs of zoo/seeds.py (default docs/results/seeds)")
     args = parser.parse_args(argv)
+    if args.accuracy_table:
+        print(accuracy_table(args.manifest))
+        return 0
     if args.list:
         for name, function in FIGURES.items():
             print(f"{name:26s} {function.__doc__.splitlines()[0]}")

@@ -134,6 +134,25 @@ def _accuracy_panels(entries, panels, output, suptitle, series=metric_series):
     plt.close(fig)
 
 
+def accuracy_table(manifest=MANIFEST):
+    """Markdown: the numbers of ``accuracy_vs_noise`` and ``accuracy_vs_fgsm`` (docs/figures.md).
+
+    One row per plotted entry, in the figures' legend order (``zoo_order``):
+    clean accuracy, the four noise settings (mean ± std over the draws), FGSM
+    at L-inf 0.05 / 0.1 (whole test set) and the worst case of FGSM and PGD at
+    0.05 / 0.1 / 0.2 (the attacked subset), in %.
+    """
+    lines = ["| model | clean | G 0.05 | G 0.2 | s&p 0.05 | s&p 0.2 | FGSM eps 0.05 / 0.1 "
+             "| worst case eps 0.05 / 0.1 / 0.2 |", "|---|---|---|---|---|---|---|---|"]
+    for name, m in sorted(zoo_metrics(manifest).items(), key=lambda item: zoo_order(item[0])):
+        noise = " | ".join(f"{100 * m[f'{kind}_{level:g}']:.2f} ± {100 * m[f'{kind}_{level:g}_std']:.2f}"
+                           for kind in ("gaussian", "salt_pepper") for level in NOISE_LEVELS)
+        fgsm = " / ".join(f"{100 * m[f'fgsm_linf_{eps:g}']:.1f}" for eps in (0.05, 0.1))
+        worst = " / ".join(f"{100 * m[f'worst_case_linf_{eps:g}']:.1f}" for eps in (0.05, 0.1, 0.2))
+        lines.append(f"| {name} | {100 * m['test_accuracy']:.2f} | {noise} | {fgsm} | {worst} |")
+    return "\n".join(lines)
+
+
 def _values(entries, kinds, series=metric_series):
     values = {}
     for name, entry in entries.items():

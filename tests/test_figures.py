@@ -190,3 +190,17 @@ def test_seed_figure_is_the_mean_and_sample_std_over_seeds(figures, tmp_path):
     assert not any(key.startswith("node_fashion_mnist/") for key in values)
     with pytest.raises(FileNotFoundError, match="zoo/seeds.py"):
         figures.seed_spread(str(tmp_path / "none.png"), seeds_dir=str(tmp_path / "missing"))
+
+
+def test_accuracy_table_rows_follow_the_legend_order(figures, tmp_path):
+    manifest = write_manifest(tmp_path / "manifest.json", {
+        "resnet_mnist_n8": synthetic_metrics(2.0), "chnode_mnist_n4": synthetic_metrics(0.5)})
+    lines = figures.accuracy_table(manifest).splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| chnode_mnist_n4", "| resnet_mnist_n8"]
+    assert lines[3] == ("| resnet_mnist_n8 | 95.00 | 85.00 ± 1.00 | 55.00 ± 1.00 | 85.00 ± 1.00 | "
+                        "55.00 ± 1.00 | 85.0 / 75.0 | 75.0 / 65.0 / 45.0 |")
+
+
+def test_figures_md_quotes_the_accuracy_table(figures):
+    with open(os.path.join(os.path.dirname(figures.MANIFEST), "..", "docs", "figures.md")) as f:
+        assert figures.accuracy_table() in f.read(), "regenerate: python docs/figures.py --accuracy_table"
