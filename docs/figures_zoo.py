@@ -22,9 +22,15 @@ DEPTH_STYLES = {"n4": "-", "n8": "--", "n12": ":"}
 
 
 MANIFEST = os.path.join(ROOT, "zoo", "manifest.json")
-#: (attack kind, its L-inf radii in the manifest's metrics)
+#: the L-inf attack radii of the manifest's metrics (``fgsm_linf_<r>``, ...)
 ATTACK_RADII = (0.05, 0.1, 0.2, 0.3)
 NOISE_LEVELS = (0.05, 0.2)
+
+
+def _manifest_models(manifest):
+    """The ``models`` of a zoo manifest file (name -> entry)."""
+    with open(manifest) as f:
+        return json.load(f)["models"]
 
 
 def zoo_metrics(manifest=MANIFEST):
@@ -40,9 +46,7 @@ def zoo_metrics(manifest=MANIFEST):
     if manifest is None or not os.path.isfile(manifest):
         raise FileNotFoundError(f"no zoo manifest at {manifest}: run `python zoo/build.py` first "
                                 "(these figures plot what it exports).")
-    with open(manifest) as f:
-        models = json.load(f)["models"]
-    found = {name: entry["metrics"] for name, entry in models.items()
+    found = {name: entry["metrics"] for name, entry in _manifest_models(manifest).items()
              if "gaussian_0.05" in entry["metrics"]}
     if not found:
         raise FileNotFoundError(f"no entry of {manifest} has the noise table: run "
@@ -305,12 +309,13 @@ def certified_accuracy_l2(output, results_dir=RESULTS_L2):
     """
     import glob
 
+    zoo_names = set(_manifest_models(MANIFEST))
     tables = {}
     for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
         name = os.path.splitext(os.path.basename(path))[0]
         with open(path) as f:
             table = json.load(f)
-        if name in _zoo_names() and any(row["kind"] == "certified" for row in table["rows"]):
+        if name in zoo_names and any(row["kind"] == "certified" for row in table["rows"]):
             tables[name] = table
     if not tables:
         raise FileNotFoundError(
@@ -326,7 +331,3 @@ def certified_accuracy_l2(output, results_dir=RESULTS_L2):
     report("certified_accuracy_l2", values)
     return values
 
-
-def _zoo_names():
-    with open(os.path.join(ROOT, "zoo", "manifest.json")) as f:
-        return set(json.load(f)["models"])
