@@ -3,6 +3,7 @@
 
     python zoo/seed_table.py                                   # docs/results/seeds
     python zoo/seed_table.py --results_dir=docs/results/seeds
+    python zoo/seed_table.py --published                       # docs/reproduction.md's Table 1 only
 
 Reads one JSON per run, ``<cell>_seed<K>.json``, and prints, in markdown:
 
@@ -10,6 +11,8 @@ Reads one JSON per run, ``<cell>_seed<K>.json``, and prints, in markdown:
   and the NODE table (NODE, stable NODE x MNIST, Fashion-MNIST): per cell the
   number of seeds and, over the seeds, mean ± sample std (ddof = 1) of the
   train accuracy and the test clean, noise and FGSM L-inf 0.05 accuracies;
+- with ``--published``, only Table 1 as docs/reproduction.md shows it: the
+  published rows of the paper beside ours, mean ± sample std over the seeds;
 - the selection table: per cell the run chosen by its ``selection_score``
   (validation only, ties to the lowest seed) and where that run falls among
   the cell's seeds on the test set (the same quantity as the rule, on test);
@@ -59,6 +62,20 @@ QUANTITIES = (
 TABLE_COLUMNS = tuple(name for name, _ in QUANTITIES if name != "noise mean")
 #: FGSM 0.05 test accuracy this close to the clean one flags a run (gradient masking likely)
 MASKING_GAP = 0.01
+#: The published MNIST table (shared/DESIGN.md), in %: (model, N) -> train,
+#: test, Gaussian 0.05, Gaussian 0.2, salt & pepper 0.05, salt & pepper 0.2
+#: (the first six of TABLE_COLUMNS; the paper has no FGSM column).
+PUBLISHED = {
+    ("resnet", 4): (98.91, 97.01, 63.00, 52.56, 59.80, 42.02),
+    ("hdnn", 4): (94.68, 94.60, 31.12, 26.65, 30.52, 23.83),
+    ("chnode", 4): (94.03, 92.38, 81.30, 77.69, 79.86, 63.84),
+    ("resnet", 8): (99.12, 97.28, 32.99, 30.56, 30.27, 28.11),
+    ("hdnn", 8): (95.30, 95.17, 60.80, 49.88, 61.15, 45.62),
+    ("chnode", 8): (89.55, 89.01, 86.33, 81.85, 84.22, 72.18),
+    ("resnet", 12): (99.11, 96.86, 39.13, 34.04, 41.04, 29.80),
+    ("hdnn", 12): (95.36, 95.23, 26.79, 23.53, 27.48, 22.75),
+    ("chnode", 12): (90.01, 89.76, 85.68, 80.97, 84.88, 72.82),
+}
 
 
 def seed_run_dir(seed_runs_root, cell, seed):
@@ -222,6 +239,31 @@ def results_table(title, label_headers, rows, summaries):
     return lines
 
 
+def published_table(summaries):
+    """Markdown: Table 1 of docs/reproduction.md, the published rows beside ours over seeds.
+
+    Per depth and model (the paper's order: ResNet-ODE, H-DNN, CH-NODE) the
+    published row (``PUBLISHED``, two decimals, no FGSM) and ours: mean ±
+    sample std over the cell's seeds of TABLE_COLUMNS, with the seed count in
+    the row label ("ours, 5 seeds"); a cell without runs reads "missing".
+    """
+    headers = ["N", "model", "", "train", "test", "G 0.05", "G 0.2", "s&p 0.05", "s&p 0.2", "FGSM 0.05"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for depth in DEPTHS:
+        for model in reversed(HAMILTONIAN_MODELS):
+            label = [str(depth), MODEL_NAMES[model]]
+            published = [f"{v:.2f}" for v in PUBLISHED[(model, depth)]]
+            lines.append("| " + " | ".join(label + ["published"] + published + ["-"]) + " |")
+            summary = summaries.get(f"{model}_mnist_n{depth}")
+            if summary is None:
+                lines.append("| " + " | ".join(label + ["ours"] + ["missing"] * len(TABLE_COLUMNS)) + " |")
+                continue
+            seeds = summary["test"]["n"]
+            ours = [percent(summary[c]["mean"], summary[c]["std"]) for c in TABLE_COLUMNS]
+            lines.append("| " + " | ".join(label + [f"ours, {seeds} seed{'s' * (seeds > 1)}"] + ours) + " |")
+    return "\n".join(lines)
+
+
 def selection_table(selections):
     """The markdown selection table, one row per cell (missing cells marked)."""
     headers = ["cell", "score", "selected seed", "validation score", "its test score",
@@ -280,9 +322,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results_dir", default=os.path.join(ROOT, "docs", "results", "seeds"),
                         help="the per-run JSONs (default: docs/results/seeds of this repository)")
+    parser.add_argument("--published", action="store_true",
+                        help="print only docs/reproduction.md's Table 1: the published rows beside ours")
     args = parser.parse_args(argv)
     runs = load_runs(args.results_dir)
     summaries = {cell: cell_summary(r) for cell, r in runs.items()}
+    if args.published:
+        print(published_table(summaries))
+        return 0
     selections = {cell: select(r) for cell, r in runs.items()}
     print(f"{sum(map(len, runs.values()))} runs, {len(runs)} of {len(CELLS)} cells\n")
     print(markdown_tables(summaries, selections))
