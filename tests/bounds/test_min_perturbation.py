@@ -197,3 +197,29 @@ def test_non_square_and_oversized_exact_are_refused():
         stability.min_perturbation(np.ones((2, 3)), 0.5, 0.0)
     with pytest.raises(ValueError, match="exact"):
         stability.min_perturbation(np.eye(17), 0.5, 0.0, method="exact")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_dual_value_rounding_bound_covers_the_float_error_of_the_dual_value(seed):
+    """|fl(q(w)) - q(w)| <= the a priori bound, q(w) evaluated exactly in rationals."""
+    from fractions import Fraction
+
+    from contractive_keras.bounds.min_perturbation import dual_value_rounding_bound
+
+    rng = np.random.default_rng(seed)
+    d, k = 3, 7
+    A = rng.standard_normal((d, d))
+    Gs = np.array([(rng.uniform(0.1, 1, d)[:, None] * np.outer(x, x)).ravel()
+                   for x in rng.standard_normal((k, d))])
+    w = rng.uniform(0, 2, k) * 10.0 ** rng.integers(-3, 3, k)
+    delta_bar = float(rng.uniform(-1, 1))
+    s = Gs @ A.ravel() - delta_bar
+    step = w @ Gs
+    q_float = float(w @ s - 0.5 * step @ step)
+    F = Fraction
+    s_exact = [sum(F(g) * F(a) for g, a in zip(row, A.ravel())) - F(delta_bar) for row in Gs]
+    step_exact = [sum(F(wi) * F(Gs[i, j]) for i, wi in enumerate(w)) for j in range(d * d)]
+    q_exact = sum(F(wi) * si for wi, si in zip(w, s_exact)) - sum(x * x for x in step_exact) / 2
+    bound = dual_value_rounding_bound(Gs, A, delta_bar, w)
+    assert abs(F(q_float) - q_exact) <= F(bound)
+    assert bound < 1e-12 * (abs(q_float) + 1)  # a few ulps, not a loosened bound
