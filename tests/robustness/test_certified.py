@@ -64,7 +64,12 @@ def test_no_certified_point_is_broken_by_pgd_within_the_radius(certified_setting
     d = x[0].size
     radii = robustness.certified_radius(logits, y, lipschitz, norm=norm, input_dim=d)
     assert np.mean(radii > 0) > 0.85
-    for eps in np.quantile(radii[radii > 0], [0.25, 0.5, 0.9]):
+    # Radii midway between two points' radii near the quartiles: a radius equal to a
+    # point's own radius puts it on the threshold, where the model's float32 logits
+    # (certified_accuracy runs the model itself, in other batches) may differ by an ulp.
+    positive = np.unique(radii[radii > 0])
+    for i in (int(q * (len(positive) - 1)) for q in (0.25, 0.5, 0.9)):
+        eps = (positive[i] + positive[i + 1]) / 2
         certified = robustness.margins(logits, y) > math.sqrt(2) * lipschitz * eps * (
             math.sqrt(d) if norm == "linf" else 1.0)
         assert certified.sum() > 10
