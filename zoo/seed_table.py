@@ -4,6 +4,7 @@
     python zoo/seed_table.py                                   # docs/results/seeds
     python zoo/seed_table.py --results_dir=docs/results/seeds
     python zoo/seed_table.py --published                       # docs/reproduction.md's Table 1 only
+    python zoo/seed_table.py --per_seed                        # its per-seed noise means
 
 Reads one JSON per run, ``<cell>_seed<K>.json``, and prints, in markdown:
 
@@ -13,6 +14,8 @@ Reads one JSON per run, ``<cell>_seed<K>.json``, and prints, in markdown:
   train accuracy and the test clean, noise and FGSM L-inf 0.05 accuracies;
 - with ``--published``, only Table 1 as docs/reproduction.md shows it: the
   published rows of the paper beside ours, mean ± sample std over the seeds;
+- with ``--per_seed``, only the Table 1 cells' test noise mean per seed,
+  the seed validation chose in bold;
 - the selection table: per cell the run chosen by its ``selection_score``
   (validation only, ties to the lowest seed) and where that run falls among
   the cell's seeds on the test set (the same quantity as the rule, on test);
@@ -264,6 +267,30 @@ def published_table(summaries):
     return "\n".join(lines)
 
 
+def per_seed_table(runs, selections):
+    """Markdown: each Table 1 cell's test noise mean per seed, the validation-chosen seed in bold.
+
+    One row per cell (depth-major, the paper's model order), one column per
+    seed 0-4 (the rule's quantity, ``noise_mean``, on the test set, in %;
+    "-" where the run is missing), then the seed validation chose.
+    """
+    seeds = sorted({r["seed"] for cell in HAMILTONIAN_CELLS for r in runs.get(cell, [])})
+    headers = ["N", "model"] + [f"seed {k}" for k in seeds] + ["chosen on validation"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for depth in DEPTHS:
+        for model in reversed(HAMILTONIAN_MODELS):
+            cell = f"{model}_mnist_n{depth}"
+            by_seed = {r["seed"]: r for r in runs.get(cell, [])}
+            chosen = selections[cell]["seed"] if cell in selections else None
+            cells = []
+            for k in seeds:
+                text = percent(by_seed[k]["test"]["noise_mean"]) if k in by_seed else "-"
+                cells.append(f"**{text}**" if k == chosen else text)
+            lines.append("| " + " | ".join([str(depth), MODEL_NAMES[model]] + cells
+                                            + ["-" if chosen is None else f"seed {chosen}"]) + " |")
+    return "\n".join(lines)
+
+
 def selection_table(selections):
     """The markdown selection table, one row per cell (missing cells marked)."""
     headers = ["cell", "score", "selected seed", "validation score", "its test score",
@@ -324,11 +351,16 @@ def main(argv=None):
                         help="the per-run JSONs (default: docs/results/seeds of this repository)")
     parser.add_argument("--published", action="store_true",
                         help="print only docs/reproduction.md's Table 1: the published rows beside ours")
+    parser.add_argument("--per_seed", action="store_true",
+                        help="print only the Table 1 cells' test noise mean per seed (chosen seed in bold)")
     args = parser.parse_args(argv)
     runs = load_runs(args.results_dir)
     summaries = {cell: cell_summary(r) for cell, r in runs.items()}
     if args.published:
         print(published_table(summaries))
+        return 0
+    if args.per_seed:
+        print(per_seed_table(runs, {cell: select(r) for cell, r in runs.items()}))
         return 0
     selections = {cell: select(r) for cell, r in runs.items()}
     print(f"{sum(map(len, runs.values()))} runs, {len(runs)} of {len(CELLS)} cells\n")

@@ -26,3 +26,11 @@ def test_table_1_is_the_seed_table(reproduction):
 def test_the_shipped_models_table_is_build_s_output(reproduction):
     build = importlib.import_module("zoo.build")
     assert build.reproduction_table() in reproduction, "regenerate it: python zoo/build.py --table"
+
+
+def test_the_per_seed_table_is_the_seed_table_s(reproduction):
+    seed_table = importlib.import_module("zoo.seed_table")
+    runs = seed_table.load_runs(os.path.join(ROOT, "docs", "results", "seeds"))
+    selections = {cell: seed_table.select(r) for cell, r in runs.items()}
+    assert seed_table.per_seed_table(runs, selections) in reproduction, \
+        "regenerate it: python zoo/seed_table.py --per_seed"

@@ -220,3 +220,18 @@ def test_published_cli_prints_only_table_1(table, capsys):
     assert table.main(["--published"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("| N | model |") and "Selection" not in out
+
+
+def test_per_seed_table_bolds_the_validation_choice_not_the_test_best(table, tmp_path):
+    # seed 1 wins on validation, seed 0 on test: the bold goes to seed 1
+    write(tmp_path, run("chnode_mnist_n8", 0, val=0.40, test=0.80))
+    write(tmp_path, run("chnode_mnist_n8", 1, val=0.70, test=0.60))
+    write(tmp_path, run("hdnn_mnist_n4", 2, val=0.5, test=0.5))
+    runs = table.load_runs(tmp_path)
+    text = table.per_seed_table(runs, {c: table.select(r) for c, r in runs.items()})
+    lines = text.splitlines()
+    assert lines[0] == "| N | model | seed 0 | seed 1 | seed 2 | chosen on validation |"
+    noise_mean = lambda base: 100 * block(base)["noise_mean"]  # noqa: E731
+    assert f"| 8 | CH-NODE | {noise_mean(0.80):.1f} | **{noise_mean(0.60):.1f}** | - | seed 1 |" in lines
+    assert "| 4 | H-DNN | - | - | **51.5** | seed 2 |" in lines
+    assert "| 12 | ResNet-ODE | - | - | - | - |" in lines
