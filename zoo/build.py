@@ -460,7 +460,8 @@ def main(argv=None):
     parser.add_argument("names", nargs="*", help=f"entries (default: all): {', '.join(ENTRIES)}")
     parser.add_argument("--list", action="store_true", help="list the entries and their status")
     parser.add_argument("--table", action="store_true",
-                        help="print the reproduction table (ours beside the published numbers)")
+                        help="print docs/reproduction.md's table of the shipped Table 1 models, with "
+                             "attack columns (Table 1 itself: zoo/seed_table.py --published)")
     parser.add_argument("--readme_table", action="store_true",
                         help="print the README's zoo table from zoo/manifest.json")
     parser.add_argument("--stages", default="train,evaluate,export", help="comma-separated stages to run")
