@@ -19,7 +19,10 @@ For each entry, three resumable stages (a finished stage is skipped):
    ``runs/zoo/<name>/evaluation.json``;
 3. export: ``zoo/<name>/`` (model.keras, saved_model.tar.gz, README.md model
    card) and the entry of ``zoo/manifest.json`` with sha256 and metrics
-   (``zoo/export_entry.py``, the zoo's write side).
+   (``zoo/export_entry.py``, the zoo's write side). The card warns of every
+   attack that failed (accuracy at or above clean: gradient masking).
+
+``--stages=card`` rewrites only the model card from the evaluated run.
 
 With ``--from_seeds`` (issue 17) an entry that is a seed cell of
 ``zoo/seeds.py`` (the nine Table 1 cells and the four NODE cells) ships the
@@ -297,6 +300,46 @@ def selection_lines(selection):
     ]
 
 
+def failed_attacks(evaluation):
+    """The card's attack rows at or above the clean accuracy of the images they attacked.
+
+    An attack that leaves at least as many images correct as no attack has
+    failed, not been resisted (gradient masking: the saturated logits of the
+    recipe CH-NODEs give useless gradients; docs/reproduction.md, "Gradient
+    masking"). Returns (label, accuracy, clean accuracy) per such row: FGSM
+    and PGD on the test set against its clean accuracy, PGD on the attacked
+    subset against the subset's (a set without a clean row is skipped).
+    """
+    failed = []
+    for table, where in ((evaluation["test"], "test set"),
+                         (evaluation["pgd_subset"], f"first {evaluation['pgd_take']} test images")):
+        rows = _rows(table)
+        clean = next((r["mean"] for r in rows if r["kind"] == "clean"), None)
+        subset = table is evaluation["pgd_subset"]
+        for row in rows:
+            attack = row["kind"] == "pgd" or (row["kind"] == "fgsm" and not subset)
+            if clean is not None and attack and row["mean"] >= clean:
+                label = f"{row['kind']} {row['level']:g}" + (f" ({row['norm']})" if row.get("norm") else "")
+                failed.append((f"{label}, {where}", row["mean"], clean))
+    return failed
+
+
+def failed_attack_lines(evaluation):
+    """The card's warning about ``failed_attacks``; no lines when every attack lowered the accuracy."""
+    failed = failed_attacks(evaluation)
+    if not failed:
+        return []
+    return [
+        "**These attacks failed on this model** (gradient masking, not robustness): each leaves at",
+        "least as many images correct as no attack. Their rows, and the worst_case rows built from",
+        "them, are upper bounds that say nothing about the model's robustness; a stronger attack",
+        "may break far more (docs/reproduction.md, \"Gradient masking\").",
+        "",
+        *(f"- {label}: {accuracy:.4f} (clean {clean:.4f})" for label, accuracy, clean in failed),
+        "",
+    ]
+
+
 def model_card(name, metrics, evaluation, summary, selection=None):
     flags, description = ENTRIES[name]
     hardware = summary.get("hardware", {})
@@ -361,6 +404,7 @@ def model_card(name, metrics, evaluation, summary, selection=None):
         "attack broke it at any radius <= eps. Certified rows count test images whose logit margin",
         "exceeds sqrt(2) * L * sqrt(784) * eps with L the certified L2 Lipschitz bound below.",
         "",
+        *failed_attack_lines(evaluation),
         "## Certificate",
         "",
     ]
@@ -386,6 +430,14 @@ def stage_export(name, selection=None):
                          metrics=metrics, card_text=card)
     add_to_manifest(ZOO_DIR, name, entry)
     log(f"{name}: exported to zoo/{name}/ (test accuracy {metrics['test_accuracy']:.4f})")
+
+
+def stage_card(name, selection=None):
+    """Rewrites only ``zoo/<name>/README.md`` from the evaluated run (the model files stay)."""
+    metrics, evaluation, summary = metrics_of(name, selection)
+    with open(os.path.join(ZOO_DIR, name, "README.md"), "w", encoding="utf-8") as f:
+        f.write(model_card(name, metrics, evaluation, summary, selection))
+    log(f"{name}: card rewritten (zoo/{name}/README.md)")
 
 
 def reproduction_table():
@@ -464,7 +516,8 @@ def main(argv=None):
                              "attack columns (Table 1 itself: zoo/seed_table.py --published)")
     parser.add_argument("--readme_table", action="store_true",
                         help="print the README's zoo table from zoo/manifest.json")
-    parser.add_argument("--stages", default="train,evaluate,export", help="comma-separated stages to run")
+    parser.add_argument("--stages", default="train,evaluate,export",
+                        help="comma-separated stages to run (card: rewrite only the model card)")
     parser.add_argument("--pgd_take", type=int, default=1000, help="test images attacked with PGD")
     parser.add_argument("--draws", type=int, default=10, help="noise draws over the test set")
     parser.add_argument("--from_seeds", action="store_true",
@@ -477,9 +530,9 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown entries {unknown}; known: {', '.join(ENTRIES)}")
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    bad = set(stages) - {"train", "evaluate", "export"}
+    bad = set(stages) - {"train", "evaluate", "export", "card"}
     if bad:
-        parser.error(f"unknown stages {sorted(bad)}; allowed: train, evaluate, export")
+        parser.error(f"unknown stages {sorted(bad)}; allowed: train, evaluate, export, card")
     names = args.names or list(ENTRIES)
     if args.table:
         print(reproduction_table())
@@ -513,6 +566,8 @@ def main(argv=None):
             stage_evaluate(name, args.pgd_take, args.draws, selection)
         if "export" in stages:
             stage_export(name, selection)
+        elif "card" in stages:
+            stage_card(name, selection)
     return 0
 
 

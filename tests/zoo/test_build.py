@@ -114,3 +114,33 @@ def test_readme_table_is_the_manifest_s_entries_in_entries_order(build, tmp_path
     assert lines[0] == "| model | seed | test | Gaussian 0.2 | FGSM 0.05 |"
     assert lines[2:] == ["| `chnode_mnist_n4` | 0 | 96.43 | 90.04 | 48.87 |",
                          "| `stable_node_mnist` | 2 of 5, chosen on validation | 96.43 | 90.04 | 48.87 |"]
+
+
+def test_the_card_warns_of_attacks_at_or_above_clean_accuracy(build, tmp_path):
+    row = lambda kind, level, mean: {"kind": kind, "level": level, "norm": "linf", "mean": mean}  # noqa: E731
+    evaluation = {"test": {"rows": [{"kind": "clean", "level": 0.0, "mean": 0.85},
+                                    row("fgsm", 0.05, 0.80), row("fgsm", 0.1, 0.89)]},
+                  "pgd_subset": {"rows": [{"kind": "clean", "level": 0.0, "mean": 0.83},
+                                          row("fgsm", 0.1, 0.95),  # not a card row: not flagged
+                                          row("pgd", 0.05, 0.83), row("pgd", 0.1, 0.50)]},
+                  "pgd_take": 1000, "certificate": {}, "train_images": 60000}
+    assert build.failed_attacks(evaluation) == [
+        ("fgsm 0.1 (linf), test set", 0.89, 0.85),
+        ("pgd 0.05 (linf), first 1000 test images", 0.83, 0.83)]
+    card = build.model_card("chnode_mnist_n8", {"train_accuracy": 0.9, "train_seconds": 1.0},
+                            evaluation, {"flags": {}})
+    assert "**These attacks failed on this model**" in card
+    assert "- fgsm 0.1 (linf), test set: 0.8900 (clean 0.8500)" in card
+    assert "- pgd 0.05 (linf), first 1000 test images: 0.8300 (clean 0.8300)" in card
+    assert "pgd 0.1 (linf), first 1000 test images: 0.5000 (clean" not in card
+    evaluation["test"]["rows"][2]["mean"] = 0.84
+    evaluation["pgd_subset"]["rows"][2]["mean"] = 0.82
+    assert build.failed_attacks(evaluation) == []
+    assert "failed" not in build.model_card("chnode_mnist_n8", {"train_accuracy": 0.9, "train_seconds": 1.0},
+                                            evaluation, {"flags": {}})
+
+
+def test_unknown_stage_is_refused_with_the_allowed_ones(build, capsys):
+    with pytest.raises(SystemExit):
+        build.main(["--stages=train,paint", "chnode_mnist_n4"])
+    assert "allowed: train, evaluate, export, card" in capsys.readouterr().err
