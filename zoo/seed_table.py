@@ -356,13 +356,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     runs = load_runs(args.results_dir)
     summaries = {cell: cell_summary(r) for cell, r in runs.items()}
+    selections = {cell: select(r) for cell, r in runs.items()}
     if args.published:
         print(published_table(summaries))
         return 0
     if args.per_seed:
-        print(per_seed_table(runs, {cell: select(r) for cell, r in runs.items()}))
+        print(per_seed_table(runs, selections))
         return 0
-    selections = {cell: select(r) for cell, r in runs.items()}
     print(f"{sum(map(len, runs.values()))} runs, {len(runs)} of {len(CELLS)} cells\n")
     print(markdown_tables(summaries, selections))
     print("\n".join(fgsm_curve_table(runs)) + "\n")

@@ -160,11 +160,12 @@ def _feasible_near(A, Bp, delta_bar, g_value, alpha, tol):
     return best
 
 
-def dual_value_rounding_bound(Gs, A, delta_bar, w):
+def dual_value_rounding_bound(Gs, A, delta_bar, s, w):
     """A priori bound on the floating-point error of the dual value q(w).
 
-    q(w) = w . (Gs vec(A) - delta_bar) - ||w Gs||^2 / 2 is evaluated with
-    inner products of length at most m = max(k, d^2) + 2; each has error at
+    q(w) = w . s - ||w Gs||^2 / 2 with the slacks s = Gs vec(A) - delta_bar
+    (``s``: the caller's floating-point slacks; their own rounding is the
+    first term below) is evaluated with inner products of length at most m = max(k, d^2) + 2; each has error at
     most gamma_m = m u / (1 - m u) times the same product of absolute values
     (Higham, *Accuracy and Stability of Numerical Algorithms*, eq. 3.5), so
     |fl(q) - q| <= gamma_m (|w| . (|Gs| |vec A| + |delta_bar|) + |w| . |s|
@@ -173,7 +174,6 @@ def dual_value_rounding_bound(Gs, A, delta_bar, w):
     m = max(Gs.shape) + 2
     u = np.finfo(float).eps / 2
     gamma = m * u / (1 - m * u)
-    s = Gs @ A.ravel() - delta_bar
     step = np.abs(w) @ np.abs(Gs)
     magnitude = (np.abs(w) @ (np.abs(Gs) @ np.abs(A.ravel()) + abs(delta_bar))
                  + np.abs(w) @ np.abs(s) + step @ step)
@@ -194,7 +194,7 @@ def lower_bound_from_cuts(A, delta_bar, cuts):
     w = _dual_weights(Gs[keep], s[keep])
     step = w @ Gs[keep]
     q = float(w @ s[keep] - 0.5 * step @ step)
-    q -= dual_value_rounding_bound(Gs[keep], A, delta_bar, w)
+    q -= dual_value_rounding_bound(Gs[keep], A, delta_bar, s[keep], w)
     return math.sqrt(max(2 * q, 0.0)), A - step.reshape(A.shape), w
 
 

@@ -220,6 +220,6 @@ def test_dual_value_rounding_bound_covers_the_float_error_of_the_dual_value(seed
     s_exact = [sum(F(g) * F(a) for g, a in zip(row, A.ravel())) - F(delta_bar) for row in Gs]
     step_exact = [sum(F(wi) * F(Gs[i, j]) for i, wi in enumerate(w)) for j in range(d * d)]
     q_exact = sum(F(wi) * si for wi, si in zip(w, s_exact)) - sum(x * x for x in step_exact) / 2
-    bound = dual_value_rounding_bound(Gs, A, delta_bar, w)
+    bound = dual_value_rounding_bound(Gs, A, delta_bar, s, w)
     assert abs(F(q_float) - q_exact) <= F(bound)
     assert bound < 1e-12 * (abs(q_float) + 1)  # a few ulps, not a loosened bound
