@@ -3,10 +3,13 @@
 Command line (a zoo name, a ``.keras`` file or a SavedModel directory)::
 
     python -m contractive_keras.evaluate --model=chnode_mnist_n8 --dataset=mnist \\
-        --take=1000 --draws=10 --attacks=fgsm,pgd --eps=0.05,0.1,0.2,0.3 \\
+        --take=1000 --draws=10 --attacks=standard --norm=linf --eps=0.05,0.1 \\
         --output=results.json --output=results.csv
 
-prints a progress bar, then the table (``robustness.evaluate``) as Markdown,
+prints a progress bar, then the table (``--attacks=standard``: rows of kind
+"standard", the per-image worst case over APGD-CE, APGD-T and Square, the one
+robust accuracy; ``--attacks=quick``: its cheap upper bound; then the
+gradient-masking verdict with its evidence) (``robustness.evaluate``) as Markdown,
 and writes each ``--output`` in the format its extension names (.json, .csv,
 .md). Run with ``--help`` for every option. The model is loaded by
 ``robustness.load_model`` (zoo models sha256-verified, ``safe_mode=True``); a
@@ -115,7 +118,11 @@ def build_parser():
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--take", type=_positive_int, help="first N examples only")
     p.add_argument("--draws", type=_positive_int, default=10, help="noise draws")
-    p.add_argument("--attacks", default="fgsm,pgd", help="comma list of fgsm, pgd; '' for none")
+    p.add_argument("--attacks", default="standard",
+                   help="comma list of: standard (the worst case over APGD-CE, APGD-T and Square, "
+                        "AutoAttack's protocol: the robust accuracy), quick (APGD-CE + APGD-DLR, an "
+                        "upper bound for monitoring), fgsm, pgd (single attacks of the papers); "
+                        "'' for none")
     p.add_argument("--eps", type=_floats, default=(0.05, 0.1, 0.2, 0.3), help="radii, pixel units")
     p.add_argument("--norm", choices=("linf", "l2"), default="linf")
     p.add_argument("--loss", choices=("margin", "ce"), default="margin",
@@ -132,6 +139,8 @@ def build_parser():
                         "tightest read-out bound) or 'none'; default: the zoo card's lipschitz_l2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch_size", type=_positive_int, default=500)
+    p.add_argument("--diagnostics_take", type=int, default=200,
+                   help="images of the masking checks' large-radius and stronger-attack runs (0: skip)")
     p.add_argument("--output", action="append", default=[],
                    help="file to write; format from extension (.json, .csv, .md); repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -174,10 +183,12 @@ def main(argv=None):
         noise=robustness.REFERENCE_NOISE if args.noise is None else args.noise,
         draws=args.draws, seed=args.seed, normalization=data.normalization(dataset),
         pgd_steps=args.pgd_steps, pgd_step_size=args.pgd_step_size, lipschitz_constant=lipschitz,
-        batch_size=args.batch_size, verbose=0 if args.quiet else 1)
+        batch_size=args.batch_size, diagnostics_take=args.diagnostics_take, verbose=0 if args.quiet else 1)
     table.metadata.update(model=args.model, dataset=dataset, split=args.split)
     print(f"\n{args.model} on {dataset} {args.split} ({table.metadata['n_examples']} examples)\n")
     print(table.to_markdown())
+    if "masking" in table.metadata:
+        print("\n".join(robustness.MaskingReport.from_dict(table.metadata["masking"]).lines()))
     for out in args.output:
         getattr(table, _FORMATS[os.path.splitext(out)[1]])(out)
         print(f"wrote {out}")

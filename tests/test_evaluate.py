@@ -32,9 +32,11 @@ CLI_FAST = ["--take=100", "--draws=2", "--eps=0.1", "--pgd_steps=3", "--quiet"]
 def test_cli_on_a_keras_file_prints_and_writes_the_table(keras_file, tmp_path, capsys):
     out_json, out_csv = str(tmp_path / "r.json"), str(tmp_path / "r.csv")
     table = main([f"--model={keras_file}", "--dataset=mnist", f"--output={out_json}",
-                  f"--output={out_csv}", "--lipschitz=30", *CLI_FAST])
+                  f"--output={out_csv}", "--lipschitz=30", "--attacks=pgd,quick", "--diagnostics_take=20",
+                  *CLI_FAST])
     printed = capsys.readouterr().out
     assert "| clean |" in printed and "| pgd linf eps=0.1 |" in printed and "certified" in printed
+    assert "| quick linf eps=0.1 |" in printed and "gradient masking detected**" in printed
     saved = json.load(open(out_json))
     assert saved["metadata"]["dataset"] == "mnist" and saved["metadata"]["n_examples"] == 100
     assert RobustnessTable.from_dict(saved).rows == table.rows

@@ -5,6 +5,12 @@ One concept per module:
 - ``noise``: the reference noise protocol (Gaussian, salt & pepper on
   normalised images), ``reference_noise`` for pixel-space models;
 - ``attacks``: FGSM and PGD, L-inf and L2, in pixel space;
+- ``apgd``: APGD with the cross-entropy or DLR loss, and APGD-T (targeted DLR);
+- ``square``: the gradient-free Square attack, L-inf and L2;
+- ``standard``: ``run_suite``, the per-image worst case over a suite of
+  attacks (AutoAttack's protocol): the one robust accuracy reported;
+- ``masking``: ``diagnose``, the gradient-masking checks run with every
+  evaluation;
 - ``certified``: certified accuracy and radius (Lipschitz margin, or
   ``certify.certified_radius`` for a model);
 - ``table``: ``Row`` and ``RobustnessTable`` with their exports;
@@ -24,20 +30,26 @@ Example:
 >>> print(table.to_markdown())                                # doctest: +SKIP
 """
 
+from contractive_keras.robustness.apgd import apgd, apgd_targeted, dlr_loss, targeted_dlr_loss
 from contractive_keras.robustness.attacks import LOSSES, attack_loss, fgsm, pgd
 from contractive_keras.robustness.certified import certified_accuracy, certified_radius, margins
-from contractive_keras.robustness.evaluation import ATTACKS, evaluate
+from contractive_keras.robustness.evaluation import ATTACKS, SINGLE_ATTACKS, evaluate
+from contractive_keras.robustness.masking import MASKED, NOT_MASKED, MaskingReport, diagnose
 from contractive_keras.robustness.loading import FORMATS, ModelSourceError, load_model, logit_function, source_kind
 from contractive_keras.robustness.noise import (
     NOISE_KINDS, REFERENCE_NOISE, REFERENCE_NORMALIZATION, NoiseSpec, apply_noise, gaussian_noise,
     model_normalization, reference_noise, salt_and_pepper_noise)
 from contractive_keras.robustness.norms import NORMS
+from contractive_keras.robustness.square import square
+from contractive_keras.robustness.standard import SUITES, AttackSpec, SuiteResult, run_suite
 from contractive_keras.robustness.table import RobustnessTable, Row
 
 __all__ = [
-    "ATTACKS", "FORMATS", "LOSSES", "ModelSourceError", "NOISE_KINDS", "NORMS", "NoiseSpec",
-    "REFERENCE_NOISE", "REFERENCE_NORMALIZATION", "Row", "RobustnessTable", "apply_noise",
-    "attack_loss", "certified_accuracy", "certified_radius", "evaluate", "fgsm", "gaussian_noise",
-    "load_model", "logit_function", "margins", "model_normalization", "pgd", "reference_noise",
-    "salt_and_pepper_noise", "source_kind",
+    "ATTACKS", "FORMATS", "LOSSES", "MASKED", "NOT_MASKED", "AttackSpec", "MaskingReport",
+    "ModelSourceError", "NOISE_KINDS", "NORMS", "NoiseSpec", "REFERENCE_NOISE",
+    "REFERENCE_NORMALIZATION", "Row", "RobustnessTable", "SINGLE_ATTACKS", "SUITES", "SuiteResult",
+    "apgd", "apgd_targeted", "apply_noise", "attack_loss", "certified_accuracy", "certified_radius",
+    "diagnose", "dlr_loss", "evaluate", "fgsm", "gaussian_noise", "load_model", "logit_function",
+    "margins", "model_normalization", "pgd", "reference_noise", "run_suite", "salt_and_pepper_noise",
+    "source_kind", "square", "targeted_dlr_loss",
 ]

@@ -2,8 +2,10 @@
 
 ``evaluate(model, dataset)`` runs every setting over the whole dataset:
 the reference noise protocol (``noise.reference_noise``, ``draws`` draws),
-FGSM and PGD (``attacks``) at each radius, their per-example union
-(``worst_case``) and certified accuracy (``certified.certified_accuracy``),
+FGSM and PGD (``attacks``) at each radius, the standard worst-case suite
+(``standard``: APGD-CE, APGD-T, Square; the one "robust accuracy"), the
+per-example union of everything run (``worst_case``), the masking checks
+(``masking``) and certified accuracy (``certified.certified_accuracy``),
 from a given Lipschitz bound of the logits or from the model's own certificate
 (``lipschitz_constant="certify"``). Randomness is stateless: one seed per
 (``seed``, setting, draw, batch), so a table is reproducible.
@@ -26,14 +28,20 @@ import tensorflow as tf
 from contractive_keras.robustness.attacks import LOSSES, fgsm, pgd
 from contractive_keras.robustness.certified import certified_accuracy
 from contractive_keras.robustness.loading import load_model, logit_function
+from contractive_keras.robustness.masking import diagnose
 from contractive_keras.robustness.noise import (
     NOISE_KINDS, REFERENCE_NOISE, REFERENCE_NORMALIZATION, NoiseSpec, reference_noise)
 from contractive_keras.robustness.norms import NORMS
+from contractive_keras.robustness.standard import SUITES, run_suite, stronger_suite
 from contractive_keras.robustness.table import RobustnessTable, Row
 
 __all__ = ["ATTACKS", "evaluate"]
 
-ATTACKS = ("fgsm", "pgd")
+#: Single attacks (the papers' protocols) and the worst-case suites
+#: (``standard.SUITES``: "standard" is the package's one robust accuracy,
+#: "quick" an upper bound of it for monitoring).
+SINGLE_ATTACKS = ("fgsm", "pgd")
+ATTACKS = SINGLE_ATTACKS + tuple(SUITES)
 
 
 def _batches(dataset, batch_size):
@@ -80,6 +88,28 @@ def _worst_case_rows(survived, eps, norm):
     return rows
 
 
+def large_radius(norm, input_dim):
+    """A radius whose ball around any image covers the pixel box [0, 1]^d (masking check 3)."""
+    return 1.0 if norm == "linf" else float(np.sqrt(input_dim))
+
+
+def _diagnostic_runs(logits_fn, x, y, results, suite, norm, seed, take, batch_size):
+    """The large-radius run and the stronger-attack runs on the first ``take`` images."""
+    x, y = x[:take], y[:take]
+    large = run_suite(logits_fn, x, y, large_radius(norm, x[0].size), norm=norm, suite=suite, seed=seed,
+                      batch_size=batch_size)
+    stronger = []
+    for r in results:
+        robust = np.flatnonzero(r.robust[:take])
+        if robust.size == 0:
+            continue
+        strong = run_suite(logits_fn, x[robust], y[robust], r.eps, norm=norm, suite=stronger_suite(suite),
+                           seed=seed + 1, batch_size=batch_size)
+        n = len(y)
+        stronger.append((f"{suite} {norm} eps {r.eps:g}", n, robust.size / n, int(strong.robust.sum()) / n))
+    return large, tuple(stronger)
+
+
 def _check_settings(attacks, eps, norm, loss, noise, draws, attack_draws):
     """The validated ``(attacks, eps, noise)``; raises ``ValueError`` naming the bad value."""
     if isinstance(attacks, str):
@@ -104,10 +134,10 @@ def _check_settings(attacks, eps, norm, loss, noise, draws, attack_draws):
     return tuple(attacks), eps, noise
 
 
-def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm="linf", loss="margin",
+def evaluate(model, dataset, *, attacks=("standard",), eps=(0.05, 0.1, 0.2, 0.3), norm="linf", loss="margin",
              noise=REFERENCE_NOISE, draws=10, attack_draws=1, seed=0,
              normalization=REFERENCE_NORMALIZATION, pgd_steps=40, pgd_step_size=None,
-             lipschitz_constant=None, batch_size=500, verbose=0):
+             lipschitz_constant=None, batch_size=500, diagnostics_take=200, verbose=0):
     """Accuracy table: clean, under each noise setting, each attack and radius.
 
     Noise follows the reference protocol (``reference_noise``) with ``draws``
@@ -129,7 +159,13 @@ def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm
             path, SavedModel or its directory, zoo name, callable).
         dataset: ``tf.data.Dataset`` of ``(pixels in [0, 1], labels)``, or a
             pair ``(images, labels)`` of arrays (uint8 images are scaled).
-        attacks: subset of ``("fgsm", "pgd")`` (or a comma-separated string).
+        attacks: subset of ``ATTACKS`` (or a comma-separated string):
+            "fgsm", "pgd" (single attacks, the papers' protocols), "standard"
+            (the worst case over APGD-CE, APGD-T and Square, the one robust
+            accuracy this package reports) and "quick" (its cheap upper
+            bound). Suites add rows of their own kind, and every evaluation
+            with attacks runs the masking checks (``masking.diagnose``),
+            kept in ``metadata["masking"]``.
         eps: attack (and certificate) radii in pixel units.
         norm: "linf" or "l2", the attack and certificate norm.
         loss: attack objective, "margin" (default: it does not saturate, see
@@ -142,6 +178,8 @@ def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm
         lipschitz_constant: optional certified L2 Lipschitz bound of the
             logits, or "certify" (a Keras model only).
         batch_size: batch size when ``dataset`` is a pair of arrays.
+        diagnostics_take: with a suite, the masking checks' large-radius and
+            stronger-attack runs use the first this many images (0: skip).
         verbose: 1 shows a ``keras.utils.Progbar``.
 
     Returns:
@@ -179,7 +217,7 @@ def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm
 
     settings = [("clean", 0.0, None, 1, lambda x, y, s: x)]
     settings += [(k, lv, None, draws, noisy(k, lv)) for k, lv in noise]
-    for name in attacks:
+    for name in (a for a in attacks if a in SINGLE_ATTACKS):
         n_draws = attack_draws if name == "pgd" else 1
         settings += [(name, e, norm, n_draws, attacked(name, e)) for e in eps]
     progbar = keras.utils.Progbar(sum(s[3] for s in settings) * len(batches), verbose=verbose)
@@ -204,6 +242,17 @@ def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm
         rows.append(Row.from_draws(kind, level, row_norm, accuracies))
         if kind in ATTACKS:
             survived[(kind, level)] = always
+    suite_results = {}
+    suites = [a for a in attacks if a in SUITES]
+    if suites:
+        x_all = np.concatenate([x for x, _ in batches])
+        y_all = np.concatenate([y for _, y in batches])
+        for name in suites:
+            suite_results[name] = [run_suite(logits_fn, x_all, y_all, e, norm=norm, suite=name, seed=seed,
+                                             batch_size=batch_size, verbose=verbose) for e in eps]
+            for r in suite_results[name]:
+                rows.append(Row.from_draws(name, r.eps, norm, [r.accuracy]))
+                survived[(name, r.eps)] = r.robust
     rows += _worst_case_rows(survived, eps, norm)
     if lipschitz_constant is not None:
         labels = np.concatenate([y for _, y in batches])
@@ -215,7 +264,21 @@ def evaluate(model, dataset, *, attacks=ATTACKS, eps=(0.05, 0.1, 0.2, 0.3), norm
             d = int(np.prod(batches[0][0].shape[1:]))
             accuracies = certified_accuracy(logits, labels, lipschitz_constant, eps, norm=norm, input_dim=d)
         rows += [Row.from_draws("certified", e, norm, [a]) for e, a in zip(eps, accuracies)]
+    if attacks:
+        clean = rows[0].mean
+        single = [(f"{r.kind} {r.norm} eps {r.level:g}", r.mean, clean) for r in rows if r.kind in SINGLE_ATTACKS]
+        main = suites[0] if suites else None
+        results = suite_results.get(main, [])
+        large = stronger = ()
+        if main is not None and diagnostics_take:
+            large, stronger = _diagnostic_runs(logits_fn, x_all, y_all, results, main, norm, seed,
+                                               diagnostics_take, batch_size)
+        masking = diagnose(results, attack_rows=single, large_eps=large or None, stronger=stronger)
     metadata = {"n_examples": n, "draws": draws, "attack_draws": attack_draws, "seed": seed,
                 "normalization": list(normalization), "attack_loss": loss, "pgd_steps": pgd_steps,
                 "pgd_step_size": pgd_step_size, "lipschitz_constant": lipschitz_constant}
+    if attacks:
+        metadata["masking"] = masking.to_dict()
+        metadata["suites"] = {name: [r.to_dict() for r in rs] for name, rs in suite_results.items()}
+        metadata["diagnostics_take"] = diagnostics_take
     return RobustnessTable(rows, metadata)

@@ -20,7 +20,8 @@ FAST = dict(draws=3, eps=(0.05, 0.1), pgd_steps=5)
 def small_table():
     model = tiny_mnist_model(hidden=32)
     x, y = mnist_test(200)
-    return robustness.evaluate(model, (x, y), lipschitz_constant=40.0, seed=3, **FAST)
+    return robustness.evaluate(model, (x, y), attacks=("fgsm", "pgd", "quick"), lipschitz_constant=40.0,
+                               seed=3, diagnostics_take=50, **FAST)
 
 
 def test_table_has_every_setting_with_mean_and_spread_over_draws(small_table):
@@ -28,7 +29,8 @@ def test_table_has_every_setting_with_mean_and_spread_over_draws(small_table):
     assert labels == [
         "clean", "gaussian var=0.05", "gaussian var=0.2", "salt_pepper amount=0.05",
         "salt_pepper amount=0.2", "fgsm linf eps=0.05", "fgsm linf eps=0.1",
-        "pgd linf eps=0.05", "pgd linf eps=0.1", "worst_case linf eps=0.05", "worst_case linf eps=0.1",
+        "pgd linf eps=0.05", "pgd linf eps=0.1", "quick linf eps=0.05", "quick linf eps=0.1",
+        "worst_case linf eps=0.05", "worst_case linf eps=0.1",
         "certified linf eps=0.05", "certified linf eps=0.1"]
     for row in small_table:
         expected_draws = 3 if row.kind in ("gaussian", "salt_pepper") else 1
@@ -49,6 +51,20 @@ def test_table_rows_equal_direct_computation(small_table):
     assert small_table.lookup("fgsm", 0.1).mean == np.mean(np.argmax(model(fgsm_adv), -1) == y)
     certified = robustness.certified_accuracy(model, y, 40.0, 0.05, norm="linf", images=x)
     assert small_table.lookup("certified", 0.05, "linf").mean == certified
+
+
+def test_suite_rows_are_run_suite_and_masking_checks_are_kept(small_table):
+    model = tiny_mnist_model(hidden=32)
+    x, y = mnist_test(200)
+    for e in (0.05, 0.1):
+        direct = robustness.run_suite(model, x, y, e, suite="quick", seed=3)
+        assert small_table.lookup("quick", e).mean == direct.accuracy
+        assert small_table.lookup("quick", e).mean <= small_table.lookup("pgd", e).mean + 0.02
+    masking = robustness.MaskingReport.from_dict(small_table.metadata["masking"])
+    names = [c.name for c in masking.checks]
+    assert names == ["not_above_clean", "monotone_in_eps", "near_zero_at_large_eps", "more_steps_not_stronger"]
+    assert not masking.masked, masking.lines()
+    assert [r["eps"] for r in small_table.metadata["suites"]["quick"]] == [0.05, 0.1]
 
 
 def test_worst_case_is_the_union_of_attacks_over_smaller_radii(small_table):

@@ -1,0 +1,221 @@
+"""The zoo's attack stage: the standard worst-case attack on each shipped model, its card section and metrics.
+
+    python zoo/build.py --stages=attack chnode_mnist_n12     # one entry
+    python zoo/standard_attack.py --take=1000 node_mnist      # the same, directly
+
+For one zoo entry, on the first ``--take`` test images: the standard suite
+(``contractive_keras.robustness.run_suite``: APGD-CE, APGD-T, Square, the
+per-image worst case, AutoAttack's protocol) at L-inf 0.05 and 0.1 and, on
+MNIST, at L2 1.0 and 1.58, with the masking checks
+(``robustness.masking``). It writes ``docs/results/standard/<name>.json``,
+puts the robust accuracies and the verdict in the entry's manifest metrics
+(``standard_<norm>_<eps>``, ``standard_clean``, ``standard_take``,
+``masking``), and regenerates the card's attack section from the JSON: the
+single-attack rows (FGSM, PGD and their union) leave the card's accuracy
+table, since on a masked model they are failed attacks, not robustness.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+ZOO_DIR = os.path.join(ROOT, "zoo")
+RESULTS_DIR = os.path.join(ROOT, "docs", "results", "standard")
+TAKE = 1000
+#: norm -> radii of the zoo's standard evaluation (L2 on MNIST only).
+RADII = {"linf": (0.05, 0.1), "l2": (1.0, 1.58)}
+L2_DATASETS = ("mnist",)
+SECTION = "## Robustness under the standard attack"
+# Card lines of single attacks: rows of the accuracy table, the paragraph that
+# described them, the failed-attack warning.
+_ATTACK_ROW = re.compile(r"^\| (fgsm|pgd|worst_case) ")
+
+
+def results_path(name):
+    return os.path.join(RESULTS_DIR, f"{name}.json")
+
+
+def _cpu():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def evaluate_entry(name, take=TAKE, diagnostics_take=200, seed=0):
+    """Runs the standard suite on zoo entry ``name``; writes and returns its results dict."""
+    from contractive_keras import data, robustness, zoo
+
+    dataset = zoo.info(name)["dataset"]
+    model = zoo.load(name)
+    x, y = data.load_numpy(dataset, "test")
+    x, y = x[:take], y[:take]
+    result = {"model": name, "dataset": dataset, "take": int(len(y)), "seed": seed,
+              "diagnostics_take": diagnostics_take,
+              "command": f"python zoo/standard_attack.py --take={take} {name}",
+              "code_commit": _commit(), "cpu": _cpu(), "cpu_count": os.cpu_count(), "tables": {},
+              "seconds": {}}
+    for norm, radii in RADII.items():
+        if norm == "l2" and dataset not in L2_DATASETS:
+            continue
+        t0 = time.perf_counter()
+        table = robustness.evaluate(model, (x, y), attacks=("standard",), eps=radii, norm=norm, noise=(),
+                                    draws=1, seed=seed, diagnostics_take=diagnostics_take, verbose=1)
+        result["tables"][norm] = table.to_dict()
+        result["seconds"][norm] = time.perf_counter() - t0
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    path = results_path(name)
+    with open(path + ".tmp", "w") as f:
+        json.dump(result, f, indent=2, default=float)
+    os.replace(path + ".tmp", path)
+    return result
+
+
+def load_results(name):
+    with open(results_path(name)) as f:
+        return json.load(f)
+
+
+def masking_verdict(result):
+    """"gradient masking detected" if any norm's checks failed, else the all-clear."""
+    from contractive_keras.robustness import masking
+
+    masked = any(t["metadata"]["masking"]["masked"] for t in result["tables"].values())
+    return masking.MASKED if masked else masking.NOT_MASKED
+
+
+def metrics(result):
+    """The manifest metrics of a results dict: robust accuracy per radius, clean on the same images, verdict."""
+    out = {"standard_take": result["take"], "masking": masking_verdict(result)}
+    for norm, table in result["tables"].items():
+        for row in table["rows"]:
+            if row["kind"] == "clean":
+                out["standard_clean"] = row["mean"]
+            elif row["kind"] == "standard":
+                out[f"standard_{norm}_{row['level']:g}"] = row["mean"]
+    return out
+
+
+def section_lines(result):
+    """The card section: per radius clean, after each attack (cumulative) and worst case; the checks."""
+    from contractive_keras.robustness import masking
+
+    lines = [SECTION, "",
+             f"On the first {result['take']:,} test images, `{result['command']}` "
+             f"({sum(result['seconds'].values()) / 60:.0f} min on {result['cpu']}, "
+             f"{result['cpu_count']} cores). An image counts as robust only if it is classified",
+             "correctly clean and after every attack: APGD-CE (100 steps), APGD-T (targeted DLR, 9",
+             "target classes x 100 steps), then the gradient-free Square (5,000 queries), each run on",
+             "the images the attacks before it left robust (AutoAttack's standard protocol).", "",
+             "| norm | eps | clean | after APGD-CE | after APGD-T | after Square = robust accuracy |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for norm, table in result["tables"].items():
+        for suite in table["metadata"]["suites"]["standard"]:
+            after = suite["accuracy_after"]
+            lines.append(f"| {norm} | {suite['eps']:g} | {100 * suite['clean_accuracy']:.1f} % | "
+                         f"{100 * after['apgd-ce']:.1f} % | {100 * after['apgd-t']:.1f} % | "
+                         f"**{100 * after['square']:.1f} %** |")
+    lines += ["", "Gradient-masking checks (Carlini et al. 2019; large-radius and stronger-attack runs on",
+              f"the first {result['diagnostics_take']} of these images):", ""]
+    for norm, table in result["tables"].items():
+        report = masking.MaskingReport.from_dict(table["metadata"]["masking"])
+        lines += [f"{norm}: " + report.lines()[0], *report.lines()[1:], ""]
+    return lines
+
+
+def card_with_section(card, result):
+    """``card`` without its single-attack rows and warning, with the standard section before "## Certificate"."""
+    lines = card.rstrip("\n").split("\n")
+    out, skip = [], False
+    for line in lines:
+        if line == SECTION or line.startswith("**These attacks failed"):
+            skip = True
+            continue
+        if skip and line.startswith("## "):
+            skip = False
+        if skip or _ATTACK_ROW.match(line):
+            continue
+        out.append(line)
+    text = "\n".join(out)
+    text = re.sub(r"\nNoise follows the reference protocol.*?\n\n", "\n" + _NOISE_NOTE + "\n\n", text, flags=re.S)
+    section = "\n".join(section_lines(result)) + "\n"
+    if "## Certificate" in text:
+        text = text.replace("## Certificate", section + "## Certificate", 1)
+    else:
+        text += "\n\n" + section
+    return text.rstrip("\n") + "\n"
+
+
+_NOISE_NOTE = """Noise follows the reference protocol on normalised images (Gaussian variance, salt & pepper
+amount; clipped to [-1, 1]). Certified rows count test images whose logit margin exceeds
+sqrt(2) * L * sqrt(784) * eps with L the certified L2 Lipschitz bound below. Robustness to
+attacks is the standard worst case of the next section, the only attack figure this card gives."""
+
+
+def update_entry(name, result):
+    """Writes the card section and the manifest metrics of ``result`` for entry ``name``."""
+    card_path = os.path.join(ZOO_DIR, name, "README.md")
+    with open(card_path, encoding="utf-8") as f:
+        card = f.read()
+    with open(card_path, "w", encoding="utf-8") as f:
+        f.write(card_with_section(card, result))
+    manifest_path = os.path.join(ZOO_DIR, "manifest.json")
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    entry_metrics = manifest["models"][name]["metrics"]
+    for key in [k for k in entry_metrics if k.split("_")[0] in ("pgd", "worst")]:
+        del entry_metrics[key]  # single-attack unions: superseded by the standard worst case
+    entry_metrics.update(metrics(result))
+    with open(manifest_path + ".tmp", "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    os.replace(manifest_path + ".tmp", manifest_path)
+
+
+def stage_attack(name, take=TAKE, rerun=False):
+    """The stage: evaluate (unless results exist and not ``rerun``), then update card and manifest."""
+    if rerun or not os.path.isfile(results_path(name)):
+        evaluate_entry(name, take)
+    update_entry(name, load_results(name))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="+", help="zoo entries")
+    parser.add_argument("--take", type=int, default=TAKE, help="first N test images")
+    parser.add_argument("--rerun", action="store_true", help="evaluate again even if results exist")
+    parser.add_argument("--card_only", action="store_true", help="only rewrite cards and metrics from results")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in args.names:
+        if args.card_only:
+            update_entry(name, load_results(name))
+        else:
+            stage_attack(name, args.take, args.rerun)
+        print(f"{name}: {metrics(load_results(name))}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
