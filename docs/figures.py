@@ -34,7 +34,7 @@ from figures_toy import (  # noqa: E402,F401  (registers the toy figures; names 
     RINGS, STATE_SIZE, TOY, bsm_training, double_circles, lift, toy_trajectories)
 from figures_stabilized import STABILIZED, lipschitz_vs_delta_bar  # noqa: E402,F401
 from figures_zoo import (  # noqa: E402,F401
-    MANIFEST, SEEDS_DIR, accuracy_table, accuracy_vs_fgsm, accuracy_vs_noise,
+    MANIFEST, SEEDS_DIR, accuracy_table, accuracy_vs_attack, accuracy_vs_noise,
     certified_accuracy_l2, metric_series, seed_spread, zoo_metrics)
 
 

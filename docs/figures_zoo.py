@@ -22,8 +22,9 @@ DEPTH_STYLES = {"n4": "-", "n8": "--", "n12": ":"}
 
 
 MANIFEST = os.path.join(ROOT, "zoo", "manifest.json")
-#: the L-inf attack radii of the manifest's metrics (``fgsm_linf_<r>``, ...)
-ATTACK_RADII = (0.05, 0.1, 0.2, 0.3)
+#: norm -> the radii of the standard worst-case attack in the manifest's
+#: metrics (``standard_<norm>_<r>``, zoo/standard_attack.py)
+STANDARD_RADII = {"linf": (0.05, 0.1), "l2": (1.0, 1.58)}
 NOISE_LEVELS = (0.05, 0.2)
 
 
@@ -83,17 +84,17 @@ def metric_series(metrics, kind):
     """(levels, means, stds) of ``kind`` in a manifest entry's metrics.
 
     "gaussian" / "salt_pepper": noise levels 0, 0.05, 0.2 (0 is the clean
-    accuracy; std over the draws). "fgsm": L-inf radii 0 (clean), 0.05 ...
-    0.3 on the whole test set. "pgd" / "worst_case": radii 0.05 ... 0.3 on
-    the attacked test subset (no clean point: the subset's clean accuracy is
-    not in the manifest). A missing value is left out.
+    accuracy; std over the draws). "standard_linf" / "standard_l2": the
+    standard worst-case attack at its radii, on the attacked test images
+    (0 is their clean accuracy). A missing value is left out.
     """
     if kind in ("gaussian", "salt_pepper"):
         points = [(0.0, "test_accuracy", None)] + [
             (level, f"{kind}_{level:g}", f"{kind}_{level:g}_std") for level in NOISE_LEVELS]
     else:
-        points = [(0.0, "test_accuracy", None)] if kind == "fgsm" else []
-        points += [(eps, f"{kind}_linf_{eps:g}", None) for eps in ATTACK_RADII]
+        norm = kind.split("_", 1)[1]
+        points = [(0.0, "standard_clean", None)]
+        points += [(eps, f"standard_{norm}_{eps:g}", None) for eps in STANDARD_RADII[norm]]
     points = [(level, metrics[key], metrics.get(std, 0.0) if std else 0.0)
               for level, key, std in points if key in metrics]
     return tuple(np.array([p[i] for p in points], dtype=float) for i in range(3))
@@ -139,21 +140,24 @@ def _accuracy_panels(entries, panels, output, suptitle, series=metric_series):
 
 
 def accuracy_table(manifest=MANIFEST):
-    """Markdown: the numbers of ``accuracy_vs_noise`` and ``accuracy_vs_fgsm`` (docs/figures.md).
+    """Markdown: the numbers of ``accuracy_vs_noise`` and ``accuracy_vs_attack`` (docs/figures.md).
 
     One row per plotted entry, in the figures' legend order (``zoo_order``):
-    clean accuracy, the four noise settings (mean ± std over the draws), FGSM
-    at L-inf 0.05 / 0.1 (whole test set) and the worst case of FGSM and PGD at
-    0.05 / 0.1 / 0.2 (the attacked subset), in %.
+    clean accuracy, the four noise settings (mean ± std over the draws), and
+    the standard worst-case attack (APGD-CE, APGD-T, Square) at L-inf 0.05 /
+    0.1 and L2 1 / 1.58 on the attacked test images, with its masking
+    verdict, in %.
     """
-    lines = ["| model | clean | G 0.05 | G 0.2 | s&p 0.05 | s&p 0.2 | FGSM eps 0.05 / 0.1 "
-             "| worst case eps 0.05 / 0.1 / 0.2 |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | clean | G 0.05 | G 0.2 | s&p 0.05 | s&p 0.2 | standard L-inf 0.05 / 0.1 "
+             "| standard L2 1 / 1.58 | masking |", "|---|---|---|---|---|---|---|---|---|"]
     for name, m in sorted(zoo_metrics(manifest).items(), key=lambda item: zoo_order(item[0])):
         noise = " | ".join(f"{100 * m[f'{kind}_{level:g}']:.2f} ± {100 * m[f'{kind}_{level:g}_std']:.2f}"
                            for kind in ("gaussian", "salt_pepper") for level in NOISE_LEVELS)
-        fgsm = " / ".join(f"{100 * m[f'fgsm_linf_{eps:g}']:.1f}" for eps in (0.05, 0.1))
-        worst = " / ".join(f"{100 * m[f'worst_case_linf_{eps:g}']:.1f}" for eps in (0.05, 0.1, 0.2))
-        lines.append(f"| {name} | {100 * m['test_accuracy']:.2f} | {noise} | {fgsm} | {worst} |")
+        standard = [" / ".join(f"{100 * m[f'standard_{norm}_{eps:g}']:.1f}" if f"standard_{norm}_{eps:g}" in m
+                               else "-" for eps in radii) for norm, radii in STANDARD_RADII.items()]
+        verdict = m.get("masking", "-")
+        verdict = "masked" if verdict.startswith("gradient masking") else ("ok" if verdict != "-" else "-")
+        lines.append(f"| {name} | {100 * m['test_accuracy']:.2f} | {noise} | {' | '.join(standard)} | {verdict} |")
     return "\n".join(lines)
 
 
@@ -187,26 +191,23 @@ def accuracy_vs_noise(output, manifest=MANIFEST):
 
 
 @figure
-def accuracy_vs_fgsm(output, manifest=MANIFEST):
-    """Test accuracy of every zoo model vs the L-inf attack radius eps (pixels in [0, 1]).
+def accuracy_vs_attack(output, manifest=MANIFEST):
+    """Accuracy of every zoo model under the standard worst-case attack vs the radius.
 
-    Left: FGSM on the whole test set (eps = 0 is the clean accuracy). Middle
-    and right, on the test subset ``zoo/build.py`` attacks with PGD (the
-    first ``--pgd_take`` images, 1000 by default; each card says how many):
-    PGD (40 steps, random start) and the worst case, an image counting as
-    robust at eps only if neither FGSM nor PGD broke it at any radius <= eps
-    (the union of the attacks; monotone in eps even when one attack is not).
-    As zoo/manifest.json records them for the model each entry ships.
+    Left: L-inf, right: L2 (pixels in [0, 1]); eps = 0 is the clean accuracy
+    of the attacked images (the first 1,000 test images; each card says how
+    many). An image counts as robust only if APGD-CE, APGD-T and the
+    gradient-free Square all fail on it (``robustness.run_suite``,
+    AutoAttack's protocol), as zoo/manifest.json records it for the model
+    each entry ships (``zoo/standard_attack.py``).
     """
     metrics_by_name = zoo_metrics(manifest)
-    radius = r"radius $\epsilon$ ($L_\infty$, pixels in [0, 1])"
     _accuracy_panels(metrics_by_name, [
-        ("fgsm", radius, "FGSM, test set"),
-        ("pgd", radius, "PGD-40, test subset"),
-        ("worst_case", radius, "worst case of FGSM and PGD, test subset"),
-    ], output, "Accuracy under adversarial attack (zoo models)")
-    values = _values(metrics_by_name, ("fgsm", "pgd", "worst_case"))
-    report("accuracy_vs_fgsm", values)
+        ("standard_linf", r"radius $\epsilon$ ($L_\infty$, pixels in [0, 1])", "standard attack, L-inf"),
+        ("standard_l2", r"radius $\epsilon$ ($L_2$, pixels in [0, 1])", "standard attack, L2"),
+    ], output, "Accuracy under the standard worst-case attack (zoo models; APGD-CE, APGD-T, Square)")
+    values = _values(metrics_by_name, ("standard_linf", "standard_l2"))
+    report("accuracy_vs_attack", values)
     return values
 
 

@@ -38,7 +38,7 @@ def test_list_names_every_figure(figures, capsys):
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert listed == list(figures.FIGURES)
     assert {"toy_trajectories", "bsm_training", "accuracy_vs_noise",
-            "accuracy_vs_fgsm"} <= set(listed)
+            "accuracy_vs_attack"} <= set(listed)
 
 
 def test_double_circles_lift_zero_pads_the_middle_coordinates(figures):
@@ -81,9 +81,11 @@ def synthetic_metrics(accuracy_drop, **extra):
         for level in (0.05, 0.2):
             metrics[f"{kind}_{level:g}"] = 0.95 - accuracy_drop * level
             metrics[f"{kind}_{level:g}_std"] = 0.01
-    for kind, offset in (("fgsm", 0.0), ("pgd", 0.05), ("worst_case", 0.1)):
-        for eps in (0.05, 0.1, 0.2, 0.3):
-            metrics[f"{kind}_linf_{eps:g}"] = max(0.0, 0.95 - offset - accuracy_drop * eps)
+    metrics["standard_clean"] = 0.96
+    for norm, scale in (("linf", 1.0), ("l2", 0.1)):
+        for eps in (0.05, 0.1) if norm == "linf" else (1.0, 1.58):
+            metrics[f"standard_{norm}_{eps:g}"] = max(0.0, 0.96 - accuracy_drop * scale * eps)
+    metrics["masking"] = "no gradient masking detected"
     return dict(metrics, **extra)
 
 
@@ -105,12 +107,11 @@ def test_accuracy_figures_plot_the_manifest_s_metrics(figures, tmp_path):
     assert_png(tmp_path / "noise.png")
     assert values["resnet_mnist_n8/gaussian_0.2"] == pytest.approx(0.95 - 2.0 * 0.2)
     assert values["chnode_mnist_n4/salt_pepper_0"] == pytest.approx(0.95)
-    values = figures.accuracy_vs_fgsm(str(tmp_path / "fgsm.png"), manifest=manifest)
-    assert_png(tmp_path / "fgsm.png")
-    assert values["resnet_mnist_n8/fgsm_0"] == pytest.approx(0.95)
-    assert values["resnet_mnist_n8/fgsm_0.3"] == pytest.approx(0.35)
-    assert values["chnode_mnist_n4/worst_case_0.2"] == pytest.approx(0.95 - 0.1 - 0.5 * 0.2)
-    assert "chnode_mnist_n4/pgd_0" not in values  # the subset's clean accuracy is not recorded
+    values = figures.accuracy_vs_attack(str(tmp_path / "attack.png"), manifest=manifest)
+    assert_png(tmp_path / "attack.png")
+    assert values["resnet_mnist_n8/standard_linf_0"] == pytest.approx(0.96)  # clean, attacked images
+    assert values["resnet_mnist_n8/standard_linf_0.1"] == pytest.approx(0.96 - 2.0 * 0.1)
+    assert values["chnode_mnist_n4/standard_l2_1.58"] == pytest.approx(0.96 - 0.5 * 0.1 * 1.58)
 
 
 def test_metric_series_gives_levels_means_and_draw_stds(figures):
@@ -118,7 +119,7 @@ def test_metric_series_gives_levels_means_and_draw_stds(figures):
     np.testing.assert_allclose(levels, [0.0, 0.05, 0.2])
     np.testing.assert_allclose(means, [0.95, 0.90, 0.75])
     np.testing.assert_allclose(stds, [0.0, 0.01, 0.01])
-    levels, _, _ = figures.metric_series({"test_accuracy": 0.9, "fgsm_linf_0.1": 0.5}, "fgsm")
+    levels, _, _ = figures.metric_series({"standard_clean": 0.9, "standard_linf_0.1": 0.5}, "standard_linf")
     np.testing.assert_allclose(levels, [0.0, 0.1])
 
 
@@ -136,7 +137,7 @@ def test_accuracy_figures_explain_a_missing_manifest(figures, tmp_path):
         figures.accuracy_vs_noise(str(tmp_path / "noise.png"), manifest=str(tmp_path / "none.json"))
     empty = write_manifest(tmp_path / "manifest.json", {"x": {"test_accuracy": 0.9}})
     with pytest.raises(FileNotFoundError, match="zoo/build.py"):
-        figures.accuracy_vs_fgsm(str(tmp_path / "fgsm.png"), manifest=empty)
+        figures.accuracy_vs_attack(str(tmp_path / "attack.png"), manifest=empty)
 
 
 def test_certified_l2_figure_reads_zoo_tables_and_skips_others(figures, tmp_path):
@@ -198,7 +199,7 @@ def test_accuracy_table_rows_follow_the_legend_order(figures, tmp_path):
     lines = figures.accuracy_table(manifest).splitlines()
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| chnode_mnist_n4", "| resnet_mnist_n8"]
     assert lines[3] == ("| resnet_mnist_n8 | 95.00 | 85.00 ± 1.00 | 55.00 ± 1.00 | 85.00 ± 1.00 | "
-                        "55.00 ± 1.00 | 85.0 / 75.0 | 75.0 / 65.0 / 45.0 |")
+                        "55.00 ± 1.00 | 86.0 / 76.0 | 76.0 / 64.4 | ok |")
 
 
 def test_figures_md_quotes_the_accuracy_table(figures):

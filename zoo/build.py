@@ -23,6 +23,12 @@ For each entry, three resumable stages (a finished stage is skipped):
    attack that failed (accuracy at or above clean: gradient masking).
 
 ``--stages=card`` rewrites only the model card from the evaluated run.
+``--stages=attack`` runs the standard worst-case attack on the exported
+entry (``zoo/standard_attack.py``: APGD-CE, APGD-T and Square on the first
+1,000 test images, with the gradient-masking checks), writes
+``docs/results/standard/<name>.json``, its manifest metrics and the card's
+attack section; the card's single-attack rows (FGSM, PGD, their union) go,
+since on a masked model they are failed attacks, not robustness.
 
 With ``--from_seeds`` (issue 17) an entry that is a seed cell of
 ``zoo/seeds.py`` (the nine Table 1 cells and the four NODE cells) ships the
@@ -58,6 +64,7 @@ SEED_RESULTS_DIR = os.path.join(ROOT, "docs", "results", "seeds")
 sys.path.insert(0, ROOT)
 
 from contractive_keras import models  # noqa: E402  (the model registry)
+from zoo import standard_attack  # noqa: E402  (the attack stage)
 
 TITLES = {"chnode": "CH-NODE", "hdnn": "H-DNN", "resnet": "ResNet-ODE"}
 HAMILTONIAN_NAMES = {name: TITLES[name] for name in models.HAMILTONIAN}
@@ -105,8 +112,6 @@ EPS = (0.05, 0.1, 0.2, 0.3)
 
 _TABLE_KEYS = ("train_accuracy", "test_accuracy", "gaussian_0.05", "gaussian_0.2",
                "salt_pepper_0.05", "salt_pepper_0.2")
-_ATTACK_KEYS = ("fgsm_linf_0.05", "fgsm_linf_0.1", "pgd_linf_0.05", "pgd_linf_0.1",
-                "worst_case_linf_0.05", "worst_case_linf_0.1")
 
 
 def log(message):
@@ -413,7 +418,10 @@ def model_card(name, metrics, evaluation, summary, selection=None):
     for key, value in evaluation["certificate"].items():
         lines.append(f"- {key}: {value:.6g}" if isinstance(value, (int, float)) else f"- {key}: {value}")
     lines.append("")
-    return "\n".join(lines)
+    card = "\n".join(lines)
+    if os.path.isfile(standard_attack.results_path(name)):
+        card = standard_attack.card_with_section(card, standard_attack.load_results(name))
+    return card
 
 
 def stage_export(name, selection=None):
@@ -440,21 +448,41 @@ def stage_card(name, selection=None):
     log(f"{name}: card rewritten (zoo/{name}/README.md)")
 
 
+#: The standard-attack columns of the zoo tables: (header, manifest metric).
+STANDARD_COLUMNS = (("std L-inf .05", "standard_linf_0.05"), ("std L-inf .1", "standard_linf_0.1"),
+                    ("std L2 1", "standard_l2_1"), ("std L2 1.58", "standard_l2_1.58"))
+
+
+def standard_cells(metrics, keys=tuple(k for _, k in STANDARD_COLUMNS)):
+    """Table cells of the standard worst-case attack (zoo/standard_attack.py), in %, then its verdict.
+
+    "-" where the entry was not evaluated at that radius; the verdict is "masked"
+    when the masking checks failed (single-attack numbers of it would be upper
+    bounds), else "ok".
+    """
+    cells = [f"{100 * metrics[k]:.2f}" if k in metrics else "-" for k in keys]
+    verdict = metrics.get("masking")
+    cells.append("-" if verdict is None else ("masked" if verdict.startswith("gradient masking") else "ok"))
+    return cells
+
+
 def reproduction_table():
-    """Markdown: the Table 1 models the zoo ships (one seed per cell), with attack columns.
+    """Markdown: the Table 1 models the zoo ships (one seed per cell), with the standard attack.
 
     Per depth and model, the shipped entry's seed, train and test accuracy, the
-    four reference noise columns, and FGSM, PGD and their per-image worst case
-    at L-inf 0.05 and 0.1, in % (zoo/manifest.json). The published numbers and
-    ours over all seeds are Table 1 (``python zoo/seed_table.py --published``).
+    four reference noise columns, the clean accuracy of the attacked images,
+    the standard worst-case attack (APGD-CE, APGD-T, Square) at L-inf 0.05 /
+    0.1 and L2 1 / 1.58, and the gradient-masking verdict, in %
+    (zoo/manifest.json). The published numbers and ours over all seeds are
+    Table 1 (``python zoo/seed_table.py --published``).
     """
     from zoo import seed_table
 
     with open(os.path.join(ZOO_DIR, "manifest.json")) as f:
         models = json.load(f)["models"]
-    head = ("| N | model | seed | train | test | G 0.05 | G 0.2 | s&p 0.05 | s&p 0.2 "
-            "| FGSM .05 | FGSM .1 | PGD .05 | PGD .1 | worst .05 | worst .1 |")
-    lines = [head, "|" + "---|" * 15]
+    head = ("| N | model | seed | train | test | G 0.05 | G 0.2 | s&p 0.05 | s&p 0.2 | attacked, clean | "
+            + " | ".join(h for h, _ in STANDARD_COLUMNS) + " | masking |")
+    lines = [head, "|" + "---|" * (11 + len(STANDARD_COLUMNS))]
     for depth in (4, 8, 12):
         for model in ("resnet", "hdnn", "chnode"):
             name = f"{model}_mnist_n{depth}"
@@ -463,9 +491,10 @@ def reproduction_table():
             m = models[name]["metrics"]
             chosen = seed_table.shipped_seed(m)
             seed = "0 (60k images)" if chosen is None else f"{chosen} of {m['seeds_finished']}"
-            ours = [100 * m[k] for k in _TABLE_KEYS] + [100 * m.get(k, float("nan")) for k in _ATTACK_KEYS]
+            ours = [f"{100 * m[k]:.2f}" for k in _TABLE_KEYS]
+            ours.append(f"{100 * m['standard_clean']:.2f}" if "standard_clean" in m else "-")
             lines.append(f"| {depth} | {HAMILTONIAN_NAMES[model]} | {seed} | "
-                         + " | ".join(f"{v:.2f}" for v in ours) + " |")
+                         + " | ".join(ours + standard_cells(m)) + " |")
     return "\n".join(lines)
 
 
@@ -474,21 +503,24 @@ def readme_table(zoo_dir=None):
 
     One row per entry in ``ENTRIES`` order that the manifest holds: how it was
     chosen (a seed cell's seed chosen on validation, or the seed-0 run), test
-    accuracy, Gaussian noise of variance 0.2 (mean of the draws) and FGSM at
-    L-inf 0.05 (margin objective), in %.
+    accuracy, Gaussian noise of variance 0.2 (mean of the draws), and the
+    standard worst-case attack at L-inf 0.05 on the first 1,000 test images
+    with its masking verdict, in %.
     """
     from zoo import seed_table
 
     with open(os.path.join(zoo_dir or ZOO_DIR, "manifest.json")) as f:
         models = json.load(f)["models"]
-    lines = ["| model | seed | test | Gaussian 0.2 | FGSM 0.05 |", "|---|---|--:|--:|--:|"]
+    lines = ["| model | seed | test | Gaussian 0.2 | standard attack L-inf 0.05 | masking |",
+             "|---|---|--:|--:|--:|---|"]
     for name in ENTRIES:
         if name not in models:
             continue
         m = models[name]["metrics"]
         chosen = seed_table.shipped_seed(m)
         seed = "0" if chosen is None else f"{chosen} of {m['seeds_finished']}, chosen on validation"
-        values = " | ".join(f"{100 * m[k]:.2f}" for k in ("test_accuracy", "gaussian_0.2", "fgsm_linf_0.05"))
+        values = " | ".join([f"{100 * m[k]:.2f}" for k in ("test_accuracy", "gaussian_0.2")]
+                            + standard_cells(m, ("standard_linf_0.05",)))
         lines.append(f"| `{name}` | {seed} | {values} |")
     return "\n".join(lines)
 
@@ -530,9 +562,9 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown entries {unknown}; known: {', '.join(ENTRIES)}")
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    bad = set(stages) - {"train", "evaluate", "export", "card"}
+    bad = set(stages) - {"train", "evaluate", "export", "card", "attack"}
     if bad:
-        parser.error(f"unknown stages {sorted(bad)}; allowed: train, evaluate, export, card")
+        parser.error(f"unknown stages {sorted(bad)}; allowed: train, evaluate, export, card, attack")
     names = args.names or list(ENTRIES)
     if args.table:
         print(reproduction_table())
@@ -568,6 +600,8 @@ def main(argv=None):
             stage_export(name, selection)
         elif "card" in stages:
             stage_card(name, selection)
+        if "attack" in stages:
+            standard_attack.stage_attack(name)
     return 0
 
 

@@ -242,27 +242,55 @@ def results_table(title, label_headers, rows, summaries):
     return lines
 
 
-def published_table(summaries):
+def shipped_metrics(manifest=None):
+    """{cell: metrics of the zoo entry shipped for it} from zoo/manifest.json ({} without a manifest)."""
+    manifest = manifest or os.path.join(ROOT, "zoo", "manifest.json")
+    if not os.path.isfile(manifest):
+        return {}
+    with open(manifest) as f:
+        models = json.load(f)["models"]
+    return {cell: models[cell]["metrics"] for cell in CELLS if cell in models}
+
+
+def standard_cells(metrics):
+    """Table 1's attack cells of a shipped entry: standard attack at L-inf 0.05 (%) and masking verdict."""
+    if metrics is None or "standard_linf_0.05" not in metrics:
+        return ["-", "-"]
+    verdict = "masked" if metrics.get("masking", "").startswith("gradient masking") else "ok"
+    return [f"{100 * metrics['standard_linf_0.05']:.1f}", verdict]
+
+
+def published_table(summaries, standard=None):
     """Markdown: Table 1 of docs/reproduction.md, the published rows beside ours over seeds.
 
     Per depth and model (the paper's order: ResNet-ODE, H-DNN, CH-NODE) the
-    published row (``PUBLISHED``, two decimals, no FGSM) and ours: mean ±
-    sample std over the cell's seeds of TABLE_COLUMNS, with the seed count in
-    the row label ("ours, 5 seeds"); a cell without runs reads "missing".
+    published row (``PUBLISHED``, two decimals, no attack column) and ours:
+    mean ± sample std over the cell's seeds of the six published columns,
+    with the seed count in the row label ("ours, 5 seeds"), then the
+    standard worst-case attack at L-inf 0.05 of the shipped seed (the first
+    1,000 test images; zoo/standard_attack.py) and its masking verdict. A
+    cell without runs reads "missing". ``standard``: {cell: manifest
+    metrics}, default the shipped entries of zoo/manifest.json (FGSM is no
+    column: on the masked CH-NODEs it is a failed attack, not robustness).
     """
-    headers = ["N", "model", "", "train", "test", "G 0.05", "G 0.2", "s&p 0.05", "s&p 0.2", "FGSM 0.05"]
+    standard = shipped_metrics() if standard is None else standard
+    columns = TABLE_COLUMNS[:6]
+    headers = ["N", "model", "", *("train", "test", "G 0.05", "G 0.2", "s&p 0.05", "s&p 0.2"),
+               "standard L-inf 0.05, shipped seed", "masking"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for depth in DEPTHS:
         for model in reversed(HAMILTONIAN_MODELS):
+            cell = f"{model}_mnist_n{depth}"
             label = [str(depth), MODEL_NAMES[model]]
             published = [f"{v:.2f}" for v in PUBLISHED[(model, depth)]]
-            lines.append("| " + " | ".join(label + ["published"] + published + ["-"]) + " |")
-            summary = summaries.get(f"{model}_mnist_n{depth}")
+            lines.append("| " + " | ".join(label + ["published"] + published + ["-", "-"]) + " |")
+            summary = summaries.get(cell)
             if summary is None:
-                lines.append("| " + " | ".join(label + ["ours"] + ["missing"] * len(TABLE_COLUMNS)) + " |")
+                lines.append("| " + " | ".join(label + ["ours"] + ["missing"] * (len(columns) + 2)) + " |")
                 continue
             seeds = summary["test"]["n"]
-            ours = [percent(summary[c]["mean"], summary[c]["std"]) for c in TABLE_COLUMNS]
+            ours = [percent(summary[c]["mean"], summary[c]["std"]) for c in columns]
+            ours += standard_cells(standard.get(cell))
             lines.append("| " + " | ".join(label + [f"ours, {seeds} seed{'s' * (seeds > 1)}"] + ours) + " |")
     return "\n".join(lines)
 

@@ -71,6 +71,7 @@ def evaluate_entry(name, take=TAKE, diagnostics_take=200, seed=0):
     model = zoo.load(name)
     x, y = data.load_numpy(dataset, "test")
     x, y = x[:take], y[:take]
+    diagnostics_take = min(diagnostics_take, len(y))
     result = {"model": name, "dataset": dataset, "take": int(len(y)), "seed": seed,
               "diagnostics_take": diagnostics_take,
               "command": f"python zoo/standard_attack.py --take={take} {name}",
@@ -85,6 +86,36 @@ def evaluate_entry(name, take=TAKE, diagnostics_take=200, seed=0):
         result["tables"][norm] = table.to_dict()
         result["seconds"][norm] = time.perf_counter() - t0
     os.makedirs(RESULTS_DIR, exist_ok=True)
+    path = results_path(name)
+    with open(path + ".tmp", "w") as f:
+        json.dump(result, f, indent=2, default=float)
+    os.replace(path + ".tmp", path)
+    return result
+
+
+def evaluate_protocols(name, draws=10, seed=0):
+    """The other measures on the same images: reference noise, FGSM as the papers ran it, certified.
+
+    Adds ``"protocols"`` to the entry's results file: on its first ``take``
+    test images, the reference noise protocol (``draws`` draws), FGSM with
+    the cross-entropy (the stabilized-NODE paper's attack) at the L-inf radii,
+    and certified accuracy at every radius of ``RADII`` from the model's own
+    certificate (``certify.certified_radius``; L-inf through the L2 ball
+    holding it). One table per norm, as ``RobustnessTable`` dicts.
+    """
+    from contractive_keras import data, robustness, zoo
+
+    result = load_results(name)
+    model = zoo.load(name)
+    x, y = data.load_numpy(result["dataset"], "test")
+    x, y = x[:result["take"]], y[:result["take"]]
+    protocols = {}
+    for norm in result["tables"]:
+        protocols[norm] = robustness.evaluate(
+            model, (x, y), attacks=("fgsm",) if norm == "linf" else (), eps=RADII[norm], norm=norm, loss="ce",
+            noise=robustness.REFERENCE_NOISE if norm == "linf" else (), draws=draws, seed=seed,
+            normalization=robustness.model_normalization(model), lipschitz_constant="certify").to_dict()
+    result["protocols"] = protocols
     path = results_path(name)
     with open(path + ".tmp", "w") as f:
         json.dump(result, f, indent=2, default=float)
@@ -173,6 +204,71 @@ sqrt(2) * L * sqrt(784) * eps with L the certified L2 Lipschitz bound below. Rob
 attacks is the standard worst case of the next section, the only attack figure this card gives."""
 
 
+#: docs/robustness.md's families: (title, entries in row order).
+FAMILIES = (
+    ("CH-NODE", ("chnode_mnist_n4", "chnode_mnist_n8", "chnode_mnist_n12", "chnode_mnist_n12_certified")),
+    ("H-DNN", ("hdnn_mnist_n4", "hdnn_mnist_n8", "hdnn_mnist_n12")),
+    ("ResNet-ODE", ("resnet_mnist_n4", "resnet_mnist_n8", "resnet_mnist_n12")),
+    ("NODE and stabilized NODE", ("node_mnist", "stable_node_mnist", "stable_node_mnist_certified",
+                                  "node_fashion_mnist", "stable_node_fashion_mnist")),
+)
+MASKED_MARK = "†"
+
+
+def _row_mean(table, kind, level=None, norm=None):
+    for row in table["rows"]:
+        if row["kind"] == kind and (level is None or abs(row["level"] - level) < 1e-9) and (
+                norm is None or row["norm"] == norm):
+            return row["mean"]
+    return None
+
+
+def family_table(names, results_dir=None):
+    """Markdown: per entry, on its attacked images, every measure side by side (docs/robustness.md).
+
+    Clean, reference noise (Gaussian 0.2, salt & pepper 0.2), FGSM with the
+    cross-entropy at L-inf 0.05 / 0.1 (the papers' protocol), the standard
+    worst case at L-inf 0.05 / 0.1 and L2 1 / 1.58, certified accuracy at L2
+    1 / 1.58 and the masking verdict, in %. An FGSM cell at or above clean
+    reads "failed"; on a masked model it is marked ``MASKED_MARK`` (an upper
+    bound, not robustness). Entries without results are left out.
+    """
+    lines = ["| model | images | clean | G 0.2 | s&p 0.2 | FGSM-CE .05 | FGSM-CE .1 | standard .05 | standard .1 "
+             "| standard L2 1 | standard L2 1.58 | certified L2 1 | certified L2 1.58 | masking |",
+             "|---|" + "--:|" * 12 + "---|"]
+    for name in names:
+        path = os.path.join(results_dir or RESULTS_DIR, f"{name}.json")
+        if not os.path.isfile(path):
+            continue
+        with open(path) as f:
+            result = json.load(f)
+        masked = masking_verdict(result).startswith("gradient masking")
+        linf, l2 = result["tables"].get("linf"), result["tables"].get("l2")
+        protocols = result.get("protocols", {})
+        clean = _row_mean(linf, "clean")
+        fmt = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
+        cells = [f"{result['take']:,}", fmt(clean)]
+        p_linf, p_l2 = protocols.get("linf"), protocols.get("l2")
+        cells += [fmt(_row_mean(p_linf, k, 0.2)) if p_linf else "-" for k in ("gaussian", "salt_pepper")]
+        for eps in RADII["linf"]:
+            fgsm = _row_mean(p_linf, "fgsm", eps) if p_linf else None
+            if fgsm is not None and fgsm >= clean:
+                cells.append("failed")
+            else:
+                cells.append(fmt(fgsm) + (MASKED_MARK if masked and fgsm is not None else ""))
+        cells += [fmt(_row_mean(linf, "standard", e)) for e in RADII["linf"]]
+        cells += [fmt(_row_mean(l2, "standard", e)) if l2 else "-" for e in RADII["l2"]]
+        cells += [fmt(_row_mean(p_l2, "certified", e, "l2")) if p_l2 else "-" for e in RADII["l2"]]
+        cells.append("masked" if masked else "ok")
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def robustness_tables(results_dir=None):
+    """docs/robustness.md's tables: one ``family_table`` per family, under a heading."""
+    return "\n\n".join(f"### {title}\n\n{family_table(names, results_dir)}" for title, names in FAMILIES)
+
+
 def update_entry(name, result):
     """Writes the card section and the manifest metrics of ``result`` for entry ``name``."""
     card_path = os.path.join(ZOO_DIR, name, "README.md")
@@ -202,14 +298,22 @@ def stage_attack(name, take=TAKE, rerun=False):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="+", help="zoo entries")
+    parser.add_argument("names", nargs="*", help="zoo entries")
+    parser.add_argument("--doc_tables", action="store_true", help="print docs/robustness.md's tables")
     parser.add_argument("--take", type=int, default=TAKE, help="first N test images")
     parser.add_argument("--rerun", action="store_true", help="evaluate again even if results exist")
     parser.add_argument("--card_only", action="store_true", help="only rewrite cards and metrics from results")
+    parser.add_argument("--protocols", action="store_true",
+                        help="add noise, FGSM (cross-entropy) and certified accuracy on the same images")
     args = parser.parse_args(argv)
+    if args.doc_tables:
+        print(robustness_tables())
+        return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for name in args.names:
-        if args.card_only:
+        if args.protocols:
+            evaluate_protocols(name)
+        elif args.card_only:
             update_entry(name, load_results(name))
         else:
             stage_attack(name, args.take, args.rerun)

@@ -35,7 +35,6 @@ import dataclasses
 import time
 import zlib
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -253,9 +252,9 @@ def run_suite(model, images, labels, eps, *, norm="linf", suite="standard", seed
         robust_after[spec.name] = robust.copy()
         seconds[spec.name] = time.perf_counter() - t0
         if verbose:
-            keras.utils.io_utils.print_msg(
+            print(
                 f"{spec.name} ({norm}, eps={eps:g}): robust {robust.mean():.4f} on {len(y)} images, "
-                f"{len(todo)} attacked, {seconds[spec.name]:.1f} s")
+                f"{len(todo)} attacked, {seconds[spec.name]:.1f} s", flush=True)
     return SuiteResult(name, eps, norm, tuple(s.name for s in specs), tuple(s.gradient_free for s in specs),
                        clean, robust_after, seconds)
 

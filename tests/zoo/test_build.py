@@ -104,16 +104,24 @@ def test_a_seed_entry_s_card_says_how_it_was_chosen(build, tmp_path):
 
 
 def test_readme_table_is_the_manifest_s_entries_in_entries_order(build, tmp_path):
-    metrics = {"test_accuracy": 0.9643, "gaussian_0.2": 0.90038, "fgsm_linf_0.05": 0.4887}
+    metrics = {"test_accuracy": 0.9643, "gaussian_0.2": 0.90038, "standard_linf_0.05": 0.4887,
+               "masking": "no gradient masking detected"}
     models = {"stable_node_mnist": {"metrics": dict(metrics, seed=2, seeds_finished=5)},
-              "chnode_mnist_n4": {"metrics": metrics},
+              "chnode_mnist_n4": {"metrics": dict(metrics, masking="gradient masking detected")},
               "not_an_entry_of_build": {"metrics": metrics}}
     with open(tmp_path / "manifest.json", "w") as f:
         json.dump({"format_version": 1, "models": models}, f)
     lines = build.readme_table(str(tmp_path)).splitlines()
-    assert lines[0] == "| model | seed | test | Gaussian 0.2 | FGSM 0.05 |"
-    assert lines[2:] == ["| `chnode_mnist_n4` | 0 | 96.43 | 90.04 | 48.87 |",
-                         "| `stable_node_mnist` | 2 of 5, chosen on validation | 96.43 | 90.04 | 48.87 |"]
+    assert lines[0] == "| model | seed | test | Gaussian 0.2 | standard attack L-inf 0.05 | masking |"
+    assert lines[2:] == ["| `chnode_mnist_n4` | 0 | 96.43 | 90.04 | 48.87 | masked |",
+                         "| `stable_node_mnist` | 2 of 5, chosen on validation | 96.43 | 90.04 | 48.87 | ok |"]
+
+
+def test_standard_cells_mark_missing_radii_and_the_masking_verdict(build):
+    assert build.standard_cells({}) == ["-", "-", "-", "-", "-"]
+    cells = build.standard_cells({"standard_linf_0.05": 0.5, "standard_l2_1.58": 0.125,
+                                  "masking": "gradient masking detected"})
+    assert cells == ["50.00", "-", "-", "12.50", "masked"]
 
 
 def test_the_card_warns_of_attacks_at_or_above_clean_accuracy(build, tmp_path):

@@ -205,12 +205,15 @@ def test_published_table_puts_ours_over_seeds_beside_each_published_row(table, t
         write(tmp_path, run("hdnn_mnist_n8", seed, test=0.5 + 0.1 * seed, train=0.9))
     write(tmp_path, run("chnode_mnist_n4", 0, test=0.6, train=0.95))
     runs = table.load_runs(tmp_path)
-    lines = table.published_table({c: table.cell_summary(r) for c, r in runs.items()}).splitlines()
+    standard = {"chnode_mnist_n4": {"standard_linf_0.05": 0.165, "masking": "gradient masking detected"}}
+    lines = table.published_table({c: table.cell_summary(r) for c, r in runs.items()}, standard).splitlines()
     # header, rule, then a published and an ours row per cell, in the paper's order
     assert len(lines) == 2 + 2 * len(table.HAMILTONIAN_CELLS)
-    assert lines[2].startswith("| 4 | ResNet-ODE | published | 98.91 | 97.01 | 63.00 |") and lines[2].endswith("| - |")
-    assert lines[3] == "| 4 | ResNet-ODE | ours | " + " | ".join(["missing"] * 7) + " |"
-    assert "| 4 | CH-NODE | ours, 1 seed | 95.0 | 70.0 | 60.0 | 61.0 | 62.0 | 63.0 | 55.0 |" in lines
+    assert lines[2].startswith("| 4 | ResNet-ODE | published | 98.91 | 97.01 | 63.00 |") and lines[2].endswith("| - | - |")
+    assert lines[3] == "| 4 | ResNet-ODE | ours | " + " | ".join(["missing"] * 8) + " |"
+    assert "| 4 | CH-NODE | ours, 1 seed | 95.0 | 70.0 | 60.0 | 61.0 | 62.0 | 63.0 | 16.5 | masked |" in lines
+    hdnn = next(line for line in lines if line.startswith("| 8 | H-DNN | ours, 2 seeds |"))
+    assert hdnn.endswith("| - | - |")  # no shipped entry: no attack cells
     # two seeds: mean ± sample std (test clean 60 and 70 -> 65.0 ± 7.1)
     assert "| 8 | H-DNN | ours, 2 seeds | 90.0 ± 0.0 | 65.0 ± 7.1 |" in "\n".join(lines)
     assert all(line.count("|") == lines[0].count("|") for line in lines)
