@@ -11,6 +11,9 @@ One concept per module:
   attacks (AutoAttack's protocol): the one robust accuracy reported;
 - ``masking``: ``diagnose``, the gradient-masking checks run with every
   evaluation;
+- ``solver_variants``: ``with_solver`` (the same weights under other solver
+  settings) and ``transfer_suite`` (attack a tight-tolerance map, classify
+  with the inference map);
 - ``certified``: certified accuracy and radius (Lipschitz margin, or
   ``certify.certified_radius`` for a model);
 - ``table``: ``Row`` and ``RobustnessTable`` with their exports;
@@ -40,6 +43,7 @@ from contractive_keras.robustness.noise import (
     NOISE_KINDS, REFERENCE_NOISE, REFERENCE_NORMALIZATION, NoiseSpec, apply_noise, gaussian_noise,
     model_normalization, reference_noise, salt_and_pepper_noise)
 from contractive_keras.robustness.norms import NORMS
+from contractive_keras.robustness.solver_variants import transfer_suite, with_solver
 from contractive_keras.robustness.square import square
 from contractive_keras.robustness.standard import SUITES, AttackSpec, SuiteResult, run_suite
 from contractive_keras.robustness.table import RobustnessTable, Row
@@ -51,5 +55,5 @@ __all__ = [
     "apgd", "apgd_targeted", "apply_noise", "attack_loss", "certified_accuracy", "certified_radius",
     "diagnose", "dlr_loss", "evaluate", "fgsm", "gaussian_noise", "load_model", "logit_function",
     "margins", "model_normalization", "pgd", "reference_noise", "run_suite", "salt_and_pepper_noise",
-    "source_kind", "square", "targeted_dlr_loss",
+    "source_kind", "square", "targeted_dlr_loss", "transfer_suite", "with_solver",
 ]

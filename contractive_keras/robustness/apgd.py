@@ -252,19 +252,24 @@ def apgd(model, images, labels, eps, *, norm="linf", loss="ce", steps=100, resta
     return tf.where(_per_example(found, x), adv, best)
 
 
-def apgd_targeted(model, images, labels, eps, *, norm="linf", steps=100, target_classes=9, restarts=1,
-                  rho=0.75, seed=0, clip_min=0.0, clip_max=1.0):
+def apgd_targeted(model, images, labels, eps, *, norm="linf", steps=100, target_classes=9, first_target=2,
+                  restarts=1, rho=0.75, seed=0, clip_min=0.0, clip_max=1.0):
     """APGD-T: APGD on the targeted DLR loss (eq. 7), one target class at a time.
 
-    For ``k = 2, ..., target_classes + 1`` the target of each example is the
-    class of its k-th largest clean logit; each target gets ``restarts`` runs
-    of ``steps`` iterations. Success means misclassification (any class).
+    For ``k = first_target, ..., first_target + target_classes - 1`` the
+    target of each example is the class of its k-th largest clean logit;
+    each target gets ``restarts`` runs of ``steps`` iterations. Success means
+    misclassification (any class). ``standard.run_suite`` calls it once per
+    target (``target_classes=1``) on the images still robust, as AutoAttack
+    does.
 
     Args:
         model, images, labels, eps, norm, steps, restarts, rho, seed,
         clip_min, clip_max: as ``apgd``.
-        target_classes: how many targets (>= 1, at most the number of
-            classes - 1); the model needs at least 4 classes.
+        target_classes: how many targets (>= 1); the last target's rank
+            is at most the number of classes; the model needs at least 4
+            classes.
+        first_target: rank of the first target (>= 2; 2 is the runner-up).
 
     Returns:
         Float32 images shaped like ``images``: per example the first
@@ -277,18 +282,21 @@ def apgd_targeted(model, images, labels, eps, *, norm="linf", steps=100, target_
     eps = _check_common(norm, eps, steps, restarts, rho)
     if not isinstance(target_classes, int) or isinstance(target_classes, bool) or target_classes < 1:
         raise ValueError(f"target_classes must be a positive int, got {target_classes!r}")
+    if not isinstance(first_target, int) or isinstance(first_target, bool) or first_target < 2:
+        raise ValueError(f"first_target must be an int >= 2 (rank 1 is the predicted class), got {first_target!r}")
     logits_fn = logit_function(model)
     x, y = _inputs(images, labels)
     clean = tf.cast(logits_fn(x), tf.float32)
     classes = clean.shape[-1]
-    if classes is not None and target_classes > classes - 1:
-        raise ValueError(f"target_classes must be at most the number of classes - 1 = {classes - 1}, "
-                         f"got {target_classes}")
-    ranked = tf.math.top_k(clean, target_classes + 1).indices
+    last = first_target + target_classes - 1
+    if classes is not None and last > classes:
+        raise ValueError(f"the last target's rank first_target + target_classes - 1 = {last} must be at most "
+                         f"the number of classes, {classes}")
+    ranked = tf.math.top_k(clean, last).indices
     found = tf.argmax(clean, -1, output_type=tf.int32) != y
     adv = best = x
     seed = _as_seed(seed)
-    for k in range(2, target_classes + 2):
+    for k in range(first_target, last + 1):
         targets = ranked[:, k - 1]
         loss_fn = lambda logits, t=targets: targeted_dlr_loss(logits, y, t)  # noqa: E731
         seeds = tf.random.experimental.stateless_split(

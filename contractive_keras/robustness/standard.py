@@ -32,6 +32,7 @@ Example:
 """
 
 import dataclasses
+import functools
 import time
 import zlib
 
@@ -101,6 +102,9 @@ class SuiteResult:
         robust_after: per attack, bool ``(n,)``: correct clean and after
             this attack and every attack before it (cumulative).
         seconds: per attack, wall time.
+        adversarial: with ``keep_adversarial``, per image the example that
+            broke it, or the last attack's output where none did (the clean
+            image where no attack ran); else None.
     """
 
     suite: str
@@ -111,6 +115,7 @@ class SuiteResult:
     clean: np.ndarray
     robust_after: dict
     seconds: dict
+    adversarial: object = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def n(self):
@@ -183,7 +188,7 @@ def _check_in_ball(x_adv, x, eps, norm, clip_min, clip_max, name):
 
 
 def run_suite(model, images, labels, eps, *, norm="linf", suite="standard", seed=0, batch_size=500,
-              clip_min=0.0, clip_max=1.0, verbose=0):
+              clip_min=0.0, clip_max=1.0, keep_adversarial=False, verbose=0):
     """Runs a suite of attacks at one radius; an image counts as robust only if every attack fails.
 
     Each attack runs on the images that are classified correctly clean and
@@ -204,6 +209,7 @@ def run_suite(model, images, labels, eps, *, norm="linf", suite="standard", seed
         seed: int; the same seed and batching give the same result.
         batch_size: images per attack call.
         clip_min, clip_max: the valid pixel range.
+        keep_adversarial: keep the adversarial examples (``SuiteResult.adversarial``).
         verbose: 1 prints each attack's robust accuracy and time.
 
     Returns:
@@ -229,26 +235,37 @@ def run_suite(model, images, labels, eps, *, norm="linf", suite="standard", seed
     clean = np.concatenate([correct(x[i:i + batch_size], y[i:i + batch_size])
                             for i in range(0, len(y), batch_size)])
     robust = clean.copy()
+    adversarial = x.copy() if keep_adversarial else None
     robust_after, seconds = {}, {}
     fold_in = tf.random.experimental.stateless_fold_in
     for spec in specs:
         method, options = _METHODS[spec.method], dict(spec.options)
+        # AutoAttack's APGD-T: one target rank at a time, each on the images still robust.
+        passes = [dict(options)]
+        if spec.method == "apgd_targeted":
+            first = options.pop("first_target", 2)
+            passes = [dict(options, target_classes=1, first_target=first + k)
+                      for k in range(options.get("target_classes", 9))]
         def attack(xb, yb, s, method=method, options=options):
             return method(logits_fn, xb, yb, eps, norm=norm, seed=s, clip_min=clip_min, clip_max=clip_max,
                           **options)
 
-        if spec.method not in _SELF_COMPILED:
-            attack = tf.function(attack, reduce_retracing=True)
         attack_id = zlib.crc32(spec.name.encode()) & 0x7FFFFFFF
         t0 = time.perf_counter()
         todo = np.flatnonzero(robust)
-        if eps > 0:
-            for b, start in enumerate(range(0, len(todo), batch_size)):
-                idx = todo[start:start + batch_size]
-                s = fold_in(fold_in(tf.constant([int(seed), 0]), attack_id), b)
-                x_adv = np.asarray(attack(tf.constant(x[idx]), tf.constant(y[idx]), s))
+        for p, pass_options in enumerate(passes if eps > 0 else ()):
+            run = functools.partial(attack, options=pass_options)
+            if spec.method not in _SELF_COMPILED:
+                run = tf.function(run, reduce_retracing=True)
+            pending = np.flatnonzero(robust)
+            for b, start in enumerate(range(0, len(pending), batch_size)):
+                idx = pending[start:start + batch_size]
+                s = fold_in(fold_in(fold_in(tf.constant([int(seed), 0]), attack_id), p), b)
+                x_adv = np.asarray(run(tf.constant(x[idx]), tf.constant(y[idx]), s))
                 _check_in_ball(x_adv, x[idx], eps, norm, clip_min, clip_max, spec.name)
                 robust[idx] &= correct(x_adv, y[idx])
+                if adversarial is not None:
+                    adversarial[idx] = x_adv
         robust_after[spec.name] = robust.copy()
         seconds[spec.name] = time.perf_counter() - t0
         if verbose:
@@ -256,7 +273,7 @@ def run_suite(model, images, labels, eps, *, norm="linf", suite="standard", seed
                 f"{spec.name} ({norm}, eps={eps:g}): robust {robust.mean():.4f} on {len(y)} images, "
                 f"{len(todo)} attacked, {seconds[spec.name]:.1f} s", flush=True)
     return SuiteResult(name, eps, norm, tuple(s.name for s in specs), tuple(s.gradient_free for s in specs),
-                       clean, robust_after, seconds)
+                       clean, robust_after, seconds, adversarial)
 
 
 def stronger_suite(suite="standard", factor=2):

@@ -146,13 +146,15 @@ def test_checkpoints_follow_the_papers_recurrence():
     (dict(rho=1.5), r"rho must be a number in \[0, 1\]"),
     (dict(seed=[1, 2, 3]), "seed must be an int or a shape-"),
     (dict(target_classes=0), "target_classes must be a positive int"),
-    (dict(target_classes=10), "target_classes must be at most the number of classes - 1 = 9"),
+    (dict(target_classes=10), "must be at most the number of classes, 10"),
+    (dict(target_classes=2, first_target=10), "must be at most the number of classes"),
+    (dict(first_target=1), "first_target must be an int >= 2"),
 ])
 def test_bad_arguments_are_refused_with_clear_errors(kwargs, message):
     model = tiny_mnist_model(hidden=32)
     x, y = mnist_test(4)
     kwargs = {"eps": 0.1, "steps": 2, **kwargs}
-    attack = apgd_targeted if "target_classes" in kwargs else apgd
+    attack = apgd_targeted if {"target_classes", "first_target"} & set(kwargs) else apgd
     if attack is apgd_targeted:
         kwargs.pop("loss", None)
     with pytest.raises(ValueError, match=message):
@@ -168,3 +170,15 @@ def test_dlr_losses_need_enough_classes():
         dlr_loss(tf.zeros((2, 2)), [0, 1])
     with pytest.raises(ValueError, match="at least 4 classes"):
         targeted_dlr_loss(tf.zeros((2, 3)), [0, 1], [1, 2])
+
+
+def test_apgd_targeted_one_target_at_a_time_finds_what_all_targets_at_once_find():
+    """run_suite calls APGD-T once per target rank on the images still robust."""
+    model = tiny_mnist_model(hidden=32)
+    x, y = mnist_test(60)
+    correct = lambda images: np.argmax(np.asarray(model(images)), -1) == y  # noqa: E731
+    together = correct(apgd_targeted(model, x, y, 0.05, steps=8, target_classes=3, seed=4))
+    apart = np.ones_like(together)
+    for k in (2, 3, 4):
+        apart &= correct(apgd_targeted(model, x, y, 0.05, steps=8, target_classes=1, first_target=k, seed=4))
+    np.testing.assert_array_equal(together, apart)
