@@ -74,7 +74,7 @@ def evaluate_entry(name, take=TAKE, diagnostics_take=200, seed=0):
     diagnostics_take = min(diagnostics_take, len(y))
     result = {"model": name, "dataset": dataset, "take": int(len(y)), "seed": seed,
               "diagnostics_take": diagnostics_take,
-              "command": f"python zoo/standard_attack.py --take={take} {name}",
+              "command": f"python zoo/standard_attack.py --take={take} --diagnostics_take={diagnostics_take} {name}",
               "code_commit": _commit(), "cpu": _cpu(), "cpu_count": os.cpu_count(), "tables": {},
               "seconds": {}}
     for norm, radii in RADII.items():
@@ -129,10 +129,11 @@ def load_results(name):
 
 
 def masking_verdict(result):
-    """"gradient masking detected" if any norm's checks failed, else the all-clear."""
+    """"gradient masking detected" if any check failed (the suites' or FGSM's), else the all-clear."""
     from contractive_keras.robustness import masking
 
-    masked = any(t["metadata"]["masking"]["masked"] for t in result["tables"].values())
+    tables = list(result["tables"].values()) + list(result.get("protocols", {}).values())
+    masked = any(t["metadata"].get("masking", {}).get("masked", False) for t in tables)
     return masking.MASKED if masked else masking.NOT_MASKED
 
 
@@ -289,10 +290,10 @@ def update_entry(name, result):
     os.replace(manifest_path + ".tmp", manifest_path)
 
 
-def stage_attack(name, take=TAKE, rerun=False):
+def stage_attack(name, take=TAKE, rerun=False, diagnostics_take=200):
     """The stage: evaluate (unless results exist and not ``rerun``), then update card and manifest."""
     if rerun or not os.path.isfile(results_path(name)):
-        evaluate_entry(name, take)
+        evaluate_entry(name, take, diagnostics_take)
     update_entry(name, load_results(name))
 
 
@@ -301,6 +302,8 @@ def main(argv=None):
     parser.add_argument("names", nargs="*", help="zoo entries")
     parser.add_argument("--doc_tables", action="store_true", help="print docs/robustness.md's tables")
     parser.add_argument("--take", type=int, default=TAKE, help="first N test images")
+    parser.add_argument("--diagnostics_take", type=int, default=200,
+                        help="images of the masking checks' large-radius and stronger-attack runs")
     parser.add_argument("--rerun", action="store_true", help="evaluate again even if results exist")
     parser.add_argument("--card_only", action="store_true", help="only rewrite cards and metrics from results")
     parser.add_argument("--protocols", action="store_true",
@@ -316,7 +319,7 @@ def main(argv=None):
         elif args.card_only:
             update_entry(name, load_results(name))
         else:
-            stage_attack(name, args.take, args.rerun)
+            stage_attack(name, args.take, args.rerun, args.diagnostics_take)
         print(f"{name}: {metrics(load_results(name))}", flush=True)
     return 0
 
