@@ -95,13 +95,31 @@ def compare(name, norm, eps, take, seed=0):
             "holds": bool(ours.accuracy <= float(art_robust.mean()) + TOLERANCE)}
 
 
+def markdown(path=RESULTS):
+    """docs/robustness.md's cross-check table from the results file (accuracies in %)."""
+    with open(path) as f:
+        rows = json.load(f)["rows"]
+    lines = ["| model | norm | eps | images | clean | ours: standard | ART: APGD-CE / APGD-DLR / Square | ART: worst "
+             "| ours - ART | holds (<= +2) |", "|---|---|--:|--:|--:|--:|---|--:|--:|---|"]
+    for r in rows:
+        each = " / ".join(f"{100 * r['art_each'][k]:.1f}" for k in ("art-apgd-ce", "art-apgd-dlr", "art-square"))
+        lines.append(f"| `{r['model']}` | {r['norm']} | {r['eps']:g} | {r['n']} | {100 * r['clean']:.1f} | "
+                     f"{100 * r['ours']:.1f} | {each} | {100 * r['art']:.1f} | {100 * (r['ours'] - r['art']):+.1f} | "
+                     f"{'yes' if r['holds'] else 'NO'} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
     parser.add_argument("--norms", default="linf,l2")
     parser.add_argument("--take", type=int, default=200)
     parser.add_argument("--output", default=RESULTS)
+    parser.add_argument("--markdown", action="store_true", help="print docs/robustness.md's table and exit")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(args.output))
+        return []
     rows = []
     if os.path.isfile(args.output):
         with open(args.output) as f:

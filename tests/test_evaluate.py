@@ -36,7 +36,7 @@ def test_cli_on_a_keras_file_prints_and_writes_the_table(keras_file, tmp_path, c
                   *CLI_FAST])
     printed = capsys.readouterr().out
     assert "| clean |" in printed and "| pgd linf eps=0.1 |" in printed and "certified" in printed
-    assert "| quick linf eps=0.1 |" in printed and "gradient masking detected**" in printed
+    assert "| quick (upper bound) linf eps=0.1 |" in printed and "gradient masking detected**" in printed
     saved = json.load(open(out_json))
     assert saved["metadata"]["dataset"] == "mnist" and saved["metadata"]["n_examples"] == 100
     assert RobustnessTable.from_dict(saved).rows == table.rows

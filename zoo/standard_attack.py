@@ -173,6 +173,11 @@ def section_lines(result):
     for norm, table in result["tables"].items():
         report = masking.MaskingReport.from_dict(table["metadata"]["masking"])
         lines += [f"{norm}: " + report.lines()[0], *report.lines()[1:], ""]
+    fgsm = result.get("protocols", {}).get("linf", {}).get("metadata", {}).get("masking")
+    if fgsm is not None:
+        report = masking.MaskingReport.from_dict(fgsm)
+        lines += ["FGSM with the cross-entropy (the papers' attack) on the same images: " + report.lines()[0],
+                  *report.lines()[1:], ""]
     return lines
 
 

@@ -24,8 +24,10 @@ class Row:
     """Accuracy of one setting.
 
     Attributes:
-        kind: "clean", "gaussian", "salt_pepper", "fgsm", "pgd", "worst_case"
-            (union of the attacks at every radius <= level) or "certified".
+        kind: "clean", "gaussian", "salt_pepper", "fgsm", "pgd", "standard"
+            (the robust accuracy: worst case of the standard suite),
+            "quick" (its cheap upper bound), "worst_case" (union of every
+            attack run at every radius <= level) or "certified".
         level: noise variance (gaussian), amount (salt_pepper), radius eps
             (attacks, certified); 0 for clean.
         norm: "linf" or "l2" for attacks and certificates, else None.
@@ -55,6 +57,8 @@ class Row:
             return "clean"
         if self.kind in _LEVEL_NAMES:
             return f"{self.kind} {_LEVEL_NAMES[self.kind]}={self.level:g}"
+        if self.kind == "quick":  # a cheap suite: never robust accuracy, only a bound on it
+            return f"quick (upper bound) {self.norm} eps={self.level:g}"
         return f"{self.kind} {self.norm} eps={self.level:g}"
 
 

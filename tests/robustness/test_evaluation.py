@@ -29,7 +29,8 @@ def test_table_has_every_setting_with_mean_and_spread_over_draws(small_table):
     assert labels == [
         "clean", "gaussian var=0.05", "gaussian var=0.2", "salt_pepper amount=0.05",
         "salt_pepper amount=0.2", "fgsm linf eps=0.05", "fgsm linf eps=0.1",
-        "pgd linf eps=0.05", "pgd linf eps=0.1", "quick linf eps=0.05", "quick linf eps=0.1",
+        "pgd linf eps=0.05", "pgd linf eps=0.1",
+        "quick (upper bound) linf eps=0.05", "quick (upper bound) linf eps=0.1",
         "worst_case linf eps=0.05", "worst_case linf eps=0.1",
         "certified linf eps=0.05", "certified linf eps=0.1"]
     for row in small_table:
