@@ -244,7 +244,7 @@ def family_table(names, results_dir=None):
              "|---|" + "--:|" * 12 + "---|"]
     for name in names:
         path = os.path.join(results_dir or RESULTS_DIR, f"{name}.json")
-        if not os.path.isfile(path):
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:  # absent, or a run in progress
             continue
         with open(path) as f:
             result = json.load(f)
