@@ -67,6 +67,7 @@ def test_suite_accuracy_is_the_per_image_conjunction_of_clean_and_every_attack(h
     assert total == pytest.approx(result.clean_accuracy - result.accuracy)
 
 
+@pytest.mark.slow
 def test_suite_lowers_accuracy_more_than_any_single_attack_of_it(honest):
     x, y = mnist_test(100)
     result = standard.run_suite(honest, x, y, 0.08, suite=SMALL_SUITE, seed=0)
@@ -76,6 +77,7 @@ def test_suite_lowers_accuracy_more_than_any_single_attack_of_it(honest):
         assert result.accuracy <= alone.accuracy
 
 
+@pytest.mark.slow
 def test_suite_is_reproducible_with_a_seed(honest):
     x, y = mnist_test(60)
     a = standard.run_suite(honest, x, y, 1.0, norm="l2", suite=SMALL_SUITE, seed=3)
