@@ -504,8 +504,8 @@ def readme_table(zoo_dir=None):
     One row per entry in ``ENTRIES`` order that the manifest holds: how it was
     chosen (a seed cell's seed chosen on validation, or the seed-0 run), test
     accuracy, Gaussian noise of variance 0.2 (mean of the draws), and the
-    standard worst-case attack at L-inf 0.05 on the first 1,000 test images
-    with its masking verdict, in %.
+    standard worst-case attack at L-inf 0.05 on the attacked test images (the
+    card says how many) with its masking verdict, in %.
     """
     from zoo import seed_table
 

@@ -124,7 +124,10 @@ def test_standard_cells_mark_missing_radii_and_the_masking_verdict(build):
     assert cells == ["50.00", "-", "-", "12.50", "masked"]
 
 
-def test_the_card_warns_of_attacks_at_or_above_clean_accuracy(build, tmp_path):
+def test_the_card_warns_of_attacks_at_or_above_clean_accuracy(build, tmp_path, monkeypatch):
+    """Without a standard-attack result the card keeps its single-attack rows and warns of
+    the failed ones; with one they give way to the standard attack (test_standard_attack)."""
+    monkeypatch.setattr(build.standard_attack, "RESULTS_DIR", str(tmp_path))
     row = lambda kind, level, mean: {"kind": kind, "level": level, "norm": "linf", "mean": mean}  # noqa: E731
     evaluation = {"test": {"rows": [{"kind": "clean", "level": 0.0, "mean": 0.85},
                                     row("fgsm", 0.05, 0.80), row("fgsm", 0.1, 0.89)]},

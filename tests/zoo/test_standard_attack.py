@@ -99,3 +99,10 @@ def test_docs_robustness_md_holds_the_generated_tables():
     with open(f"{standard_attack.ROOT}/docs/robustness.md") as f:
         doc = f.read()
     assert standard_attack.robustness_tables() in doc, "regenerate: python zoo/standard_attack.py --doc_tables"
+
+
+def test_reproduction_md_section_2_holds_the_generated_node_table():
+    with open(f"{standard_attack.ROOT}/docs/reproduction.md") as f:
+        doc = f.read()
+    table = standard_attack.family_table(standard_attack.NODE_ENTRIES)
+    assert table in doc, "regenerate: python zoo/standard_attack.py --node_table"
