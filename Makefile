@@ -44,11 +44,14 @@ data/.stamp: scripts/prepare_data.py | $(PY)
 
 data: data/.stamp
 
+# Two pytest workers (pytest-xdist), one per core of the project's machine.
+PYTEST_WORKERS ?= 2
+
 test: install-dev data
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-slow: install-dev data
-	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -m slow $(PYTEST_ARGS)
 
 train: install data
 	$(PY) train.py --model=chnode --depth=12 $(TRAIN_ARGS)
