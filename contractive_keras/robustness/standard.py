@@ -177,6 +177,19 @@ def _as_arrays(images, labels):
     return x, y
 
 
+def _passes(spec):
+    """The option sets ``spec`` runs with, in order: one, or for APGD-T one per target rank.
+
+    AutoAttack's APGD-T attacks one target rank at a time, each on the images
+    still robust; ``run_suite`` re-selects the images between passes.
+    """
+    options = dict(spec.options)
+    if spec.method != "apgd_targeted":
+        return [options]
+    first = options.pop("first_target", 2)
+    return [dict(options, target_classes=1, first_target=first + k) for k in range(options.get("target_classes", 9))]
+
+
 def _check_in_ball(x_adv, x, eps, norm, clip_min, clip_max, name):
     """Raises ``RuntimeError`` if an attack returned a point outside its threat model (a bug)."""
     delta = (x_adv - x).reshape(len(x), -1)
@@ -239,21 +252,16 @@ def run_suite(model, images, labels, eps, *, norm="linf", suite="standard", seed
     robust_after, seconds = {}, {}
     fold_in = tf.random.experimental.stateless_fold_in
     for spec in specs:
-        method, options = _METHODS[spec.method], dict(spec.options)
-        # AutoAttack's APGD-T: one target rank at a time, each on the images still robust.
-        passes = [dict(options)]
-        if spec.method == "apgd_targeted":
-            first = options.pop("first_target", 2)
-            passes = [dict(options, target_classes=1, first_target=first + k)
-                      for k in range(options.get("target_classes", 9))]
-        def attack(xb, yb, s, method=method, options=options):
+        method = _METHODS[spec.method]
+
+        def attack(xb, yb, s, method=method, options=None):
             return method(logits_fn, xb, yb, eps, norm=norm, seed=s, clip_min=clip_min, clip_max=clip_max,
                           **options)
 
         attack_id = zlib.crc32(spec.name.encode()) & 0x7FFFFFFF
         t0 = time.perf_counter()
         todo = np.flatnonzero(robust)
-        for p, pass_options in enumerate(passes if eps > 0 else ()):
+        for p, pass_options in enumerate(_passes(spec) if eps > 0 else ()):
             run = functools.partial(attack, options=pass_options)
             if spec.method not in _SELF_COMPILED:
                 run = tf.function(run, reduce_retracing=True)
