@@ -85,12 +85,7 @@ def evaluate_entry(name, take=TAKE, diagnostics_take=200, seed=0):
                                     draws=1, seed=seed, diagnostics_take=diagnostics_take, verbose=1)
         result["tables"][norm] = table.to_dict()
         result["seconds"][norm] = time.perf_counter() - t0
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    path = results_path(name)
-    with open(path + ".tmp", "w") as f:
-        json.dump(result, f, indent=2, default=float)
-    os.replace(path + ".tmp", path)
-    return result
+    return write_results(name, result)
 
 
 def evaluate_protocols(name, draws=10, seed=0):
@@ -116,6 +111,12 @@ def evaluate_protocols(name, draws=10, seed=0):
             noise=robustness.REFERENCE_NOISE if norm == "linf" else (), draws=draws, seed=seed,
             normalization=robustness.model_normalization(model), lipschitz_constant="certify").to_dict()
     result["protocols"] = protocols
+    return write_results(name, result)
+
+
+def write_results(name, result):
+    """Writes ``result`` to ``results_path(name)`` atomically (a killed run leaves no half file)."""
+    os.makedirs(RESULTS_DIR, exist_ok=True)
     path = results_path(name)
     with open(path + ".tmp", "w") as f:
         json.dump(result, f, indent=2, default=float)
@@ -286,17 +287,15 @@ def update_entry(name, result):
         card = f.read()
     with open(card_path, "w", encoding="utf-8") as f:
         f.write(card_with_section(card, result))
-    manifest_path = os.path.join(ZOO_DIR, "manifest.json")
-    with open(manifest_path) as f:
-        manifest = json.load(f)
-    entry_metrics = manifest["models"][name]["metrics"]
+    from contractive_keras import zoo
+    from zoo.export_entry import add_to_manifest
+
+    entry = zoo.read_manifest(os.path.join(ZOO_DIR, zoo.MANIFEST))["models"][name]
+    entry_metrics = entry["metrics"]
     for key in [k for k in entry_metrics if k.split("_")[0] in ("pgd", "worst")]:
         del entry_metrics[key]  # single-attack unions: superseded by the standard worst case
     entry_metrics.update(metrics(result))
-    with open(manifest_path + ".tmp", "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
-    os.replace(manifest_path + ".tmp", manifest_path)
+    add_to_manifest(ZOO_DIR, name, entry)
 
 
 def stage_attack(name, take=TAKE, rerun=False, diagnostics_take=200):

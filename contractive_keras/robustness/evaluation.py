@@ -269,11 +269,11 @@ def evaluate(model, dataset, *, attacks=("standard",), eps=(0.05, 0.1, 0.2, 0.3)
         single = [(f"{r.kind} {r.norm} eps {r.level:g}", r.mean, clean) for r in rows if r.kind in SINGLE_ATTACKS]
         main = suites[0] if suites else None
         results = suite_results.get(main, [])
-        large = stronger = ()
+        large, stronger = None, ()
         if main is not None and diagnostics_take:
             large, stronger = _diagnostic_runs(logits_fn, x_all, y_all, results, main, norm, seed,
                                                diagnostics_take, batch_size)
-        masking = diagnose(results, attack_rows=single, large_eps=large or None, stronger=stronger)
+        masking = diagnose(results, attack_rows=single, large_eps=large, stronger=stronger)
     metadata = {"n_examples": n, "draws": draws, "attack_draws": attack_draws, "seed": seed,
                 "normalization": list(normalization), "attack_loss": loss, "pgd_steps": pgd_steps,
                 "pgd_step_size": pgd_step_size, "lipschitz_constant": lipschitz_constant}
