@@ -50,6 +50,7 @@ flags.DEFINE_integer("epochs", None, "Number of epochs (default from the recipe)
 flags.DEFINE_integer("batch_size", None, "Global batch size, split over replicas (default from the recipe).")
 flags.DEFINE_float("learning_rate", None, "Initial Adam learning rate (default from the recipe).")
 flags.DEFINE_float("lr_decay", None, "Learning-rate factor applied after every epoch, in (0, 1] (default from the recipe).")
+flags.DEFINE_float("final_learning_rate", None, "Decay the learning rate linearly per step to this value at the end of the run, instead of --lr_decay per epoch (default from the recipe: 1e-4 for the certified models).")
 flags.DEFINE_float("weight_decay", None, "Weight decay as in PyTorch Adam, an L2 penalty wd/2 ||w||^2 (default from the recipe).")
 flags.DEFINE_float("smoothness", None, "Factor of the penalty h * sum_j 0.5 (||K_{j+1}-K_j||^2 + ||b_{j+1}-b_j||^2) (Hamiltonian models; default from the recipe).")
 flags.DEFINE_enum("solver", None, solvers.KNOWN_METHODS, "ODE solver (default from the recipe: euler).")
@@ -89,7 +90,7 @@ def _positive(name):
     flags.register_validator(name, lambda v: v is None or v > 0, message=f"--{name} must be positive")
 
 
-for _name in ("cpu_devices", "kernel_size", "dense", "depth", "epochs", "batch_size", "learning_rate", "step_size", "steps_per_epoch", "eval_batch_size"):
+for _name in ("cpu_devices", "kernel_size", "dense", "depth", "epochs", "batch_size", "learning_rate", "final_learning_rate", "step_size", "steps_per_epoch", "eval_batch_size"):
     _positive(_name)
 for _name in ("weight_decay", "smoothness", "checkpoint_every", "validation_size"):
     flags.register_validator(_name, lambda v: v is None or v >= 0, message=f"--{_name} must be >= 0")

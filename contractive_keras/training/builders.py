@@ -30,12 +30,34 @@ def build_model(config):
     return models.build(config.model, depth=config.depth, **model_overrides(config))
 
 
+def learning_rate_schedule(config, steps_per_epoch):
+    """The run's learning rate as a function of the optimizer step.
+
+    * ``final_learning_rate`` unset: multiplied by ``lr_decay`` after each
+      epoch, lr(step) = learning_rate * lr_decay ** floor(step / steps_per_epoch);
+    * ``final_learning_rate`` set: linear in the step from ``learning_rate``
+      to ``final_learning_rate`` over the ``epochs * steps_per_epoch`` steps
+      of the run (``lr_decay`` must then be 1).
+
+    Raises:
+        ValueError: both decays asked for, or a final rate that is not positive.
+    """
+    if config.final_learning_rate is None:
+        return keras.optimizers.schedules.ExponentialDecay(
+            config.learning_rate, decay_steps=steps_per_epoch, decay_rate=config.lr_decay, staircase=True)
+    if not config.final_learning_rate > 0:
+        raise ValueError(f"final_learning_rate must be positive, got {config.final_learning_rate}")
+    if config.lr_decay != 1.0:
+        raise ValueError(f"final_learning_rate (a linear decay per step) and lr_decay={config.lr_decay} "
+                         "(a decay per epoch) exclude each other; set lr_decay=1")
+    return keras.optimizers.schedules.PolynomialDecay(
+        config.learning_rate, decay_steps=steps_per_epoch * config.epochs,
+        end_learning_rate=config.final_learning_rate, power=1.0)
+
+
 def build_optimizer(config, steps_per_epoch):
-    """Adam with the learning rate multiplied by ``lr_decay`` after each epoch:
-    lr(step) = learning_rate * lr_decay ** floor(step / steps_per_epoch)."""
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        config.learning_rate, decay_steps=steps_per_epoch, decay_rate=config.lr_decay, staircase=True
-    )
+    """Adam over ``learning_rate_schedule(config, steps_per_epoch)``."""
+    schedule = learning_rate_schedule(config, steps_per_epoch)
     optimizer = keras.optimizers.Adam(learning_rate=schedule)
     if config.mixed_precision and keras.mixed_precision.global_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

@@ -37,6 +37,7 @@ class TrainConfig:
     batch_size: int = 100
     learning_rate: float = 0.04
     lr_decay: float = 0.8
+    final_learning_rate: float | None = None
     weight_decay: float | None = None
     smoothness: float | None = None
     solver: str | None = None
