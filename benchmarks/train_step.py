@@ -54,7 +54,7 @@ def trainer_step_seconds(model_name, depth, steps, batch_size, batches):
     """(bare seconds per step, trainer seconds per step) of one Trainer."""
     import tensorflow as tf
 
-    from contractive_keras.trainer import TrainConfig, Trainer
+    from contractive_keras.training import TrainConfig, Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(model=model_name, depth=depth, epochs=1, steps_per_epoch=steps,

@@ -39,18 +39,17 @@ from contractive_keras import regularizers  # noqa: F401
 __version__ = "0.1.0"
 
 _LAZY_SUBMODULES = (
-    "attacks",
     "bounds",
     "callbacks",
     "certify",
     "data",
+    "datasets",
     "evaluate",
     "export",
     "models",
     "robustness",
     "solvers",
     "stability",
-    "trainer",
     "training",
     "zoo",
 )

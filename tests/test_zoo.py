@@ -69,10 +69,50 @@ def no_deserialization(monkeypatch):
 
 
 def test_list_models_and_info(env_zoo):
-    assert zoo.list_models() == {NAME: "softmax regression, test fixture"}
     info = zoo.info(NAME)
     assert info["dataset"] == "mnist" and 0.8 < info["test_accuracy"] <= 1
     assert info["lipschitz_l2"] == 12.5
+    assert zoo.list_models() == {
+        NAME: f"softmax regression, test fixture (test {100 * info['test_accuracy']:.2f} %)"}
+
+
+def test_list_models_filters_by_family_dataset_and_certified(env_zoo):
+    path = os.path.join(env_zoo, zoo.MANIFEST)
+    manifest = json.load(open(path))
+    base = manifest["models"][NAME]
+    manifest["models"][NAME] = dict(base, family="chnode", certified=False)
+    manifest["models"]["stable_fashion"] = dict(
+        base, family="stable_node", dataset="fashion_mnist", certified=True,
+        metrics=dict(base["metrics"], test_accuracy=0.8, certified_l2_1=0.5))
+    json.dump(manifest, open(path, "w"))
+    assert set(zoo.list_models()) == {NAME, "stable_fashion"}
+    assert set(zoo.list_models(family="chnode")) == {NAME}
+    assert set(zoo.list_models(dataset="fashion_mnist")) == {"stable_fashion"}
+    assert set(zoo.list_models(certified=True)) == {"stable_fashion"}
+    assert set(zoo.list_models(certified=False, family="stable_node")) == set()
+    assert zoo.list_models(certified=True)["stable_fashion"].endswith("(test 80.00 %, certified L2 1 50.00 %)")
+    with pytest.raises(ValueError, match="unknown family 'cnn'.*chnode"):
+        zoo.list_models(family="cnn")
+    manifest["models"][NAME]["family"] = "cnn"
+    json.dump(manifest, open(path, "w"))
+    with pytest.raises(zoo.ManifestError, match="family 'cnn'"):
+        zoo.list_models()
+
+
+def test_superseded_needs_every_radius_within_tolerance_and_a_higher_sum():
+    def entry(family, dataset, clean, **certified):
+        metrics = {"test_accuracy": clean, **{f"certified_l2_{k[1:].replace('p', '.')}": v
+                                              for k, v in certified.items()}}
+        return {"family": family, "dataset": dataset, "metrics": metrics}
+
+    models = {"a": entry("stable_node", "mnist", 0.90, r1=0.50, r1p58=0.30),
+              "b": entry("stable_node", "mnist", 0.897, r1=0.55, r1p58=0.31),   # clean 0.3 below a
+              "c": entry("stable_node", "mnist", 0.95, r1=0.60, r1p58=0.20),    # 10 points below at 1.58
+              "d": entry("chnode", "mnist", 0.99, r1=0.90, r1p58=0.90),         # another family
+              "e": entry("stable_node", "fashion_mnist", 0.99, r1=0.90)}        # another dataset
+    assert zoo.superseded(models) == {"a": "b"}
+    assert zoo.superseded(models, tolerance=0.0) == {}
+    assert zoo.superseded({"x": models["a"], "y": dict(models["a"])}) == {}    # equal: neither
 
 
 def test_entry_loads_both_ways_with_the_original_logits(env_zoo, built_zoo):
@@ -241,7 +281,8 @@ def test_environment_manifest_wins_over_the_source_tree(env_zoo, built_zoo):
     source["models"][NAME]["description"] = "older copy"
     source["models"]["only_in_source"] = dict(source["models"][NAME], description="other")
     json.dump(source, open(os.path.join(zoo.SOURCE_ZOO, zoo.MANIFEST), "w"))
-    assert zoo.list_models() == {NAME: "softmax regression, test fixture", "only_in_source": "other"}
+    assert {n: d.split(" (test")[0] for n, d in zoo.list_models().items()} == {
+        NAME: "softmax regression, test fixture", "only_in_source": "other"}
 
 
 @pytest.mark.parametrize("change,message", [
@@ -266,7 +307,8 @@ def test_malformed_manifest_is_refused_naming_the_field(env_zoo, change, message
 LOAD_IN_FRESH_PROCESS = """
 import sys
 import numpy as np
-from contractive_keras import attacks, zoo
+from contractive_keras import zoo
+from contractive_keras.robustness import attacks
 x = np.load(sys.argv[1])
 model = zoo.load("chnode_tiny")
 saved = zoo.load_saved_model("chnode_tiny")

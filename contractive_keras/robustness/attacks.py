@@ -27,7 +27,7 @@ References:
 Example:
 
 >>> import numpy as np, keras
->>> from contractive_keras import attacks
+>>> from contractive_keras.robustness import attacks
 >>> model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
 ...                           keras.layers.Dense(10)])
 >>> x = np.random.rand(8, 28, 28, 1).astype("float32")

@@ -9,7 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from contractive_keras import attacks, data, robustness
+from contractive_keras import data, robustness
+from contractive_keras.robustness import attacks
 from contractive_keras.robustness import RobustnessTable
 from tests.robustness.classifiers import mnist_test, tiny_mnist_model
 

@@ -1,5 +1,6 @@
-"""Every public name of the former robustness, attacks and evaluate modules is
-importable from its old path, and is the same object as in robustness/."""
+"""Every public name of the former robustness and evaluate modules is importable
+from its path, and the attack names from ``robustness.attacks``; each is the
+same object as in robustness/."""
 
 import importlib
 
@@ -13,7 +14,7 @@ OLD_NAMES = {
         "certified_accuracy", "certified_radius", "evaluate", "fgsm", "gaussian_noise",
         "logit_function", "margins", "pgd", "reference_noise", "salt_and_pepper_noise",
         "NOISE_KINDS", "ATTACKS", "model_normalization", "LOSSES", "NORMS"],
-    "contractive_keras.attacks": ["LOSSES", "NORMS", "attack_loss", "fgsm", "logit_function", "pgd"],
+    "contractive_keras.robustness.attacks": ["LOSSES", "NORMS", "attack_loss", "fgsm", "logit_function", "pgd"],
     "contractive_keras.evaluate": ["Row", "RobustnessTable", "build_parser", "main"],
 }
 
