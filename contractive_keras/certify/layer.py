@@ -61,10 +61,6 @@ def layer_certificate(layer, certifies="map", method="auto"):
     raise ValueError(f"certifies must be 'map' or 'flow', got {certifies!r}.")
 
 
-#: The name of ``layer_certificate`` before the certificates were unified.
-discrete_certificate = layer_certificate
-
-
 def contraction_constants(layer):
     """c1, c2, alpha, beta, gamma, gamma_min, rho, ... of a CHNODE (dict of floats)."""
     constants = _structure(layer).theorem1
