@@ -31,29 +31,13 @@ import struct
 import numpy as np
 import tensorflow as tf
 
-#: The datasets this module loads (train.py's ``--dataset`` values).
-DATASETS = ("mnist", "fashion_mnist")
-SPLITS = ("train", "test")
-#: Shape of one image as the models take it: 28 x 28 pixels, one channel.
-INPUT_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
+# The datasets' facts live in ``datasets`` (no TensorFlow); re-exported here.
+from contractive_keras.datasets import (  # noqa: F401
+    CERTIFIED_RADII, DATASETS, INPUT_SHAPE, NORMALIZATION, NUM_CLASSES, NUM_EXAMPLES, SPLITS)
+
 ENV_VAR = "CONTRACTIVE_KERAS_DATA"
 #: ``data/`` of the source tree, where ``make data`` writes the offline copies.
 SOURCE_TREE_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
-
-#: Per-dataset pixel mean and standard deviation (of uint8 / 255), used by
-#: ``normalize=True``. The MNIST values are those of the reference experiment
-#: (shared/DESIGN.md, "CH-NODE"); the models of ``contractive_keras.models``
-#: standardise their inputs with them for both datasets.
-NORMALIZATION = {
-    "mnist": (0.1307, 0.3081),
-    "fashion_mnist": (0.2860, 0.3530),
-}
-
-NUM_EXAMPLES = {"train": 60000, "test": 10000}
-#: The L2 radii (on [0, 1] pixels) at which certified accuracy is reported:
-#: MNIST's standard 1.58 (GloRo, the SoK leaderboard) and smaller ones.
-CERTIFIED_RADII = {"mnist": (0.1, 0.3, 0.5, 1.0, 1.58), "fashion_mnist": (0.1, 0.25, 0.5, 1.0)}
 
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 _IDX_IMAGE_MAGIC = 2051

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from contractive_keras.data import NORMALIZATION
+from contractive_keras.datasets import NORMALIZATION
 
 __all__ = [
     "NOISE_KINDS", "NoiseSpec", "REFERENCE_NOISE", "REFERENCE_NORMALIZATION", "apply_noise",
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: The reference experiment's MNIST ``(mean, std)``; an alias of
-#: ``data.NORMALIZATION["mnist"]``, where the dataset statistics are defined.
+#: ``datasets.NORMALIZATION["mnist"]``, where the dataset statistics are defined.
 REFERENCE_NORMALIZATION = NORMALIZATION["mnist"]
 
 #: One noise setting: ``kind`` is "gaussian" (``level`` = variance) or
