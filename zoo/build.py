@@ -1,44 +1,43 @@
 #!/usr/bin/env python3
-"""Retrains, evaluates and exports the zoo's models; every number is regenerated.
+"""The zoo's write side: trains, evaluates and exports every entry; every number is regenerated.
 
     python zoo/build.py                       # every entry, resuming where it stopped
     python zoo/build.py chnode_mnist_n4       # some entries
     python zoo/build.py --list                # the entries and their status
-    python zoo/build.py --from_seeds          # ship each cell's seed chosen on validation
+    python zoo/build.py --from_seeds          # ship each seed cell's seed chosen on validation
+    python zoo/build.py --readme_table        # the README's zoo tables, from zoo/manifest.json
+    python zoo/build.py --anchors             # the certified entries against the anchor rows
 
-For each entry, three resumable stages (a finished stage is skipped):
+The entries are zoo/entries.py's table: each is a train.py call and an
+evaluation profile. For each entry, resumable stages (a finished one is skipped):
 
-1. train: ``python train.py <the entry's flags> --model_dir=runs/zoo/<name>
+1. train: ``python train.py <the entry's flags> --seed=0 --model_dir=runs/zoo/<name>
    --export`` (train.py itself resumes from its checkpoints after a kill);
-2. evaluate: ``contractive_keras.robustness.evaluate`` on the test set:
-   clean accuracy, the reference noise protocol (10 draws), FGSM (L-inf, full
-   test set), and on the first ``--pgd_take`` test images FGSM, PGD (40
-   steps, random start) and their per-example union ("worst_case"), all with
-   the margin objective; certified accuracy from the model's certified
-   Lipschitz bound; the clean accuracy on the whole training set; written to
-   ``runs/zoo/<name>/evaluation.json``;
+2. evaluate, written to ``runs/zoo/<name>/evaluation.json``:
+   profile "reference": ``contractive_keras.robustness.evaluate`` on the
+   test set: clean accuracy, the reference noise protocol (10 draws), FGSM,
+   and on the first ``--pgd_take`` test images PGD (40 steps); certified
+   accuracy from the model's certified Lipschitz bound; the clean accuracy on
+   the training set. Profile "certified" (zoo/certified_profile.py):
+   certified L2 accuracy on the full test set at the dataset's radii with
+   ``certify.certified_radius``, and a PGD-L2 falsification check on the first
+   ``--pgd_take`` test images that refuses to go on if it breaks a certified point;
 3. export: ``zoo/<name>/`` (model.keras, saved_model.tar.gz, README.md model
    card) and the entry of ``zoo/manifest.json`` with sha256 and metrics
-   (``zoo/export_entry.py``, the zoo's write side). The card warns of every
-   attack that failed (accuracy at or above clean: gradient masking).
+   (``zoo/export_entry.py``).
 
 ``--stages=card`` rewrites only the model card from the evaluated run.
 ``--stages=attack`` runs the standard worst-case attack on the exported
-entry (``zoo/standard_attack.py``: APGD-CE, APGD-T and Square on the first
-1,000 test images, with the gradient-masking checks), writes
-``docs/results/standard/<name>.json``, its manifest metrics and the card's
-attack section; the card's single-attack rows (FGSM, PGD, their union) go,
-since on a masked model they are failed attacks, not robustness.
+entry (``zoo/standard_attack.py``: APGD-CE, APGD-T and Square, with the
+gradient-masking checks), writes ``docs/results/standard/<name>.json``, its
+manifest metrics and the card's attack section.
 
-With ``--from_seeds`` (issue 17) an entry that is a seed cell of
-``zoo/seeds.py`` (the nine Table 1 cells and the four NODE cells) ships the
-seed chosen on validation data instead of the seed-0 run: the train stage
-runs ``zoo/seeds.py --only=<cell>`` (five seeds on the 55,000-image training
-split, one process per run, resumable, wall time written per run), the
-chosen seed is ``zoo/seed_table.py``'s (highest validation score, ties to the
-lowest seed; the test set never chooses), and the evaluate and export stages
-act on ``runs/seeds/<cell>/seed<K>``. The card says how the entry was chosen,
-which seed it is and where it falls among the cell's seeds on the test set.
+With ``--from_seeds`` a seed cell (the nine Table 1 cells and the four NODE
+cells) ships the seed chosen on validation data instead of the seed-0 run:
+the train stage runs ``zoo/seeds.py --only=<cell>`` (five seeds on the
+55,000-image training split), the chosen seed is ``zoo/seed_table.py``'s
+(highest validation score; the test set never chooses), and the evaluate
+and export stages act on ``runs/seeds/<cell>/seed<K>``.
 
 Models are loaded with ``contractive_keras.robustness.load_model``, the
 loader the evaluation command uses.
@@ -63,50 +62,9 @@ SEED_RUNS_DIR = os.path.join(ROOT, "runs", "seeds")
 SEED_RESULTS_DIR = os.path.join(ROOT, "docs", "results", "seeds")
 sys.path.insert(0, ROOT)
 
-from contractive_keras import models  # noqa: E402  (the model registry)
 from zoo import standard_attack  # noqa: E402  (the attack stage)
-
-TITLES = {"chnode": "CH-NODE", "hdnn": "H-DNN", "resnet": "ResNet-ODE"}
-HAMILTONIAN_NAMES = {name: TITLES[name] for name in models.HAMILTONIAN}
-
-#: name -> (train.py flags, one-line description)
-ENTRIES = {}
-for _model, _title in HAMILTONIAN_NAMES.items():
-    for _depth in (4, 8, 12):
-        ENTRIES[f"{_model}_mnist_n{_depth}"] = (
-            {"model": _model, "depth": _depth, "dataset": "mnist"},
-            f"{_title}, {_depth} Euler steps (h = 0.5), reference MNIST recipe",
-        )
-for _dataset, _title in (("mnist", "MNIST"), ("fashion_mnist", "Fashion-MNIST")):
-    ENTRIES[f"node_{_dataset}"] = (
-        {"model": "node", "dataset": _dataset},
-        f"Neural ODE u' = sigma(A u + b), standard training, {_title}",
-    )
-    ENTRIES[f"stable_node_{_dataset}"] = (
-        {"model": "stable_node", "dataset": _dataset},
-        f"Stabilized neural ODE (delta_bar constraint), {_title}",
-    )
-
-# Beyond the reference: gamma held fixed with a margin eps = 0.3 and L = 0.3 I,
-# so the GammaProjection keeps every reachable weight inside the set where
-# the Euler step h = 0.5 is certified non-expansive, and norm bounds on the
-# lift and the read-out, so the whole model is certified Lipschitz
-# (docs/reproduction.md, section 3).
-ENTRIES["chnode_mnist_n12_certified"] = (
-    {"model": "chnode", "depth": 12, "dataset": "mnist", "gamma": 2.0, "eps": 0.3, "L_scale": 0.3,
-     "lift_max_norm": 1.0, "readout_max_norm": 3.0},
-    "CH-NODE, 12 Euler steps (h = 0.5), gamma = 2 fixed, eps = 0.3, L = 0.3 I, norm-bounded "
-    "lift and read-out: certified Lipschitz bound of the whole model",
-)
-
-# The stabilized NODE with the same lift / read-out bounds (dense lift <= 1,
-# read-out <= 3): delta_bar = 0 makes its block non-expansive, so the whole
-# model is certified too.
-ENTRIES["stable_node_mnist_certified"] = (
-    {"model": "stable_node", "dataset": "mnist", "lift_max_norm": 1.0, "readout_max_norm": 3.0},
-    "Stabilized neural ODE (delta_bar = 0), norm-bounded lift and read-out: certified "
-    "Lipschitz bound of the whole model, MNIST",
-)
+from zoo import certified_profile  # noqa: E402  (the certified evaluation profile)
+from zoo.entries import ENTRIES, TITLES, train_flags  # noqa: E402  (the one entry table)
 
 EPS = (0.05, 0.1, 0.2, 0.3)
 
@@ -147,9 +105,7 @@ def seed_selection(name, min_seeds, results_dir=None):
 
 
 def train_command(name):
-    flags, _ = ENTRIES[name]
-    args = [f"--{k}={v}" for k, v in flags.items()]
-    return ["train.py", *args, "--seed=0", "--export", "--verbose=2", f"--model_dir=runs/zoo/{name}"]
+    return ["train.py", *train_flags(name), "--seed=0", "--export", "--verbose=2", f"--model_dir=runs/zoo/{name}"]
 
 
 # --- stages --------------------------------------------------------------------
@@ -206,10 +162,17 @@ def stage_evaluate(name, pgd_take, draws, selection=None):
         return
     from contractive_keras import data, robustness
 
-    flags, _ = ENTRIES[name]
+    entry = ENTRIES[name]
     model = load_trained(name, selection)
-    x_test, y_test = data.load_numpy(flags["dataset"], "test")
-    x_train, y_train = data.load_numpy(flags["dataset"], "train")
+    if entry.profile == "certified":
+        log(f"{name}: certified radii on the test set, PGD-L2 falsification on the first {pgd_take}")
+        t0 = time.perf_counter()
+        result = certified_profile.evaluate(name, model, attack_take=pgd_take)
+        result["seconds"] = time.perf_counter() - t0
+        _write_json(path, result)
+        return
+    x_test, y_test = data.load_numpy(entry.dataset, "test")
+    x_train, y_train = data.load_numpy(entry.dataset, "train")
     if selection is not None:
         from zoo.seeds import TRAIN_SIZE
 
@@ -236,6 +199,10 @@ def stage_evaluate(name, pgd_take, draws, selection=None):
         "lipschitz_l2": lipschitz,
         "seconds": time.perf_counter() - t0,
     }
+    _write_json(path, result)
+
+
+def _write_json(path, result):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w") as f:
         json.dump(result, f, indent=2, default=float)
@@ -251,6 +218,10 @@ def metrics_of(name, selection=None):
         evaluation = json.load(f)
     with open(os.path.join(run_dir(name, selection), "summary.json")) as f:
         summary = json.load(f)
+    if evaluation.get("profile") == "certified":
+        metrics = dict(evaluation["metrics"])
+        _add_timings(metrics, summary)
+        return metrics, evaluation, summary
     metrics = {
         "test_accuracy": None,
         "test_accuracy_first500": evaluation["test_accuracy_first500"],
@@ -275,15 +246,20 @@ def metrics_of(name, selection=None):
     for key, value in evaluation["certificate"].items():
         if isinstance(value, (int, float)):
             metrics[f"certificate/{key}"] = value
-    timings = summary.get("timings", {})
-    metrics["train_seconds"] = sum(r.get("seconds", 0.0) for r in summary.get("history", []))
-    if timings.get("examples_per_second"):
-        metrics["examples_per_second"] = timings["examples_per_second"]
+    _add_timings(metrics, summary)
     if selection is not None:
         metrics.update({"seed": selection["seed"], "seeds_finished": selection["n"],
                         "selection_validation_score": selection["validation_score"],
                         "selection_test_rank": selection["rank"]})
     return metrics, evaluation, summary
+
+
+def _add_timings(metrics, summary):
+    """``train_seconds`` (the epochs' sum) and ``examples_per_second`` from train.py's summary."""
+    metrics["train_seconds"] = sum(r.get("seconds", 0.0) for r in summary.get("history", []))
+    speed = summary.get("timings", {}).get("examples_per_second")
+    if speed:
+        metrics["examples_per_second"] = speed
 
 
 def selection_lines(selection):
@@ -346,7 +322,8 @@ def failed_attack_lines(evaluation):
 
 
 def model_card(name, metrics, evaluation, summary, selection=None):
-    flags, description = ENTRIES[name]
+    entry = ENTRIES[name]
+    flags, description = entry.flags, entry.description
     hardware = summary.get("hardware", {})
     used = summary.get("flags", {})
     if selection is None:
@@ -365,7 +342,9 @@ def model_card(name, metrics, evaluation, summary, selection=None):
         description + ".",
         "",
         "Input: float32 images in [0, 1], shape (N, 28, 28, 1); output: logits (N, 10).",
-        "Normalisation is a layer inside the model.",
+        ("No normalisation layer (it would multiply every certified bound by 1 / std); the "
+         f"architecture is `{certified_profile.build_call(name)}`." if entry.profile == "certified"
+         else "Normalisation is a layer inside the model."),
         "",
         "## Training",
         "",
@@ -377,13 +356,19 @@ def model_card(name, metrics, evaluation, summary, selection=None):
             f"{k}={used[k]}" for k in ("model", "depth", "dataset", "epochs", "batch_size", "learning_rate",
                                        "lr_decay", "weight_decay", "smoothness", "step_size", "gamma",
                                        "eps", "L_scale", "lift_max_norm", "readout_max_norm",
-                                       "delta_bar", "alpha", "seed") if used.get(k) is not None) + ".",
+                                       "delta_bar", "alpha", *_CERTIFIED_SETTINGS, "seed")
+            if used.get(k) is not None and (entry.profile == "certified" or k not in _CERTIFIED_SETTINGS)) + ".",
         data_line,
         f"Training time: {metrics['train_seconds']:.0f} s on {hardware.get('cpu', '?')} "
         f"({hardware.get('cpu_count', '?')} cores, {hardware.get('strategy', '?')}, "
         f"{', '.join(hardware.get('gpus', [])) or 'no GPU'}).",
         "",
         *(selection_lines(selection) if selection is not None else []),
+        *_study_lines(entry, metrics),
+    ]
+    if entry.profile == "certified":
+        return _with_attack_section(name, "\n".join(lines + certified_profile.card_sections(name, evaluation)))
+    lines += [
         "## Accuracy (measured by contractive_keras.robustness)",
         "",
         "| setting | accuracy (mean ± std over draws) |",
@@ -418,24 +403,56 @@ def model_card(name, metrics, evaluation, summary, selection=None):
     for key, value in evaluation["certificate"].items():
         lines.append(f"- {key}: {value:.6g}" if isinstance(value, (int, float)) else f"- {key}: {value}")
     lines.append("")
-    card = "\n".join(lines)
+    return _with_attack_section(name, "\n".join(lines))
+
+
+#: The settings the certified cards list beside the common ones.
+_CERTIFIED_SETTINGS = ("final_learning_rate", "loss", "train_eps", "temperature", "kernels", "dense")
+
+
+def _with_attack_section(name, card):
+    """The card with the standard-attack section when zoo/standard_attack.py has results for it."""
     if os.path.isfile(standard_attack.results_path(name)):
         card = standard_attack.card_with_section(card, standard_attack.load_results(name))
     return card
+
+
+def _study_lines(entry, metrics):
+    """The card's comparison with the retired certified study run the recipe comes from, if any."""
+    if entry.study_run is None and entry.profile != "certified":
+        return []
+    lines = []
+    run = entry.study_run or REPRODUCED.get(entry.name)
+    path = os.path.join(ROOT, "docs", "results", "certified", f"{run}.json") if run else None
+    if path and os.path.isfile(path):
+        with open(path) as f:
+            study = json.load(f)
+        certified = study.get("certified_accuracy_pairwise", {})
+        figures = ", ".join(f"{100 * v:.2f} % at {float(r):g}" for r, v in certified.items())
+        lines.append(f"The same recipe in the retired certified-study script (run `{run}`, "
+                     f"docs/results/certified/{run}.json): {100 * study['clean_accuracy']:.2f} % clean; "
+                     f"certified {figures}.")
+    return lines + [""] if lines else []
+
+
+#: Certified entries whose shipped weights were retrained through train.py,
+#: and the study run they reproduce.
+REPRODUCED = {"stable_node_certified_mnist": "ortho_stableconv_mnist_lmce158"}
 
 
 def stage_export(name, selection=None):
     from zoo.export_entry import add_to_manifest, export_model
 
     metrics, evaluation, summary = metrics_of(name, selection)
-    _, description = ENTRIES[name]
+    description = ENTRIES[name].description
     if selection is not None:
         description += (f"; seed {selection['seed']} of {selection['n']}, chosen on validation "
                         "data (5,000 held-out training images)")
     model = load_trained(name, selection)
     card = model_card(name, metrics, evaluation, summary, selection)
-    entry = export_model(model, name, ZOO_DIR, description=description, dataset=ENTRIES[name][0]["dataset"],
-                         metrics=metrics, card_text=card)
+    entry = export_model(model, name, ZOO_DIR, description=description, dataset=ENTRIES[name].dataset,
+                         metrics=metrics, card_text=card, family=ENTRIES[name].family,
+                         certified=ENTRIES[name].certified)
     add_to_manifest(ZOO_DIR, name, entry)
     log(f"{name}: exported to zoo/{name}/ (test accuracy {metrics['test_accuracy']:.4f})")
 
@@ -493,28 +510,33 @@ def reproduction_table():
             seed = "0 (60k images)" if chosen is None else f"{chosen} of {m['seeds_finished']}"
             ours = [f"{100 * m[k]:.2f}" for k in _TABLE_KEYS]
             ours.append(f"{100 * m['standard_clean']:.2f}" if "standard_clean" in m else "-")
-            lines.append(f"| {depth} | {HAMILTONIAN_NAMES[model]} | {seed} | "
+            lines.append(f"| {depth} | {TITLES[model]} | {seed} | "
                          + " | ".join(ours + standard_cells(m)) + " |")
     return "\n".join(lines)
 
 
-def readme_table(zoo_dir=None):
-    """Markdown: the README's zoo table of this script's entries, from zoo/manifest.json.
+def _manifest_models(zoo_dir=None):
+    with open(os.path.join(zoo_dir or ZOO_DIR, "manifest.json")) as f:
+        return json.load(f)["models"]
 
-    One row per entry in ``ENTRIES`` order that the manifest holds: how it was
+
+def readme_table(zoo_dir=None):
+    """Markdown: the README's zoo tables, from zoo/manifest.json.
+
+    First the reference-profile entries in ``ENTRIES`` order: how each was
     chosen (a seed cell's seed chosen on validation, or the seed-0 run), test
     accuracy, Gaussian noise of variance 0.2 (mean of the draws), and the
     standard worst-case attack at L-inf 0.05 on the attacked test images (the
-    card says how many) with its masking verdict, in %.
+    card says how many) with its masking verdict, in %. Then the certified
+    entries' clean and certified accuracy (``certified_profile.readme_table``).
     """
     from zoo import seed_table
 
-    with open(os.path.join(zoo_dir or ZOO_DIR, "manifest.json")) as f:
-        models = json.load(f)["models"]
+    models = _manifest_models(zoo_dir)
     lines = ["| model | seed | test | Gaussian 0.2 | standard attack L-inf 0.05 | masking |",
              "|---|---|--:|--:|--:|---|"]
-    for name in ENTRIES:
-        if name not in models:
+    for name, entry in ENTRIES.items():
+        if name not in models or entry.profile != "reference":
             continue
         m = models[name]["metrics"]
         chosen = seed_table.shipped_seed(m)
@@ -522,7 +544,7 @@ def readme_table(zoo_dir=None):
         values = " | ".join([f"{100 * m[k]:.2f}" for k in ("test_accuracy", "gaussian_0.2")]
                             + standard_cells(m, ("standard_linf_0.05",)))
         lines.append(f"| `{name}` | {seed} | {values} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n" + certified_profile.readme_table(models)
 
 
 def status(name):
@@ -547,10 +569,13 @@ def main(argv=None):
                         help="print docs/reproduction.md's table of the shipped Table 1 models, with "
                              "attack columns (Table 1 itself: zoo/seed_table.py --published)")
     parser.add_argument("--readme_table", action="store_true",
-                        help="print the README's zoo table from zoo/manifest.json")
+                        help="print the README's zoo tables from zoo/manifest.json")
+    parser.add_argument("--anchors", action="store_true",
+                        help="print which certified entries meet each anchor row (1-Lipschitz CNNs)")
     parser.add_argument("--stages", default="train,evaluate,export",
                         help="comma-separated stages to run (card: rewrite only the model card)")
-    parser.add_argument("--pgd_take", type=int, default=1000, help="test images attacked with PGD")
+    parser.add_argument("--pgd_take", type=int, default=1000,
+                        help="test images attacked with PGD (the certified profile's falsification check too)")
     parser.add_argument("--draws", type=int, default=10, help="noise draws over the test set")
     parser.add_argument("--from_seeds", action="store_true",
                         help="seed cells: train every seed (zoo/seeds.py) and ship the one chosen "
@@ -571,6 +596,9 @@ def main(argv=None):
         return 0
     if args.readme_table:
         print(readme_table())
+        return 0
+    if args.anchors:
+        print(certified_profile.anchor_report(_manifest_models()))
         return 0
     if args.list:
         for name in names:

@@ -53,12 +53,15 @@ def file_record(zoo_dir, relative):
     return {"path": relative, "sha256": zoo.sha256_file(path), "size": os.path.getsize(path)}
 
 
-def export_model(model, name, zoo_dir, *, description, dataset, metrics, card_text, url=None):
+def export_model(model, name, zoo_dir, *, description, dataset, metrics, card_text, url=None,
+                 family=None, certified=None):
     """Writes ``<zoo_dir>/<name>/`` (model.keras, saved_model.tar.gz, README.md).
 
     Saves both formats, hashes them and returns the manifest entry
     (``add_to_manifest`` records it). ``metrics`` must hold ``test_accuracy``
-    and should hold ``test_accuracy_first500``.
+    and should hold ``test_accuracy_first500``; ``family`` (the ODE block) and
+    ``certified`` (built to carry a whole-model certificate) are what
+    ``zoo.list_models`` filters on.
     """
     folder = os.path.join(zoo_dir, name)
     os.makedirs(folder, exist_ok=True)
@@ -69,10 +72,11 @@ def export_model(model, name, zoo_dir, *, description, dataset, metrics, card_te
         tar_gz_directory(os.path.join(tmp, "sm"), os.path.join(folder, "saved_model.tar.gz"))
     with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as f:
         f.write(card_text)
-    entry = {"description": description, "dataset": dataset, "metrics": dict(metrics),
-             "card": f"{name}/README.md",
-             "files": {"keras": file_record(zoo_dir, f"{name}/model.keras"),
-                       "saved_model": file_record(zoo_dir, f"{name}/saved_model.tar.gz")}}
+    entry = {"description": description, "dataset": dataset}
+    entry.update({k: v for k, v in (("family", family), ("certified", certified)) if v is not None})
+    entry.update({"metrics": dict(metrics), "card": f"{name}/README.md",
+                  "files": {"keras": file_record(zoo_dir, f"{name}/model.keras"),
+                            "saved_model": file_record(zoo_dir, f"{name}/saved_model.tar.gz")}})
     if url:
         entry["url"] = url
     zoo.validate_entry(name, entry, "export_model")

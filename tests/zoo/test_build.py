@@ -108,13 +108,21 @@ def test_readme_table_is_the_manifest_s_entries_in_entries_order(build, tmp_path
                "masking": "no gradient masking detected"}
     models = {"stable_node_mnist": {"metrics": dict(metrics, seed=2, seeds_finished=5)},
               "chnode_mnist_n4": {"metrics": dict(metrics, masking="gradient masking detected")},
-              "not_an_entry_of_build": {"metrics": metrics}}
+              "not_an_entry_of_build": {"metrics": metrics},
+              "stable_node_certified_fashion_mnist": {"metrics": {
+                  "test_accuracy": 0.8083, "certified_l2_0.1": 0.787, "certified_l2_0.5": 0.6851,
+                  "certified_l2_1": 0.5229}}}
     with open(tmp_path / "manifest.json", "w") as f:
         json.dump({"format_version": 1, "models": models}, f)
     lines = build.readme_table(str(tmp_path)).splitlines()
     assert lines[0] == "| model | seed | test | Gaussian 0.2 | standard attack L-inf 0.05 | masking |"
-    assert lines[2:] == ["| `chnode_mnist_n4` | 0 | 96.43 | 90.04 | 48.87 | masked |",
-                         "| `stable_node_mnist` | 2 of 5, chosen on validation | 96.43 | 90.04 | 48.87 | ok |"]
+    assert lines[2:4] == ["| `chnode_mnist_n4` | 0 | 96.43 | 90.04 | 48.87 | masked |",
+                          "| `stable_node_mnist` | 2 of 5, chosen on validation | 96.43 | 90.04 | 48.87 | ok |"]
+    fashion = lines[lines.index("fashion_mnist: clean and certified accuracy (%) at L2 radius, full test set"):]
+    assert fashion[2] == "| model | clean | 0.1 | 0.25 | 0.5 | 1 |"
+    assert fashion[4:] == ["| `stable_node_certified_fashion_mnist` | 80.8 | 78.7 | - | 68.5 | 52.3 |"]
+    mnist = lines[lines.index("mnist: clean and certified accuracy (%) at L2 radius, full test set"):]
+    assert mnist[4] == ""    # no certified MNIST entry in this manifest
 
 
 def test_standard_cells_mark_missing_radii_and_the_masking_verdict(build):

@@ -27,11 +27,6 @@ def test_the_zoo_table_is_build_s_output(readme):
     assert build.readme_table() in readme, "regenerate it: python zoo/build.py --readme_table"
 
 
-def test_the_certified_table_is_certified_s_output(readme):
-    certified = importlib.import_module("zoo.certified")
-    assert certified.readme_table().strip() in readme, "regenerate it: python zoo/certified.py --table"
-
-
 def test_the_model_count_is_the_manifest_s(readme, manifest_models):
     section = readme[readme.index("## Pretrained models (zoo)"):]
     count = re.search(r"^(\d+) models\.", section, flags=re.MULTILINE)
