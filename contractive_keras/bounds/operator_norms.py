@@ -75,23 +75,6 @@ def conv_operator_norm(kernel, spatial):
     return float(np.max(np.linalg.norm(transfer, ord=2, axis=(-2, -1)))) * (1 + F64_SLACK)
 
 
-def conv_operator_norms_tf(kernels, spatial):
-    """``conv_operator_norm`` of stacked kernels (W, kh, kw, cin, cout) in TensorFlow.
-
-    float64 FFT and complex SVDs of the transfer matrices, max over the
-    frequencies, inflated by 1e-12 for their rounding; returns (W,) float64.
-    """
-    kernels = tf.cast(tf.convert_to_tensor(kernels), tf.float64)
-    kh, kw = int(kernels.shape[1]), int(kernels.shape[2])
-    H, W = int(spatial[0]) + kh - 1, int(spatial[1]) + kw - 1
-    taps = tf.transpose(kernels, [0, 3, 4, 1, 2])                  # (W, cin, cout, kh, kw)
-    taps = tf.pad(taps, [[0, 0], [0, 0], [0, 0], [0, H - kh], [0, W - kw]])
-    transfer = tf.signal.fft2d(tf.complex(taps, tf.zeros_like(taps)))
-    transfer = tf.transpose(transfer, [0, 3, 4, 1, 2])             # (W, H, W, cin, cout)
-    singular = tf.linalg.svd(transfer, compute_uv=False)
-    return tf.reduce_max(tf.math.real(singular), axis=[1, 2, 3]) * (1.0 + 1e-12)
-
-
 def spectral_norm_tf(matrix):
     """||W||_2 of a (m, n) matrix in TensorFlow, float64, differentiable.
 
@@ -105,22 +88,32 @@ def spectral_norm_tf(matrix):
     return tf.sqrt(tf.maximum(top, 0.0)) * (1.0 + F64_SLACK)
 
 
-def conv_operator_norm_tf(kernel, spatial):
-    """``conv_operator_norm`` of one (kh, kw, cin, cout) kernel, float64, differentiable.
+def conv_operator_norm_tf(kernels, spatial):
+    """``conv_operator_norm`` in TensorFlow: float64, differentiable, batched.
 
-    The same circulant-embedding bound: max over the frequencies of the
-    (H + kh - 1) x (W + kw - 1) torus of sqrt(lambda_max) of the transfer
-    matrix's smaller Gram matrix (Hermitian ``eigvalsh``, differentiable,
-    unlike ``tf.linalg.svd`` without singular vectors).  A real kernel's
-    transfer matrices are conjugate-symmetric in the frequency, so the
-    half-spectrum of ``rfft2d`` holds every norm.
+    The same circulant-embedding bound (Sedghi et al. 2019, Theorem 6): max
+    over the frequencies of the (H + kh - 1) x (W + kw - 1) torus of
+    sqrt(lambda_max) of the transfer matrix's smaller Gram matrix (Hermitian
+    ``eigvalsh``, differentiable, unlike ``tf.linalg.svd`` without singular
+    vectors), inflated by ``F64_SLACK``.  A real kernel's transfer matrices
+    are conjugate-symmetric in the frequency, so the half-spectrum of
+    ``rfft2d`` holds every norm.
+
+    Args:
+        kernels: one (kh, kw, cin, cout) kernel or a stack (..., kh, kw, cin, cout).
+        spatial: (H, W) of the input grid.
+
+    Returns:
+        float64, one norm per kernel: a scalar for one kernel, shape (...) for a stack.
     """
-    kernel = tf.cast(tf.convert_to_tensor(kernel), tf.float64)
-    kh, kw, cin, cout = (int(v) for v in kernel.shape)
+    kernels = tf.cast(tf.convert_to_tensor(kernels), tf.float64)
+    rank = kernels.shape.rank
+    kh, kw, cin, cout = (int(v) for v in kernels.shape[-4:])
     grid = (int(spatial[0]) + kh - 1, int(spatial[1]) + kw - 1)
-    taps = tf.transpose(kernel, [2, 3, 0, 1])                          # (cin, cout, kh, kw)
-    transfer = tf.signal.rfft2d(taps, fft_length=grid)                 # (cin, cout, H, W')
-    transfer = tf.transpose(transfer, [2, 3, 0, 1])                    # (H, W', cin, cout)
+    batch = list(range(rank - 4))
+    taps = tf.transpose(kernels, batch + [rank - 2, rank - 1, rank - 4, rank - 3])  # (..., cin, cout, kh, kw)
+    transfer = tf.signal.rfft2d(taps, fft_length=grid)                            # (..., cin, cout, H, W')
+    transfer = tf.transpose(transfer, batch + [rank - 2, rank - 1, rank - 4, rank - 3])  # (..., H, W', cin, cout)
     if min(cin, cout) == 1:
         squared = tf.reduce_sum(tf.math.real(transfer * tf.math.conj(transfer)), axis=[-2, -1])
     else:
@@ -128,7 +121,11 @@ def conv_operator_norm_tf(kernel, spatial):
             transfer = tf.linalg.adjoint(transfer)
         gram = tf.matmul(transfer, transfer, adjoint_b=True)
         squared = tf.math.real(tf.linalg.eigvalsh(gram)[..., -1])
-    return tf.sqrt(tf.maximum(tf.reduce_max(squared), 0.0)) * (1.0 + F64_SLACK)
+    return tf.sqrt(tf.maximum(tf.reduce_max(squared, axis=[-2, -1]), 0.0)) * (1.0 + F64_SLACK)
+
+
+#: The stacked-kernel name ``scripts/certified_study.py`` still imports; the same function.
+conv_operator_norms_tf = conv_operator_norm_tf
 
 
 def scale_conv_to_norms(kernels, max_norms, spatial):
@@ -145,7 +142,7 @@ def scale_conv_to_norms(kernels, max_norms, spatial):
     kh, kw, cin, cout = (int(v) for v in value.shape[1:])
     margin = 1.0 - 4.0 * rounding_unit(dtype) * np.sqrt(kh * kw * min(cin, cout))
     target = tf.constant(np.asarray(max_norms, np.float64) * margin, tf.float64)
-    norms = conv_operator_norms_tf(value, spatial)
+    norms = conv_operator_norm_tf(value, spatial)
     factor = tf.where(norms <= target, tf.ones_like(norms), target / tf.maximum(norms, 1e-300))
     return value * tf.reshape(tf.cast(factor, dtype), [-1, 1, 1, 1, 1])
 

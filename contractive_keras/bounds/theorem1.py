@@ -22,7 +22,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from contractive_keras.bounds.operator_norms import conv_operator_norms_tf
+from contractive_keras.bounds.operator_norms import conv_operator_norm_tf
 from contractive_keras.bounds.operator_norms import rounding_unit
 
 # Relative slack for float64 eigenvalues of matrices up to a few hundred rows:
@@ -61,7 +61,7 @@ def spectral_extremes(K, L, kappa, slope_bound, spatial=None):
         K = tf.cast(K, tf.float64)
         k_max = tf.reduce_max(tf.linalg.eigvalsh(tf.matmul(K, K, transpose_a=True)), axis=-1)
     else:
-        k_max = tf.square(conv_operator_norms_tf(K, spatial))
+        k_max = tf.square(conv_operator_norm_tf(K, spatial))
     l_max = tf.reduce_max(ll, axis=-1)
     l_min = tf.reduce_min(ll, axis=-1)
     k_max = tf.maximum(k_max, 0.0) * (1.0 + _F64_SLACK)
