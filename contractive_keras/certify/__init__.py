@@ -8,8 +8,10 @@ per-factor breakdown):
 
 * ``layer_certificate``: an ODE layer's map (fixed-step schemes) or flow;
 * ``lipschitz_bound``: a whole chain model, input -> logits;
-* ``certified_radius``: per-input l2 radii (pairwise read-out margins;
-  ``bound_used`` says whether the pairwise or the global form applies);
+* ``certified_radius``: per-input l2 radii of a model or of logits, by the
+  tightest bound that applies (pairwise read-out margins, else the global
+  sqrt(2) L form), as a ``CertifiedRadius`` whose ``bound`` says which
+  (``bound_used`` says it for a model beforehand);
 * ``summary``: flat scalars for logging, both families;
 * ``body_bound_fn``: the certified body bound as a differentiable tensor,
   for certified-training losses (``ode_guarantee`` for ODE blocks);
@@ -38,6 +40,7 @@ from contractive_keras.certify.layer import layer_certificate
 from contractive_keras.certify.layer import step_lipschitz_bounds
 from contractive_keras.certify.model import body_and_readout
 from contractive_keras.certify.model import lipschitz_bound
+from contractive_keras.certify.radius import CertifiedRadius
 from contractive_keras.certify.radius import bound_used
 from contractive_keras.certify.radius import certified_radius
 from contractive_keras.certify.radius import pairwise_radius
@@ -46,7 +49,7 @@ from contractive_keras.certify.training_bound import body_bound_fn
 from contractive_keras.certify.training_bound import ode_guarantee
 
 __all__ = [
-    "Certificate", "Factor", "MAX_EXACT_UNITS", "body_and_readout", "body_bound_fn", "bound_used", "bsm_norms",
+    "Certificate", "CertifiedRadius", "Factor", "MAX_EXACT_UNITS", "body_and_readout", "body_bound_fn", "bound_used", "bsm_norms",
     "certified_radius", "contraction_constants", "contraction_rate",
     "layer_certificate", "lipschitz_bound", "log_norm_bound", "ode_guarantee", "pairwise_radius",
     "step_lipschitz_bounds", "summary", "theorem1_gamma", "worst_case_max_step_size",

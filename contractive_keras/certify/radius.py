@@ -12,6 +12,7 @@ radius(x) = (z_y - max_{j != y} z_j) / (sqrt(2) L)                     ("global"
 The pairwise radius is never smaller: ||w_y - w_j|| <= sqrt(2) ||W||_2.
 """
 
+import dataclasses
 import math
 import weakref
 
@@ -83,36 +84,112 @@ def bound_used(model, bound="pairwise"):
     Raises:
         ValueError: ``bound`` not in ``BOUNDS``.
     """
-    if bound not in BOUNDS:
-        raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}.")
+    _check_bound(bound)
     return "pairwise" if bound == "pairwise" and linear_readout(model) is not None else "global"
 
 
+def _check_bound(bound):
+    if bound not in BOUNDS:
+        raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}.")
+
+
+def _check_constant(name, value):
+    if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class CertifiedRadius:
+    """Certified l2 radii of a batch and the bound that certified them.
+
+    Attributes:
+        radius: float64 (N,): no l2 perturbation smaller than it changes the
+            prediction; 0 where the prediction is wrong.
+        correct: bool (N,): prediction == label (all True without labels).
+        bound: "pairwise" (read-out margins over L_body ||w_y - w_j||) or
+            "global" (margin over sqrt(2) L).
+
+    Unpacks as ``radius, correct = certified_radius(...)``.
+    """
+
+    radius: np.ndarray
+    correct: np.ndarray
+    bound: str
+
+    def __iter__(self):
+        return iter((self.radius, self.correct))
+
+
+def _form_and_radius(logits, bound, lipschitz_constant, body_bound, readout_kernel):
+    """(form, raw radius) from logits and a bound of the map that made them."""
+    if lipschitz_constant is not None:
+        if body_bound is not None or readout_kernel is not None:
+            raise ValueError("give lipschitz_constant (the whole logit map) or body_bound and "
+                             "readout_kernel (the map to the read-out and its kernel), not both")
+        return "global", global_radius(logits, _check_constant("lipschitz_constant", lipschitz_constant))
+    if body_bound is None:
+        raise ValueError("logits need lipschitz_constant, or body_bound (with readout_kernel)")
+    body_bound = _check_constant("body_bound", body_bound)
+    if readout_kernel is None:
+        return "global", global_radius(logits, body_bound)
+    if bound == "pairwise":
+        return "pairwise", pairwise_radius(logits, readout_kernel, body_bound)
+    return "global", global_radius(logits, body_bound * float(np.linalg.norm(readout_kernel, 2)))
+
+
 @single_threaded_blas
-def certified_radius(model, inputs, labels=None, *, bound="pairwise", batch_size=500):
+def certified_radius(model=None, inputs=None, labels=None, *, logits=None, lipschitz_constant=None,
+                     body_bound=None, readout_kernel=None, bound="pairwise", batch_size=500):
     """l2 radius around each input within which the predicted class cannot change.
+
+    The tightest valid bound applies: with a linear read-out W after a body
+    of certified bound L_body, the pairwise radius
+    min_{j != y} (z_y - z_j) / (L_body ||w_y - w_j||_2); else the global
+    (z_y - max_{j != y} z_j) / (sqrt(2) L) (module docstring).
+
+    Give either a model and its inputs (``certify`` bounds the model itself:
+    ``body_and_readout``) or the logits and a certified bound of the map that
+    made them: ``lipschitz_constant``, L of the whole logit map (global form),
+    or ``body_bound``, L_body of the map to the read-out, with the read-out's
+    ``readout_kernel`` W (pairwise form).  A bound must be a certified
+    upper bound: an estimate makes the radius false.
 
     Args:
         model: a chain model with a certified bound (``certify.lipschitz_bound``).
-        inputs: a batch in the model's own input units (e.g. [0, 1] pixels).
+        inputs: the model's inputs, in its own units (e.g. [0, 1] pixels).
         labels: true labels; a misclassified input gets radius 0.
-        bound: "pairwise" (the tightest: needs a linear Dense read-out, else
-            it falls back to "global"; ``bound_used`` says which applies)
-            or "global" (margin / (sqrt(2) L)).
-        batch_size: rows per forward pass.
+        logits: (N, C) logits, instead of a model.
+        lipschitz_constant, body_bound, readout_kernel: with ``logits``, see above.
+        bound: "pairwise" (the tightest; without a read-out it falls back to
+            "global") or "global" (margin / (sqrt(2) L), L = L_body ||W||_2).
+        batch_size: rows per forward pass of the model.
 
     Returns:
-        (radius, correct) numpy arrays.
+        ``CertifiedRadius`` (radius, correct, bound): ``.bound`` says which
+        form certified the radii; it unpacks as ``(radius, correct)``.
+
+    Raises:
+        ValueError: neither or both of model and logits (or logits passed
+            as the model, the former ``robustness.certified_radius`` call), a
+            model without inputs, a bad ``bound``, or a bound that is not a number > 0.
     """
-    form = bound_used(model, bound)
-    inputs = np.asarray(inputs)
-    logits = _logits(model, inputs, batch_size)
-    body, kernel = body_and_readout(model)
-    if form == "pairwise":
-        radius = pairwise_radius(logits, kernel, body.value)
-    else:
-        readout = 1.0 if kernel is None else float(np.linalg.norm(kernel, 2))
-        radius = global_radius(logits, body.value * readout)
+    _check_bound(bound)
+    if hasattr(model, "shape") and not callable(model):
+        raise ValueError("logits go in logits=: certified_radius(logits=..., labels=..., "
+                         "lipschitz_constant=...)")
+    if (model is None) == (logits is None):
+        raise ValueError("give a model (with inputs) or logits, exactly one of them")
+    if model is not None:
+        if inputs is None:
+            raise ValueError("a model needs inputs")
+        if not (lipschitz_constant is None and body_bound is None and readout_kernel is None):
+            raise ValueError("a model is bounded by certify itself: pass logits to use a given bound")
+        logits = _logits(model, np.asarray(inputs), batch_size)
+        body, readout_kernel = body_and_readout(model)
+        body_bound = body.value
+    logits = np.asarray(logits, np.float64)
+    form, radius = _form_and_radius(logits, bound, lipschitz_constant, body_bound, readout_kernel)
     pred = logits.argmax(axis=1)
     correct = np.ones_like(pred, bool) if labels is None else pred == np.asarray(labels)
-    return np.where(correct, np.maximum(radius, 0.0), 0.0), correct
+    return CertifiedRadius(np.where(correct, np.maximum(radius, 0.0), 0.0), correct, form)

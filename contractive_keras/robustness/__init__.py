@@ -14,8 +14,9 @@ One concept per module:
 - ``solver_variants``: ``with_solver`` (the same weights under other solver
   settings) and ``transfer_suite`` (attack a tight-tolerance map, classify
   with the inference map);
-- ``certified``: certified accuracy and radius (Lipschitz margin, or
-  ``certify.certified_radius`` for a model);
+- ``certified``: certified accuracy over radii, from the radii of
+  ``certify.certified_radius`` (re-exported here; for a model, or for logits
+  and a constant);
 - ``table``: ``Row`` and ``RobustnessTable`` with their exports;
 - ``evaluation``: ``evaluate``, the driver that fills a table;
 - ``loading``: ``load_model`` (a ``.keras`` file, a SavedModel directory or a
@@ -33,9 +34,10 @@ Example:
 >>> print(table.to_markdown())                                # doctest: +SKIP
 """
 
+from contractive_keras.certify.radius import certified_radius
 from contractive_keras.robustness.apgd import apgd, apgd_targeted, dlr_loss, targeted_dlr_loss
 from contractive_keras.robustness.attacks import LOSSES, attack_loss, fgsm, pgd
-from contractive_keras.robustness.certified import certified_accuracy, certified_radius, margins
+from contractive_keras.robustness.certified import certified_accuracy, margins
 from contractive_keras.robustness.evaluation import ATTACKS, SINGLE_ATTACKS, evaluate
 from contractive_keras.robustness.masking import MASKED, NOT_MASKED, MaskingReport, diagnose
 from contractive_keras.robustness.loading import FORMATS, ModelSourceError, load_model, logit_function, source_kind

@@ -9,7 +9,6 @@ import tensorflow as tf
 
 from contractive_keras.bounds import conv_operator_norm
 from contractive_keras import certify
-from contractive_keras.certify import radius as radius_module
 from contractive_keras.layers import CHNODE, HDNN, ResNetODE
 
 
@@ -268,35 +267,6 @@ def test_model_lipschitz_bound_and_certified_radius_hold():
     assert np.all(radius >= global_radius) and np.any(radius > global_radius)
 
 
-def test_bound_used_says_which_read_out_form_applies():
-    assert certify.bound_used(_tiny_classifier()) == "pairwise"
-    assert certify.bound_used(_tiny_classifier(), "global") == "global"
-    inputs = keras.Input((4,))
-    no_readout = keras.Model(inputs, keras.layers.Dense(3, activation="tanh")(inputs))
-    assert certify.bound_used(no_readout) == "global"
-    with pytest.raises(ValueError, match="bound must be one of"):
-        certify.bound_used(no_readout, "tight")
-
-
-def test_pairwise_radius_is_exact_for_a_linear_model():
-    """For z = W^T x the pairwise radius is the distance to the nearest decision boundary."""
-    rng = np.random.default_rng(5)
-    W = rng.standard_normal((6, 4))
-    x = rng.standard_normal((50, 6))
-    logits = x @ W
-    radius = certify.pairwise_radius(logits, W, 1.0)
-    pred = logits.argmax(1)
-    for i in range(50):
-        y = pred[i]
-        distances = [(logits[i, y] - logits[i, j]) / np.linalg.norm(W[:, y] - W[:, j])
-                     for j in range(4) if j != y]
-        assert radius[i] == pytest.approx(min(distances), rel=1e-12)
-        # just beyond the radius, towards the nearest boundary, the class changes
-        j = [j for j in range(4) if j != y][int(np.argmin(distances))]
-        step = (W[:, j] - W[:, y]) / np.linalg.norm(W[:, j] - W[:, y])
-        assert (x[i] + 1.0001 * radius[i] * step) @ W[:, j] > (x[i] + 1.0001 * radius[i] * step) @ W[:, y]
-
-
 def test_summary_reports_the_certificate_scalars():
     model = _tiny_classifier()
     values = certify.summary(model)
@@ -360,28 +330,3 @@ def test_lipschitz_network_layers_enter_the_model_bound_with_factor_one():
     assert ratios.max() <= bound.value
 
 
-def test_certified_radius_traces_a_model_at_most_twice_for_any_batch_sizes():
-    keras.utils.set_random_seed(3)
-    model = _tiny_classifier()
-    x = np.random.rand(23, 5, 5, 1).astype("float32")
-    eager = model(x, training=False).numpy().astype(np.float64)
-    radius, _ = certify.certified_radius(model, x, batch_size=10)  # batches of 10, 10 and 3
-    certify.certified_radius(model, x[:7], batch_size=4)
-    forward = radius_module.compiled_forward(model)
-    assert forward is radius_module.compiled_forward(model)
-    assert forward.experimental_get_tracing_count() <= 2  # the first shape, then a batch-free one
-    _, kernel = certify.body_and_readout(model)
-    expected = radius_module.pairwise_radius(eager, kernel, certify.body_and_readout(model)[0].value)
-    np.testing.assert_allclose(radius, np.maximum(expected, 0.0), rtol=1e-5, atol=1e-7)
-
-
-def test_the_compiled_forward_cache_does_not_keep_a_model_alive():
-    import gc
-    import weakref
-
-    model = _tiny_classifier()
-    radius_module.compiled_forward(model)(np.zeros((2, 5, 5, 1), "float32"))
-    held = weakref.ref(model)
-    del model
-    gc.collect()
-    assert held() is None

@@ -1,5 +1,6 @@
-"""robustness.certified: the Lipschitz-margin test on logits, delegation to
-certify for a model, and certificates that PGD cannot break."""
+"""robustness.certified: certified accuracy over radii from certify.certified_radius
+(the Lipschitz-margin test on logits, certify's own bound for a model), and
+certificates that PGD cannot break."""
 
 import math
 
@@ -9,6 +10,7 @@ import pytest
 
 from contractive_keras import certify, robustness
 from contractive_keras.robustness import attacks
+from contractive_keras.robustness.norms import l2_radius_factor
 from tests.robustness.classifiers import MEAN, STD, mnist_test, tiny_mnist_model
 
 
@@ -22,7 +24,9 @@ def test_certified_accuracy_uses_the_lipschitz_margin_formula():
     # L-inf radius eps sits in the L2 ball of radius sqrt(d) eps (d = 4 here).
     assert robustness.certified_accuracy(logits, labels, 1.0, 0.707, norm="linf", input_dim=4) == 1 / 3
     assert robustness.certified_accuracy(logits, labels, 1.0, 0.7072, norm="linf", input_dim=4) == 0.0
-    np.testing.assert_allclose(robustness.certified_radius(logits, labels, 2.0), [2 / (2 * math.sqrt(2)), 0, 0])
+    np.testing.assert_allclose(robustness.certified_radius(logits=logits, labels=labels, lipschitz_constant=2.0).radius,
+                               [2 / (2 * math.sqrt(2)), 0, 0])
+    assert robustness.certified_radius is certify.certified_radius
 
 
 def test_certified_accuracy_refuses_bad_arguments():
@@ -62,7 +66,8 @@ def broken_by_pgd(model, x, y, eps, norm):
 def test_no_certified_point_is_broken_by_pgd_within_the_radius(certified_setting, norm):
     model, x, y, lipschitz, logits = certified_setting
     d = x[0].size
-    radii = robustness.certified_radius(logits, y, lipschitz, norm=norm, input_dim=d)
+    radii = certify.certified_radius(logits=logits, labels=y, lipschitz_constant=lipschitz).radius
+    radii = radii / l2_radius_factor(norm, d)
     assert np.mean(radii > 0) > 0.85
     # Radii midway between two points' radii near the quartiles: a radius equal to a
     # point's own radius puts it on the threshold, where the model's float32 logits
@@ -82,7 +87,7 @@ def test_a_false_lipschitz_constant_is_caught_by_the_attack(certified_setting):
     # points that the (false) certificate claims.
     model, x, y, lipschitz, logits = certified_setting
     fake = lipschitz / 3
-    radii = robustness.certified_radius(logits, y, fake)
+    radii = certify.certified_radius(logits=logits, labels=y, lipschitz_constant=fake).radius
     eps = float(np.median(radii[radii > 0]))
     certified = robustness.margins(logits, y) > math.sqrt(2) * fake * eps
     assert np.any(certified & broken_by_pgd(model, x, y, eps, "l2"))
