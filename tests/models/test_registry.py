@@ -1,4 +1,5 @@
-"""models.build: the reference MNIST architectures and their hyperparameters."""
+"""models (the registry and its builders): the reference MNIST architectures,
+the certified presets and their hyperparameters."""
 
 import warnings
 
@@ -97,14 +98,14 @@ def test_models_accepting_an_option(option, accepting):
     assert models.models_accepting(option) == accepting
 
 
-def test_models_use_the_dataset_statistics_and_input_shape_of_data():
-    from contractive_keras import data
+def test_models_use_the_dataset_statistics_and_input_shape_of_datasets():
+    from contractive_keras import datasets
 
-    mean, std = data.NORMALIZATION["mnist"]
+    mean, std = datasets.NORMALIZATION["mnist"]
     for name in ("resnet", "node"):
         model = build(name) if name == "resnet" else models.build(name)
-        assert model.input_shape == (None, *data.INPUT_SHAPE)
-        assert model.output_shape == (None, data.NUM_CLASSES)
+        assert model.input_shape == (None, *datasets.INPUT_SHAPE)
+        assert model.output_shape == (None, datasets.NUM_CLASSES)
         rescale = model.get_layer("normalize")
         assert rescale.scale == pytest.approx(1.0 / std) and rescale.offset == pytest.approx(-mean / std)
 
@@ -179,3 +180,12 @@ def test_certified_presets_check_their_options():
     with pytest.raises(ValueError, match="lift_max_norm"):
         models.build("lipschitz_cnn", lift_max_norm=2.0)
     assert models.build("node", normalize_inputs=False).layers[1].name == "flatten"
+
+
+def test_the_certified_skeleton_keeps_its_old_import_path():
+    import contractive_keras.lipschitz_cnn as old_path
+    from contractive_keras.models import lipschitz_cnn
+
+    assert old_path.lipschitz_cnn is lipschitz_cnn.lipschitz_cnn
+    assert old_path.KERNELS == lipschitz_cnn.KERNELS == ("orthonormal", "clipped")
+    assert models.lipschitz_cnn is lipschitz_cnn
