@@ -111,21 +111,10 @@ class CHNODE(KbFieldOptions, PerStepODE):
     TensorShape([2, 4])
     """
 
-    def __init__(self, steps=None, step_size=None, t1=None, solver=None,
-                 activation="tanh", activation_slope_bound=None, kappa=1e-6,
-                 gamma="auto", eps=1e-6, J=None, units=None,
-                 time_varying=True, K_initializer="random_normal",
-                 b_initializer="zeros", L_initializer=None,
-                 K_regularizer=None, b_regularizer=None, L_regularizer=None,
-                 L_trainable=False, L_units=None, discrete_check="warn",
-                 return_trajectory=False, gradient=None, rtol=None,
-                 atol=None, kernel_size=None, **kwargs):
-        super().__init__(steps=steps, step_size=step_size, t1=t1, solver=solver,
-                         time_varying=time_varying,
-                         return_trajectory=return_trajectory, gradient=gradient,
-                         rtol=rtol, atol=atol, **kwargs)
-        self.set_field_options(activation, activation_slope_bound, K_initializer,
-                               b_initializer, K_regularizer, b_regularizer)
+    def __init__(self, *args, kappa=1e-6, gamma="auto", eps=1e-6, J=None, units=None,
+                 L_initializer=None, L_regularizer=None, L_trainable=False, L_units=None,
+                 discrete_check="warn", kernel_size=None, **kwargs):
+        super().__init__(*args, **kwargs)
         kappa = float(kappa)
         if not kappa > 0.0:
             raise ValueError(f"kappa must be > 0 (Theorem 1 needs c1 > 0), got {kappa}.")

@@ -42,18 +42,8 @@ class HDNN(KbFieldOptions, PerStepODE):
     TensorShape([3, 4])
     """
 
-    def __init__(self, steps=None, step_size=None, t1=None, solver=None,
-                 activation="tanh", activation_slope_bound=None, J=None,
-                 units=None, time_varying=True, K_initializer="random_normal",
-                 b_initializer="zeros", K_regularizer=None, b_regularizer=None,
-                 return_trajectory=False, gradient=None, rtol=None,
-                 atol=None, **kwargs):
-        super().__init__(steps=steps, step_size=step_size, t1=t1, solver=solver,
-                         time_varying=time_varying,
-                         return_trajectory=return_trajectory, gradient=gradient,
-                         rtol=rtol, atol=atol, **kwargs)
-        self.set_field_options(activation, activation_slope_bound, K_initializer,
-                               b_initializer, K_regularizer, b_regularizer)
+    def __init__(self, *args, J=None, units=None, **kwargs):
+        super().__init__(*args, **kwargs)
         self._J_arg = None if J is None else check_skew(J)
         self.units = None if units is None else int(units)
 

@@ -61,12 +61,16 @@ class KbFieldOptions:
 
     An activation with a known slope bound S (``resolve_activation``) and
     the initializers and regularizers of the stacked per-step K and b.
-    Mix in before ``PerStepODE``; call ``set_field_options`` in
-    ``__init__`` and merge ``field_options_config()`` into ``get_config``.
+    Mix in before ``PerStepODE``: its ``__init__`` takes these options by
+    keyword and passes the rest (the solver arguments, positional ones
+    included, and the Keras layer arguments) on; merge
+    ``field_options_config()`` into ``get_config``.
     """
 
-    def set_field_options(self, activation, activation_slope_bound, K_initializer,
-                          b_initializer, K_regularizer, b_regularizer):
+    def __init__(self, *args, activation="tanh", activation_slope_bound=None,
+                 K_initializer="random_normal", b_initializer="zeros", K_regularizer=None,
+                 b_regularizer=None, **kwargs):
+        super().__init__(*args, **kwargs)
         self.activation_fn, self.slope_bound = resolve_activation(
             activation, activation_slope_bound)
         self.activation = activation

@@ -38,19 +38,6 @@ class ResNetODE(KbFieldOptions, PerStepODE):
     TensorShape([3, 5])
     """
 
-    def __init__(self, steps=None, step_size=None, t1=None, solver=None,
-                 activation="tanh", activation_slope_bound=None,
-                 time_varying=True, K_initializer="random_normal",
-                 b_initializer="zeros", K_regularizer=None, b_regularizer=None,
-                 return_trajectory=False, gradient=None, rtol=None,
-                 atol=None, **kwargs):
-        super().__init__(steps=steps, step_size=step_size, t1=t1, solver=solver,
-                         time_varying=time_varying,
-                         return_trajectory=return_trajectory, gradient=gradient,
-                         rtol=rtol, atol=atol, **kwargs)
-        self.set_field_options(activation, activation_slope_bound, K_initializer,
-                               b_initializer, K_regularizer, b_regularizer)
-
     def build_field(self, n):
         self.K = self.add_step_weight("K", (n, n), self.K_initializer, self.K_regularizer)
         self.b = self.add_step_weight("b", (n,), self.b_initializer, self.b_regularizer)
