@@ -7,17 +7,13 @@ import os
 from figure_tools import RESULTS_L2, ROOT, figure, pyplot, report  # first: thread settings
 
 import numpy as np
+from zoo.entries import TITLES
 
 # --- zoo accuracy figures -----------------------------------------------------
 
-#: family prefix -> (label, colour)
-FAMILIES = {
-    "chnode": ("CH-NODE", "C2"),
-    "hdnn": ("H-DNN", "C0"),
-    "resnet": ("ResNet-ODE", "C1"),
-    "node": ("NODE", "C4"),
-    "stable_node": ("stabilized NODE", "C3"),
-}
+#: family prefix -> (label, colour); the labels are zoo/entries.py's titles
+FAMILIES = {model: (TITLES[model], colour) for model, colour in (
+    ("chnode", "C2"), ("hdnn", "C0"), ("resnet", "C1"), ("node", "C4"), ("stable_node", "C3"))}
 DEPTH_STYLES = {"n4": "-", "n8": "--", "n12": ":"}
 
 
@@ -37,8 +33,8 @@ def _manifest_models(manifest):
 def zoo_metrics(manifest=MANIFEST):
     """{name: metrics} of the zoo entries the accuracy figures plot, from zoo/manifest.json.
 
-    The entries of ``zoo/build.py`` (their metrics hold the reference noise
-    table); each entry's metrics are those of the model the zoo ships (the
+    The reference-profile entries of zoo/entries.py (their metrics hold the
+    reference noise table); each entry's metrics are those of the model the zoo ships (the
     seed chosen on validation for a seed cell).
 
     Raises:

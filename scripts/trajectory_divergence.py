@@ -31,8 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from contractive_keras.training import TrainConfig, Trainer  # noqa: E402
+from zoo.entries import HAMILTONIAN_MODELS as MODELS  # noqa: E402
 
-MODELS = ("chnode", "hdnn", "resnet")
 VARIANTS = {"graph": False, "graph_again": False, "xla": True}
 
 

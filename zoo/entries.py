@@ -26,10 +26,13 @@ Example:
 
 import dataclasses
 
-#: Titles of the model families, by train.py ``--model``.
+#: The Hamiltonian family of Table 1 (the CH-NODE paper) and the NODE family.
+HAMILTONIAN_MODELS = ("chnode", "hdnn", "resnet")
+NODE_MODELS = ("node", "stable_node")
+#: Titles of the models in tables, by train.py ``--model``.
 TITLES = {"chnode": "CH-NODE", "hdnn": "H-DNN", "resnet": "ResNet-ODE", "node": "NODE",
-          "stable_node": "stabilized NODE", "chnode_certified": "certified CH-NODE CNN",
-          "stable_node_certified": "certified stabilized-NODE CNN"}
+          "stable_node": "stable NODE", "chnode_certified": "certified CH-NODE CNN",
+          "stable_node_certified": "certified stable-NODE CNN"}
 #: The family (ODE block) of each train.py ``--model``: what ``zoo.list_models`` filters on.
 FAMILIES = {"chnode": "chnode", "hdnn": "hdnn", "resnet": "resnet", "node": "node",
             "stable_node": "stable_node", "chnode_certified": "chnode",
@@ -73,7 +76,7 @@ class Entry:
 
 def _table():
     table = []
-    for model in ("chnode", "hdnn", "resnet"):
+    for model in HAMILTONIAN_MODELS:
         for depth in DEPTHS:
             table.append(Entry(f"{model}_mnist_n{depth}", {"model": model, "depth": depth, "dataset": "mnist"},
                                "reference", f"{TITLES[model]}, {depth} Euler steps (h = 0.5), reference "
@@ -145,6 +148,13 @@ def _certified_entries():
 
 #: name -> Entry, in the order the tools list them.
 ENTRIES = _table()
+#: The seed cells (zoo/seeds.py's five-seed study), cell -> model: Table 1's
+#: nine by depth, then the four NODE cells by dataset.
+SEED_CELLS = {
+    **{f"{m}_mnist_n{n}": m for n in DEPTHS for m in HAMILTONIAN_MODELS},
+    **{f"{m}_{d}": m for d in DATASET_TITLES for m in NODE_MODELS},
+}
+assert set(SEED_CELLS) == {n for n, e in ENTRIES.items() if e.seed_cell}
 #: Certified entries retired because another entry of the same family and
 #: dataset is at least as good at every radius (``superseded``); their results
 #: stay in docs/results/certified/<study run>.json.

@@ -39,18 +39,17 @@ import sys
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
-HAMILTONIAN_MODELS = ("chnode", "hdnn", "resnet")
-NODE_MODELS = ("node", "stable_node")
-DEPTHS = (4, 8, 12)
-NODE_DATASETS = ("mnist", "fashion_mnist")
-MODEL_NAMES = {"chnode": "CH-NODE", "hdnn": "H-DNN", "resnet": "ResNet-ODE",
-               "node": "NODE", "stable_node": "stable NODE"}
-DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
-#: cell -> model; the 13 cells of zoo/seeds.py's cells(), Hamiltonian first
-HAMILTONIAN_CELLS = {f"{m}_mnist_n{n}": m for n in DEPTHS for m in HAMILTONIAN_MODELS}
-NODE_CELLS = {f"{m}_{d}": m for d in NODE_DATASETS for m in NODE_MODELS}
-CELLS = {**HAMILTONIAN_CELLS, **NODE_CELLS}
+from zoo.entries import DATASET_TITLES as DATASET_NAMES  # noqa: E402  (the one table of names)
+from zoo.entries import DEPTHS, HAMILTONIAN_MODELS, NODE_MODELS, SEED_CELLS  # noqa: E402
+from zoo.entries import TITLES as MODEL_NAMES  # noqa: E402
+
+NODE_DATASETS = tuple(DATASET_NAMES)
+#: cell -> model; the 13 seed cells (zoo/entries.py), Hamiltonian first
+CELLS = SEED_CELLS
+HAMILTONIAN_CELLS = {cell: model for cell, model in CELLS.items() if model in HAMILTONIAN_MODELS}
+NODE_CELLS = {cell: model for cell, model in CELLS.items() if model in NODE_MODELS}
 #: (column header, where the number sits in a run JSON); fractions in [0, 1]
 QUANTITIES = (
     ("train", ("train_accuracy",)),

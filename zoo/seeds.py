@@ -51,7 +51,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from contractive_keras import models  # noqa: E402  (the model registry)
+from zoo.entries import ENTRIES, HAMILTONIAN_MODELS, SEED_CELLS  # noqa: E402  (the one entry table)
 from zoo import seed_table  # noqa: E402
 
 SEEDS = tuple(range(5))
@@ -65,19 +65,8 @@ LOCK_FILE = "driver.lock"
 NODE_FGSM_CURVE = (0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3)
 
 
-def cells():
-    """cell name -> train.py flags (the rest is the reference recipe)."""
-    table = {}
-    for dataset in ("mnist", "fashion_mnist"):
-        for model in models.STABILIZED:
-            table[f"{model}_{dataset}"] = {"model": model, "dataset": dataset}
-    for depth in (4, 8, 12):
-        for model in models.HAMILTONIAN:
-            table[f"{model}_mnist_n{depth}"] = {"model": model, "depth": depth, "dataset": "mnist"}
-    return table
-
-
-CELLS = cells()
+#: cell name -> train.py flags (the rest is the reference recipe): zoo/entries.py's seed cells.
+CELLS = {cell: dict(ENTRIES[cell].flags) for cell in SEED_CELLS}
 
 
 def queue():
@@ -283,7 +272,7 @@ def fgsm_curve(model, images, labels):
 
 def needs_curve(paths, cell, seed):
     """True for a finished NODE run whose JSON has no ``test_fgsm_curve`` yet."""
-    if CELLS[cell]["model"] in models.HAMILTONIAN or not os.path.isfile(paths.result(cell, seed)):
+    if CELLS[cell]["model"] in HAMILTONIAN_MODELS or not os.path.isfile(paths.result(cell, seed)):
         return False
     with open(paths.result(cell, seed)) as f:
         return "test_fgsm_curve" not in json.load(f)
@@ -331,7 +320,7 @@ def evaluate_run(paths, cell, seed):
         "clean").mean
     with open(os.path.join(model_dir, "summary.json")) as f:
         summary = json.load(f)
-    hamiltonian = flags["model"] in models.HAMILTONIAN
+    hamiltonian = flags["model"] in HAMILTONIAN_MODELS
     wall, processes = train_wall_seconds(model_dir)
     result = {
         "cell": cell, "seed": seed, **flags,

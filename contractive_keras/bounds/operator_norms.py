@@ -13,6 +13,8 @@
 import numpy as np
 import tensorflow as tf
 
+from contractive_keras.bounds.validation import as_square
+
 # Relative slack added to float64 eigenvalue-based norms: LAPACK's symmetric
 # eigensolver is backward stable, with errors ~ n * 2^-52 * ||A|| (< 1e-13 for n <= 64).
 F64_SLACK = 1e-13
@@ -31,8 +33,12 @@ def sym(A):
 
 
 def log_norm(A):
-    """mu_2(A) = lambda_max((A + A^T) / 2)."""
-    return float(np.linalg.eigvalsh(sym(A))[-1])
+    """mu_2(A) = lambda_max((A + A^T) / 2).
+
+    Raises:
+        ValueError: if A is not a finite square matrix.
+    """
+    return float(np.linalg.eigvalsh(sym(as_square(A)))[-1])
 
 
 def spectral_norm(A):
@@ -123,9 +129,6 @@ def conv_operator_norm_tf(kernels, spatial):
         squared = tf.math.real(tf.linalg.eigvalsh(gram)[..., -1])
     return tf.sqrt(tf.maximum(tf.reduce_max(squared, axis=[-2, -1]), 0.0)) * (1.0 + F64_SLACK)
 
-
-#: The stacked-kernel name ``scripts/certified_study.py`` still imports; the same function.
-conv_operator_norms_tf = conv_operator_norm_tf
 
 
 def scale_conv_to_norms(kernels, max_norms, spatial):

@@ -1,11 +1,9 @@
 """zoo/seed_table.py: the seed tables of issue 17 (summaries, validation-only
 selection, CH-NODE margins, markdown, CLI), on synthetic run JSONs."""
 
-import ast
 import importlib
 import json
 import os
-import types
 
 import numpy as np
 import pytest
@@ -42,15 +40,14 @@ def write(directory, r, name=None):
         json.dump(r, f)
 
 
-def test_cells_match_zoo_seeds(table):
-    """The local cell list is cells() of zoo/seeds.py (read from its source: no TensorFlow)."""
-    with open(os.path.join(ROOT, "zoo", "seeds.py")) as f:
-        tree = ast.parse(f.read())
-    function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "cells")
-    stub = types.SimpleNamespace(HAMILTONIAN=table.HAMILTONIAN_MODELS, STABILIZED=table.NODE_MODELS)
-    namespace = {"models": stub}
-    exec(compile(ast.Module(body=[function], type_ignores=[]), "seeds.py", "exec"), namespace)
-    assert set(namespace["cells"]()) == set(table.CELLS)
+def test_cells_are_the_seed_cells_of_the_entry_table(table):
+    from zoo import entries, seeds
+
+    seed_cells = [n for n, e in entries.ENTRIES.items() if e.seed_cell]
+    assert list(table.CELLS) == list(seeds.CELLS) and set(table.CELLS) == set(seed_cells)
+    assert all(seeds.CELLS[c] == entries.ENTRIES[c].flags for c in seed_cells)
+    assert set(table.HAMILTONIAN_CELLS) | set(table.NODE_CELLS) == set(table.CELLS)
+    assert {entries.ENTRIES[c].model for c in table.HAMILTONIAN_CELLS} == set(entries.HAMILTONIAN_MODELS)
 
 
 def test_summary_is_mean_and_sample_std(table, tmp_path):
