@@ -10,12 +10,16 @@ with the package in tiers (shared/DESIGN.md, "Layout and public API"), each
 importing only from the tiers below it:
 
 0. ``solvers``: Runge-Kutta schemes, adaptive solvers, gradient methods;
+   ``datasets``: the datasets' facts (no TensorFlow);
 1. ``bounds``: the guarantees as pure mathematics on arrays;
-2. ``layers``, ``constraints``, ``regularizers``: Keras objects;
+2. ``layers``, ``constraints``, ``regularizers``: Keras objects; ``saving``:
+   reading ``.keras`` files;
 3. ``certify``, ``stability``, ``losses``: certificates and certified training;
-4. ``robustness``, ``models``, ``evaluate``: evaluation and model builders;
+4. ``robustness``, ``models``: evaluation and model builders;
 5. ``training``: the distributed loop behind ``train.py``; plus ``data``,
-   ``export``, ``callbacks`` and the ``zoo``.
+   ``export``, ``callbacks``, the ``zoo`` and the ``evaluate`` command.
+
+tests/test_tiers.py holds the tier of every module and checks the imports.
 
 Importing the package registers every serializable class (layers,
 constraints, regularizers, initializers, losses) with Keras, so
@@ -48,6 +52,7 @@ _LAZY_SUBMODULES = (
     "export",
     "models",
     "robustness",
+    "saving",
     "solvers",
     "stability",
     "training",

@@ -12,10 +12,11 @@ robust accuracy; ``--attacks=quick``: its cheap upper bound; then the
 gradient-masking verdict with its evidence) (``robustness.evaluate``) as Markdown,
 and writes each ``--output`` in the format its extension names (.json, .csv,
 .md). Run with ``--help`` for every option. The model is loaded by
-``robustness.load_model`` (zoo models sha256-verified, ``safe_mode=True``); a
-``--model`` that is not a model (missing, not a zip archive, a directory
-without ``saved_model.pb``, an unknown zoo name) is a one-line error with exit
-status 2, like every bad flag. Certified-accuracy rows need a certified L2
+``load_source``: an existing path by ``robustness.load_model``
+(``safe_mode=True``), anything else as a zoo name by ``zoo.load`` /
+``zoo.load_saved_model`` (sha256-verified); a ``--model`` that is not a model
+(missing, not a zip archive, a directory without ``saved_model.pb``, an
+unknown zoo name) is a one-line error with exit status 2, like every bad flag. Certified-accuracy rows need a certified L2
 Lipschitz bound of the logit map: ``--lipschitz=<number>``, ``--lipschitz=auto``
 (``contractive_keras.certify.lipschitz_bound`` of a Keras model), or, by
 default, the zoo card's ``lipschitz_l2`` metric; with any of them a point is
@@ -39,7 +40,7 @@ import numpy as np
 from contractive_keras import certify, data, robustness, zoo
 from contractive_keras.robustness.table import RobustnessTable, Row
 
-__all__ = ["Row", "RobustnessTable", "build_parser", "main"]
+__all__ = ["Row", "RobustnessTable", "build_parser", "load_source", "main"]
 
 _FORMATS = {".json": "to_json", ".csv": "to_csv", ".md": "to_markdown"}
 
@@ -111,7 +112,7 @@ def build_parser():
         description="Accuracy of a classifier on clean, noisy (reference protocol) and "
                     "adversarial (FGSM, PGD) test images, and certified accuracy.")
     p.add_argument("--model", required=True, help="zoo name, .keras file or SavedModel directory")
-    p.add_argument("--format", choices=("keras", "saved_model"), default="keras",
+    p.add_argument("--format", choices=zoo.FILE_KINDS, default="keras",
                    help="which zoo file to load (zoo names only)")
     p.add_argument("--dataset", choices=("mnist", "fashion_mnist"),
                    help="default: the zoo card's dataset; required for paths")
@@ -147,14 +148,50 @@ def build_parser():
     return p
 
 
+def load_source(source, *, format="keras"):
+    """The model ``--model`` names, and its zoo card's facts (None for a path).
+
+    Args:
+        source: an existing path (a ``.keras`` file or a SavedModel directory,
+            ``robustness.load_model``) or else a zoo name.
+        format: for zoo names only, which file: "keras" (``zoo.load``, a Keras
+            model) or "saved_model" (``zoo.load_saved_model``, whose ``serve``
+            endpoint gives logits).
+
+    Returns:
+        ``(model, info)``: ``info`` is ``zoo.info(source)`` for a zoo name.
+
+    Raises:
+        robustness.ModelSourceError: the source is not a model (one-line message).
+        zoo.VerificationError: a zoo file does not match its sha256.
+    """
+    if format not in zoo.FILE_KINDS:
+        raise ValueError(f"format must be one of {zoo.FILE_KINDS}, got {format!r}")
+    path = os.fspath(source)
+    if os.path.exists(path):
+        return robustness.load_model(path), None
+    try:
+        available = zoo.list_models()
+    except zoo.ManifestError as e:
+        raise robustness.ModelSourceError(
+            f"{path} is not an existing path, and the zoo manifest is unreadable: "
+            f"{type(e).__name__}: {' '.join(str(e).split())}") from e
+    if path not in available:
+        raise robustness.ModelSourceError(f"{path} is neither an existing path nor a zoo model; "
+                                          f"zoo models: {sorted(available) or 'none'}")
+    try:
+        model = zoo.load(path) if format == "keras" else zoo.load_saved_model(path)
+    except zoo.ZooFileNotFoundError as e:
+        raise robustness.ModelSourceError(" ".join(str(e).split())) from e
+    return model, zoo.info(path)
+
+
 def _load_model(parser, args):
     """(model, zoo info or None) for --model; a bad --model is a parser error (exit 2)."""
     try:
-        kind = robustness.source_kind(args.model)
-        model = robustness.load_model(args.model, format=args.format)
+        return load_source(args.model, format=args.format)
     except (robustness.ModelSourceError, zoo.ZooError) as e:
         parser.error(f"--model: {' '.join(str(e).split())}")
-    return model, zoo.info(args.model) if kind == "zoo" else None
 
 
 def main(argv=None):

@@ -31,11 +31,9 @@ Example:
 """
 
 import hashlib
-import importlib
 import io
 import json
 import os
-import pkgutil
 import re
 import shutil
 import tarfile
@@ -44,7 +42,9 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from contractive_keras import layers
+from contractive_keras import datasets
+# ``.keras`` files are read by ``saving``; the names stay importable from here.
+from contractive_keras.saving import load_keras_file, register_custom_objects  # noqa: F401
 
 ENV_VAR = "CONTRACTIVE_KERAS_ZOO"
 SOURCE_ZOO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
@@ -131,8 +131,8 @@ def validate_entry(name, entry, where):
             raise ManifestError(f"{where}: field {key!r} missing or not a {kind.__name__}")
     if "\n" in entry["description"]:
         raise ManifestError(f"{where}: description must be one line")
-    if entry["dataset"] not in ("mnist", "fashion_mnist"):
-        raise ManifestError(f"{where}: dataset {entry['dataset']!r} not in ('mnist', 'fashion_mnist')")
+    if entry["dataset"] not in datasets.DATASETS:
+        raise ManifestError(f"{where}: dataset {entry['dataset']!r} not in {datasets.DATASETS}")
     if "family" in entry and entry["family"] not in FAMILIES:
         raise ManifestError(f"{where}: family {entry['family']!r} not in {FAMILIES}")
     if "certified" in entry and not isinstance(entry["certified"], bool):
@@ -219,8 +219,8 @@ def list_models(*, family=None, dataset=None, certified=None):
     """
     if family is not None and family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
-    if dataset is not None and dataset not in ("mnist", "fashion_mnist"):
-        raise ValueError(f"unknown dataset {dataset!r}; known: mnist, fashion_mnist")
+    if dataset is not None and dataset not in datasets.DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(datasets.DATASETS)}")
     lines = {}
     for name, entry in sorted(_entries().items()):
         if ((family is not None and entry.get("family") != family)
@@ -326,33 +326,6 @@ def _locate(name, kind):
         tried.append(f"Keras cache: {cached} (no url in the manifest to download from)")
     raise ZooFileNotFoundError(f"{kind} file of zoo model {name!r} not found. Places tried:\n  "
                                + "\n  ".join(tried))
-
-
-def register_custom_objects():
-    """Imports every module that registers contractive_keras Keras objects.
-
-    ``.keras`` files name registered classes (``contractive_keras>CHNODE``);
-    the lazy ``layers`` package would not have imported them yet, so call
-    this before ``keras.saving.load_model`` of a file holding them.
-    """
-    modules = ["contractive_keras.constraints", "contractive_keras.regularizers"]
-    modules += [f"{layers.__name__}.{m.name}" for m in pkgutil.iter_modules(layers.__path__)]
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:  # a missing dependency, not an absent module
-                raise
-
-
-def load_keras_file(path):
-    """Deserializes a ``.keras`` file: the package's classes registered, ``safe_mode=True``.
-
-    The one place a ``.keras`` file becomes a model (``load`` and
-    ``robustness.load_model`` both call it); it does not verify a hash.
-    """
-    register_custom_objects()
-    return keras.saving.load_model(path, safe_mode=True)
 
 
 def load(name):

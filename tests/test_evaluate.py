@@ -12,7 +12,8 @@ import keras
 import numpy as np
 import pytest
 
-from contractive_keras.evaluate import RobustnessTable, main
+from contractive_keras import robustness, zoo
+from contractive_keras.evaluate import RobustnessTable, load_source, main
 from tests.robustness.classifiers import tiny_mnist_model
 from tests.test_zoo import NAME, build_tiny_zoo
 
@@ -163,3 +164,34 @@ def test_python_dash_m_entry_point_runs_on_a_chnode_keras_file(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| fgsm linf eps=0.1 |" in result.stdout
     assert open(tmp_path / "r.md").read().startswith("| setting |")
+
+
+
+def test_load_source_takes_a_path_or_a_zoo_name_to_the_same_logits(keras_file, tmp_path, monkeypatch):
+    build_tiny_zoo(tmp_path / "zoo")
+    monkeypatch.setenv(zoo.ENV_VAR, str(tmp_path / "zoo"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    x = np.random.default_rng(0).uniform(size=(8, 28, 28, 1)).astype("float32")
+    from_path, info = load_source(keras_file)
+    assert info is None and isinstance(from_path, keras.Model)
+    as_keras, info = load_source(NAME)
+    assert isinstance(as_keras, keras.Model) and info == zoo.info(NAME)
+    as_saved_model, _ = load_source(NAME, format="saved_model")
+    np.testing.assert_allclose(robustness.logit_function(as_saved_model)(x), as_keras(x), atol=1e-5)
+    with pytest.raises(ValueError, match="format must be one of"):
+        load_source(NAME, format="h5")
+
+
+def test_load_source_errors_are_one_line(tmp_path, monkeypatch):
+    build_tiny_zoo(tmp_path / "zoo")
+    os.remove(tmp_path / "zoo" / NAME / "model.keras")
+    monkeypatch.setenv(zoo.ENV_VAR, str(tmp_path / "zoo"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setattr(zoo, "SOURCE_ZOO", str(tmp_path / "source_zoo"))
+    with pytest.raises(robustness.ModelSourceError, match="not found. Places tried:") as error:
+        load_source(NAME)
+    assert "\n" not in str(error.value)
+    with pytest.raises(robustness.ModelSourceError,
+                       match="neither an existing path nor a zoo model; zoo models: ") as error:
+        load_source(str(tmp_path / "missing.keras"))
+    assert "\n" not in str(error.value) and NAME in str(error.value)

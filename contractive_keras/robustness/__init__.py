@@ -19,8 +19,8 @@ One concept per module:
   and a constant);
 - ``table``: ``Row`` and ``RobustnessTable`` with their exports;
 - ``evaluation``: ``evaluate``, the driver that fills a table;
-- ``loading``: ``load_model`` (a ``.keras`` file, a SavedModel directory or a
-  zoo name) and ``logit_function``, shared by all of the above, the command
+- ``loading``: ``load_model`` (a ``.keras`` file or a SavedModel directory;
+  zoo names go through ``zoo.load``) and ``logit_function``, shared by all of the above, the command
   line (``python -m contractive_keras.evaluate``) and ``zoo/build.py``;
 - ``norms``: the two threat-model norms.
 
@@ -40,7 +40,7 @@ from contractive_keras.robustness.attacks import LOSSES, attack_loss, fgsm, pgd
 from contractive_keras.robustness.certified import certified_accuracy, margins
 from contractive_keras.robustness.evaluation import ATTACKS, SINGLE_ATTACKS, evaluate
 from contractive_keras.robustness.masking import MASKED, NOT_MASKED, MaskingReport, diagnose
-from contractive_keras.robustness.loading import FORMATS, ModelSourceError, load_model, logit_function, source_kind
+from contractive_keras.robustness.loading import ModelSourceError, load_model, logit_function, source_kind
 from contractive_keras.robustness.noise import (
     NOISE_KINDS, REFERENCE_NOISE, REFERENCE_NORMALIZATION, NoiseSpec, apply_noise, gaussian_noise,
     model_normalization, reference_noise, salt_and_pepper_noise)
@@ -51,7 +51,7 @@ from contractive_keras.robustness.standard import SUITES, AttackSpec, SuiteResul
 from contractive_keras.robustness.table import RobustnessTable, Row
 
 __all__ = [
-    "ATTACKS", "FORMATS", "LOSSES", "MASKED", "NOT_MASKED", "AttackSpec", "MaskingReport",
+    "ATTACKS", "LOSSES", "MASKED", "NOT_MASKED", "AttackSpec", "MaskingReport",
     "ModelSourceError", "NOISE_KINDS", "NORMS", "NoiseSpec", "REFERENCE_NOISE",
     "REFERENCE_NORMALIZATION", "Row", "RobustnessTable", "SINGLE_ATTACKS", "SUITES", "SuiteResult",
     "apgd", "apgd_targeted", "apply_noise", "attack_loss", "certified_accuracy", "certified_radius",

@@ -15,7 +15,7 @@ batched, and can be traced inside ``tf.function``. They accept anything
 ``tf.saved_model.load`` (its ``serve`` endpoint, as written by
 ``model.export()``, or its ``serving_default`` signature), a
 ``keras.layers.TFSMLayer``, a path to a ``.keras`` file or a SavedModel
-directory, a zoo name, or any callable from images to logits
+directory, or any callable from images to logits
 (``robustness.loading``).
 
 References:

@@ -156,7 +156,7 @@ def evaluate(model, dataset, *, attacks=("standard",), eps=(0.05, 0.1, 0.2, 0.3)
 
     Args:
         model: anything ``logit_function`` accepts (Keras model, ``.keras``
-            path, SavedModel or its directory, zoo name, callable).
+            path, SavedModel or its directory, callable).
         dataset: ``tf.data.Dataset`` of ``(pixels in [0, 1], labels)``, or a
             pair ``(images, labels)`` of arrays (uint8 images are scaled).
         attacks: subset of ``ATTACKS`` (or a comma-separated string):

@@ -1,21 +1,20 @@
 """The one model loader of evaluation, attacks and the zoo build script.
 
-``load_model(source)`` turns a model *source* into a model:
+``load_model(source)`` turns a path into a model:
 
-- a path to a ``.keras`` file: ``zoo.load_keras_file`` (the package's classes
+- a ``.keras`` file: ``saving.load_keras_file`` (the package's classes
   registered, ``safe_mode=True``);
-- a path to a SavedModel directory (one holding ``saved_model.pb``):
-  ``tf.saved_model.load``;
-- a zoo name: ``zoo.load`` (``format="keras"``) or ``zoo.load_saved_model``
-  (``format="saved_model"``), both sha256-verified.
+- a SavedModel directory (one holding ``saved_model.pb``):
+  ``tf.saved_model.load``.
 
-A source that is none of these raises ``ModelSourceError`` with a one-line
-message naming the source and what is wrong with it (missing, a file that is
-not a zip archive, a directory without ``saved_model.pb``, an unknown zoo
-name, a file that fails to deserialize). ``python -m contractive_keras.evaluate``
-prints that line and exits with status 2.
+A path that is neither raises ``ModelSourceError`` with a one-line message
+naming the path and what is wrong with it (missing, a file that is not a zip
+archive, a directory without ``saved_model.pb``, a file that fails to
+deserialize). Zoo models are loaded by name with ``zoo.load`` /
+``zoo.load_saved_model`` (sha256-verified); ``python -m
+contractive_keras.evaluate --model=`` takes either a zoo name or a path.
 
-``logit_function(model)`` turns a loaded model (or a source) into a callable
+``logit_function(model)`` turns a loaded model (or a path) into a callable
 ``images -> logits`` that ``attacks`` can differentiate through.
 """
 
@@ -25,12 +24,9 @@ import zipfile
 import keras
 import tensorflow as tf
 
-from contractive_keras import zoo
+from contractive_keras import saving
 
-__all__ = ["FORMATS", "ModelSourceError", "load_model", "logit_function", "source_kind"]
-
-#: Which file of a zoo entry ``load_model`` reads.
-FORMATS = ("keras", "saved_model")
+__all__ = ["ModelSourceError", "load_model", "logit_function", "source_kind"]
 
 
 class ModelSourceError(ValueError):
@@ -43,10 +39,10 @@ def _first_line(error):
 
 
 def source_kind(source):
-    """"keras_file", "saved_model_dir" or "zoo": what ``source`` names.
+    """"keras_file" or "saved_model_dir": what the path ``source`` names.
 
     Raises:
-        ModelSourceError: the source is none of them (the message says why).
+        ModelSourceError: the path is neither (the message says why).
     """
     path = os.fspath(source)
     if os.path.isfile(path):
@@ -60,48 +56,29 @@ def source_kind(source):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
             raise ModelSourceError(f"{path} is a directory without saved_model.pb (not a SavedModel)")
         return "saved_model_dir"
-    try:
-        available = zoo.list_models()
-    except zoo.ManifestError as e:
-        raise ModelSourceError(f"{path} is not an existing path, and the zoo manifest is "
-                               f"unreadable: {_first_line(e)}") from e
-    if path not in available:
-        raise ModelSourceError(f"{path} is neither an existing path nor a zoo model; "
-                               f"zoo models: {sorted(available) or 'none'}")
-    return "zoo"
+    raise ModelSourceError(f"{path} is not an existing path (a zoo name is loaded by zoo.load)")
 
 
-def load_model(source, *, format="keras"):
-    """The model a source names: a ``.keras`` file, a SavedModel directory or a zoo name.
+def load_model(source):
+    """The model a path names: a ``.keras`` file or a SavedModel directory.
 
     Args:
-        source: a path (str or ``os.PathLike``) or a zoo name.
-        format: for zoo names only, "keras" (a Keras model) or "saved_model"
-            (the restored SavedModel, whose ``serve`` endpoint gives logits).
+        source: a path (str or ``os.PathLike``).
 
     Returns:
         A Keras model, or a ``tf.saved_model.load`` object.
 
     Raises:
-        ModelSourceError: the source is not a model (one-line message).
-        zoo.VerificationError: a zoo file does not match its sha256.
+        ModelSourceError: the path is not a model (one-line message).
 
     Example:
-        >>> model = load_model("chnode_mnist_n8")            # doctest: +SKIP
         >>> model = load_model("runs/zoo/x/export/model.keras")  # doctest: +SKIP
     """
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     path = os.fspath(source)
     kind = source_kind(path)
-    if kind == "zoo":
-        try:
-            return zoo.load(path) if format == "keras" else zoo.load_saved_model(path)
-        except zoo.ZooFileNotFoundError as e:
-            raise ModelSourceError(" ".join(str(e).split())) from e
     try:
         if kind == "keras_file":
-            return zoo.load_keras_file(path)
+            return saving.load_keras_file(path)
         return tf.saved_model.load(path)
     except Exception as e:  # any deserialization failure becomes one line naming the file
         raise ModelSourceError(f"{path} could not be loaded: {_first_line(e)}") from e
@@ -141,8 +118,8 @@ def logit_function(model):
     Args:
         model: one of
             - a Keras model or layer (called with ``training=False``);
-            - a source ``load_model`` accepts (a ``.keras`` path, a
-              SavedModel directory, a zoo name);
+            - a path ``load_model`` accepts (a ``.keras`` file, a
+              SavedModel directory);
             - a loaded SavedModel: its ``serve`` endpoint (what
               ``model.export()`` writes) or else its ``serving_default``
               signature, whose single output is taken from the result dict;
@@ -154,7 +131,7 @@ def logit_function(model):
 
     Raises:
         TypeError: ``model`` is none of the above.
-        ModelSourceError: a path or name that is not a model.
+        ModelSourceError: a path that is not a model.
         ValueError: a SavedModel has no usable endpoint, or a signature has
             several inputs or outputs.
     """
@@ -175,6 +152,6 @@ def logit_function(model):
     if callable(model):
         return model
     raise TypeError(
-        "model must be a Keras model, a SavedModel, a path to either, a zoo name, or a "
+        "model must be a Keras model, a SavedModel, a path to either, or a "
         f"callable from images to logits; got {type(model).__name__}"
     )

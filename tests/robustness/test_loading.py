@@ -1,5 +1,6 @@
-"""robustness.loading: one loader for .keras files, SavedModel directories and
-zoo names, one-line errors for every other source, and logit functions."""
+"""robustness.loading: one loader for .keras files and SavedModel directories
+(zoo names are the zoo's: tests/test_evaluate.py), one-line errors for every
+other path, and logit functions."""
 
 import os
 
@@ -8,10 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from contractive_keras import robustness, zoo
+from contractive_keras import robustness, saving
 from contractive_keras.robustness import loading
 from tests.robustness.classifiers import mnist_test, tiny_mnist_model
-from tests.test_zoo import NAME, build_tiny_zoo
 
 
 @pytest.fixture(scope="module")
@@ -24,25 +24,18 @@ def sources(tmp_path_factory):
     return model, str(root / "model.keras"), str(root / "sm")
 
 
-def test_source_kind_names_what_a_source_is(sources, tmp_path, monkeypatch):
+def test_source_kind_names_what_a_source_is(sources):
     _, keras_path, saved_dir = sources
     assert loading.source_kind(keras_path) == "keras_file"
     assert loading.source_kind(saved_dir) == "saved_model_dir"
-    build_tiny_zoo(tmp_path / "zoo")
-    monkeypatch.setenv(zoo.ENV_VAR, str(tmp_path / "zoo"))
-    assert loading.source_kind(NAME) == "zoo"
 
 
-def test_every_source_loads_to_the_same_logits(sources, tmp_path, monkeypatch):
+def test_every_source_loads_to_the_same_logits(sources):
     model, keras_path, saved_dir = sources
-    build_tiny_zoo(tmp_path / "zoo")
-    monkeypatch.setenv(zoo.ENV_VAR, str(tmp_path / "zoo"))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     x, _ = mnist_test(16)
     reference = np.asarray(model(x))
-    loaded = [robustness.load_model(keras_path), robustness.load_model(saved_dir),
-              robustness.load_model(NAME), robustness.load_model(NAME, format="saved_model")]
-    assert isinstance(loaded[0], keras.Model) and isinstance(loaded[2], keras.Model)
+    loaded = [robustness.load_model(keras_path), robustness.load_model(saved_dir)]
+    assert isinstance(loaded[0], keras.Model) and not isinstance(loaded[1], keras.Model)
     for source in loaded:
         np.testing.assert_allclose(robustness.logit_function(source)(tf.constant(x)), reference, atol=1e-5)
 
@@ -50,8 +43,8 @@ def test_every_source_loads_to_the_same_logits(sources, tmp_path, monkeypatch):
 def test_keras_files_are_deserialized_in_one_place(sources, monkeypatch):
     _, keras_path, _ = sources
     calls = []
-    original = zoo.load_keras_file
-    monkeypatch.setattr(zoo, "load_keras_file", lambda path: calls.append(path) or original(path))
+    original = saving.load_keras_file
+    monkeypatch.setattr(saving, "load_keras_file", lambda path: calls.append(path) or original(path))
     robustness.load_model(keras_path)
     robustness.logit_function(keras_path)
     assert calls == [keras_path, keras_path]
@@ -65,11 +58,11 @@ def test_load_model_uses_keras_safe_mode(tmp_path):
 
 
 @pytest.mark.parametrize("case,message", [
-    ("missing.keras", "is neither an existing path nor a zoo model; zoo models:"),
+    ("missing.keras", "is not an existing path"),
     ("text.keras", "is not a .keras file: a .keras file is a zip archive"),
     ("weights.h5", "is a file but not a .keras file"),
     ("empty_dir", "is a directory without saved_model.pb"),
-    ("no_such_zoo_model", "is neither an existing path nor a zoo model; zoo models:"),
+    ("chnode_mnist_n8", "is not an existing path (a zoo name is loaded by zoo.load)"),
 ])
 def test_bad_sources_raise_one_line_errors(tmp_path, monkeypatch, case, message):
     monkeypatch.chdir(tmp_path)
@@ -82,21 +75,8 @@ def test_bad_sources_raise_one_line_errors(tmp_path, monkeypatch, case, message)
     assert isinstance(error.value, ValueError)
 
 
-def test_a_missing_zoo_file_is_a_one_line_error(tmp_path, monkeypatch):
-    build_tiny_zoo(tmp_path / "zoo")
-    os.remove(tmp_path / "zoo" / NAME / "model.keras")
-    monkeypatch.setenv(zoo.ENV_VAR, str(tmp_path / "zoo"))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setattr(zoo, "SOURCE_ZOO", str(tmp_path / "source_zoo"))
-    with pytest.raises(robustness.ModelSourceError, match="not found. Places tried:") as error:
-        robustness.load_model(NAME)
-    assert "\n" not in str(error.value)
-
-
 def test_logit_function_refuses_what_is_not_a_model(tmp_path):
     with pytest.raises(TypeError, match="must be a Keras model"):
         robustness.logit_function(42)
-    with pytest.raises(robustness.ModelSourceError, match="neither an existing path nor a zoo model"):
+    with pytest.raises(robustness.ModelSourceError, match="is not an existing path"):
         robustness.logit_function(str(tmp_path / "missing.keras"))
-    with pytest.raises(ValueError, match="format must be one of"):
-        robustness.load_model(str(tmp_path), format="h5")
