@@ -87,7 +87,7 @@ def lipschitz_vs_delta_bar(output, size="full"):
     128; ``DeltaBarProjection`` after every step), and the unconstrained
     ``models.build("node")`` alike.  Left: for the ODE block (lifted state ->
     u(1)), the certified Lipschitz bound of the computed Euler map
-    (``stability.lipschitz_bound(layer)``: product of the per-step bounds
+    (``certify.layer_certificate(layer)``: product of the per-step bounds
     max_D ||I + h D A||_2), the design bound (1 + h delta_bar)^N, exp(delta_bar)
     and two measured lower bounds, from random pairs of test states and from
     adversarial (gradient-ascent) pairs.  Middle: certified upper bound and
@@ -96,7 +96,7 @@ def lipschitz_vs_delta_bar(output, size="full"):
     """
     import keras
 
-    from contractive_keras import models, stability
+    from contractive_keras import certify, models, stability
 
     plt = pyplot()
     config = STABILIZED[size]
@@ -116,7 +116,7 @@ def lipschitz_vs_delta_bar(output, size="full"):
         layer = model.get_layer("stabilized_node")
         lift = keras.Model(model.input, layer.input)
         accuracy = float(model.evaluate(x_test, y_test, batch_size=1000, verbose=0)[1])
-        certificate = stability.lipschitz_bound(layer)
+        certificate = certify.layer_certificate(layer)
         kernel = np.asarray(layer.kernel, np.float64)
         lower = stability.delta(kernel, layer.min_slope, "lower")
         states = np.asarray(lift(x_test[: config["pair_states"]]))

@@ -7,7 +7,10 @@
   the D A form, reporting delta and the flow bound beside it;
 * ``flow_certificate``: the exact flow: exp(delta t1) for u' = sigma(A u + b)
   (shared/DESIGN.md, "Stabilized NODE", equation (1)), exp(-rho t1 / 2) for
-  a CH-NODE whose gamma satisfies Theorem 1 (Theorem 2).
+  a CH-NODE whose gamma satisfies Theorem 1 (Theorem 2);
+* ``kernel_certificate`` and ``step_lipschitz_bound``: the same for a bare
+  kernel A of u' = sigma(A u + b) with slopes in [alpha, 1] (its map or flow,
+  one step of a scheme), no layer needed.
 """
 
 import math
@@ -17,10 +20,15 @@ import numpy as np
 from contractive_keras.bounds.certificate import Certificate
 from contractive_keras.bounds.delta import DeltaResult
 from contractive_keras.bounds.delta import delta
+from contractive_keras.bounds.jacobian_structure import JacobianStructure
 from contractive_keras.bounds.step_bound import StepBound
 from contractive_keras.bounds.step_bound import butcher_arrays
+from contractive_keras.bounds.step_bound import step_bounds
 from contractive_keras.bounds.theorem1 import worst_case_max_step_size
 from contractive_keras.bounds.threads import single_threaded_blas
+from contractive_keras.bounds.validation import as_square
+from contractive_keras.bounds.validation import check_alpha
+from contractive_keras.bounds.validation import check_step
 
 METHODS = ("auto", "exact", "upper")
 
@@ -134,3 +142,66 @@ def flow_certificate(structure, method="auto"):
                            {"rho": c.rho, "t1": structure.t1})
     raise ValueError("no flow certificate: the block is neither of the D A form nor a "
                      "CH-NODE satisfying Theorem 1.")
+
+
+@single_threaded_blas
+def kernel_certificate(A, alpha, t1=None, *, solver=None, steps=None, method="auto"):
+    """Certified Lipschitz bound of u' = sigma(A u + b), sigma' in [alpha, 1], from its kernel.
+
+    With a fixed-step ``solver`` ("euler", "midpoint", "rk4") and ``steps``,
+    the map those N steps compute (``map_certificate``); otherwise the exact
+    flow over [0, t1], exp(delta t1) (``flow_certificate``).
+
+    Args:
+        A: (d, d) kernel.
+        alpha: slope lower bound, in (0, 1].
+        t1: final time (default 1).
+        solver, steps: the fixed-step scheme to certify, if any.
+        method: "auto", "exact" or "upper" (never "lower").
+
+    Returns:
+        ``Certificate`` whose ``details`` hold ``delta`` (a ``DeltaResult``)
+        and ``flow_bound``.
+    """
+    A = as_square(A, "kernel")
+    alpha = check_alpha(alpha)
+    t1 = 1.0 if t1 is None else float(t1)
+    if solver is not None and butcher_arrays(solver) is not None:
+        if steps is None:
+            raise ValueError("steps is required to certify a fixed-step map.")
+        return map_certificate(JacobianStructure.of_kernel(A, alpha, t1=t1, scheme=solver,
+                                                           steps=steps), method)
+    return flow_certificate(JacobianStructure.of_kernel(A, alpha, t1=t1), method)
+
+
+@single_threaded_blas
+def step_lipschitz_bound(A, alpha, step_size, solver="euler", method="auto", scaling=None):
+    """Certified Lipschitz constant of one step of ``solver`` on u' = sigma(A u + b).
+
+    ``step_bound``, equations (1)-(2): for "euler" it is max_D ||I + h D A||_2,
+    D in [alpha, 1]^d, exact by vertex enumeration (d <= 12 with method
+    "auto", or "exact") or a certified upper bound (relaxation with the
+    candidate metric ``scaling``).
+
+    Returns:
+        ``Certificate`` (certifies "map", method "exact" or "upper"); with
+        vertex enumeration ``details["slopes"]`` is a vertex D attaining it.
+
+    Raises:
+        ValueError: bad arguments, or a solver without a Butcher tableau.
+    """
+    A = as_square(A)
+    alpha = check_alpha(alpha)
+    h = check_step(step_size)
+    if butcher_arrays(solver) is None:
+        raise ValueError(f"step_lipschitz_bound needs a fixed-step explicit Runge-Kutta "
+                         f"scheme ('euler', 'midpoint', 'rk4'), got {solver!r}.")
+    structure = JacobianStructure.of_kernel(A, alpha, t1=h, steps=1, scheme=solver,
+                                            scaling=scaling,
+                                            scaling_covers_euler=scaling is not None)
+    bounds = step_bounds(structure, method=method)
+    value = float(bounds.values[0])
+    details = {"step_size": h, "how": bounds.how}
+    if bounds.witness is not None:
+        details["slopes"] = bounds.witness[0]       # a vertex D attaining the bound
+    return Certificate(value, "map", bounds.method, [("step", bounds.how, value)], details)

@@ -39,7 +39,7 @@ class StabilizedNODE(ODEBlock):
     max_D ||I + h D A||_2 <= 1 + h delta_bar, so the computed map (N Euler
     steps) is (1 + h delta_bar)^N <= exp(delta_bar t1)-Lipschitz, and delta
     <= delta_bar as well.  For "midpoint" / "rk4" the projection certifies
-    the flow only; ``contractive_keras.stability.lipschitz_bound(layer)``
+    the flow only; ``contractive_keras.certify.layer_certificate(layer)``
     reports a certified bound of their computed map (larger).  Adaptive
     solvers ("dopri5", "bdf") approximate the flow to their tolerance; no
     certificate of their output is claimed.  The layer describes itself
@@ -49,7 +49,7 @@ class StabilizedNODE(ODEBlock):
     Args:
         min_slope: lower slope bound a of the activation, in (0, 1] (slope
             of the leaky ReLU on the negative side; default 0.1).  Configs
-            saved before this name call it ``alpha``, which is still read.
+            saved before this name call it ``alpha``; ``from_config`` reads it.
         delta_bar: None (plain NODE) or the target bound on delta (finite).
         t1: final time, > 0 (default 1).
         solver: "euler", "midpoint", "rk4", "dopri5" (this package's
@@ -99,13 +99,9 @@ class StabilizedNODE(ODEBlock):
                  activation="leaky_relu", activation_slopes=None,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, gradient=None,
-                 rtol=None, atol=None, projection_options=None, alpha=None, **kwargs):
+                 rtol=None, atol=None, projection_options=None, **kwargs):
         super().__init__(solver, steps=steps, t1=t1, gradient=gradient, rtol=rtol, atol=atol,
                          **kwargs)
-        if alpha is not None:               # the name in configs saved before min_slope
-            if min_slope is not None and float(min_slope) != float(alpha):
-                raise ValueError(f"min_slope={min_slope} and its old name alpha={alpha} differ.")
-            min_slope = alpha
         self.min_slope = validation.check_alpha(0.1 if min_slope is None else min_slope,
                                                 "min_slope")
         if delta_bar is not None:
@@ -166,11 +162,6 @@ class StabilizedNODE(ODEBlock):
         if not isinstance(activation, str):
             sloped = activations.get(activation, slopes, check=True)
         return sloped
-
-    @property
-    def alpha(self):
-        """The old name of ``min_slope``."""
-        return self.min_slope
 
     def build(self, input_shape):
         d = input_shape[-1]
@@ -236,6 +227,13 @@ class StabilizedNODE(ODEBlock):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        if "alpha" in config:               # the name in configs saved before min_slope
+            alpha = config.pop("alpha")
+            min_slope = config.get("min_slope")
+            if min_slope is not None and alpha is not None and float(min_slope) != float(alpha):
+                raise ValueError(f"min_slope={min_slope} and its old name alpha={alpha} differ.")
+            if min_slope is None:
+                config["min_slope"] = alpha
         if isinstance(config.get("activation"), dict):
             config["activation"] = keras.saving.deserialize_keras_object(config["activation"])
         if config.get("activation_slopes") is not None:

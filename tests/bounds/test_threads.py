@@ -45,8 +45,8 @@ def test_limit_holds_inside_nested_and_failing_calls_and_is_restored(two_blas_th
     assert seen == [{1}] * 4 and blas_threads() == {2}
 
 
-ENTRY_POINTS = [stability.delta, stability.min_perturbation, stability.lipschitz_bound,
-                stability.step_lipschitz_bound, stability.summary, certify.layer_certificate,
+ENTRY_POINTS = [stability.delta, stability.min_perturbation, stability.kernel_certificate,
+                stability.step_lipschitz_bound, certify.layer_certificate,
                 certify.step_lipschitz_bounds, bounds.map_certificate, bounds.flow_certificate,
                 certify.lipschitz_bound, certify.certified_radius, certify.summary]
 

@@ -159,10 +159,12 @@ def test_adaptive_instances_need_shared_weights_and_custom_schemes_need_stabiliz
 
 
 def test_stabilized_node_with_an_adaptive_instance_certifies_the_flow_only():
-    from contractive_keras import stability
+    from contractive_keras import certify
 
     for solver in (solvers.Dopri5(), ode.DormandPrince()):
         layer = make_layer("stabilized", solver)
         layer.build((None, 4))
         assert not layer.fixed_step and layer.steps is None and layer.step_size is None
-        assert stability.lipschitz_bound(layer).certifies == "flow"
+        assert certify.summary(layer)["lipschitz_certifies"] == "flow"
+        with pytest.raises(ValueError, match="adaptive"):
+            certify.layer_certificate(layer)

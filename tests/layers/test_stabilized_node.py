@@ -1,6 +1,8 @@
 """StabilizedNODE: the ODE it integrates, bad input, certificates vs measured ratios, saving."""
 
+import json
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -47,13 +49,15 @@ def test_smooth_activation_has_slopes_in_the_band_and_rk4_converges_to_dopri5():
     # 1024 steps to 1e-12; the adaptive solver lands within ~5e-8 at 1e-8
     # tolerances, and stalled near 1e-6 when the layer dropped them).
     np.testing.assert_allclose(fine(u).numpy(), adaptive(u).numpy(), atol=2e-7)
-    assert stability.lipschitz_bound(adaptive).certifies == "flow"
+    assert certify.summary(adaptive)["lipschitz_certifies"] == "flow"
+    with pytest.raises(ValueError, match="adaptive"):     # no certificate of its computed map
+        certify.layer_certificate(adaptive)
 
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(min_slope=0.0), "min_slope"),
     (dict(min_slope=1.01), "min_slope"),
-    (dict(alpha=1.01), "min_slope"),
+    (dict(alpha=0.3), "Unrecognized keyword arguments.*alpha"),   # the old name: configs only
     (dict(activation="relu"), "relu"),
     (dict(activation="tanh"), "tanh"),
     (dict(activation=tf.nn.relu6), "activation_slopes"),
@@ -108,7 +112,7 @@ def test_trained_constrained_layer_never_exceeds_its_certificate(d, solver):
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x = rng.standard_normal((128, d)).astype("float32")
     model.fit(x, (x[:, 0] * x[:, 1] > 0).astype("int32"), batch_size=32, epochs=2, verbose=0)
-    certificate = stability.lipschitz_bound(layer)
+    certificate = certify.layer_certificate(layer)
     assert certificate.certifies == "map" and certificate.details["delta"].kind in ("exact", "upper")
     if solver == "euler":       # the projection covers the Euler map
         assert certificate.value <= np.exp(0.2 * 1.0) + 1e-5
@@ -128,7 +132,7 @@ def test_unconstrained_layer_certifies_what_it_computes():
     layer = StabilizedNODE(min_slope=0.5, steps=3, dtype="float64",
                            kernel_initializer=keras.initializers.RandomNormal(stddev=1.5))
     layer.build((None, 5))
-    certificate = stability.lipschitz_bound(layer)
+    certificate = certify.layer_certificate(layer)
     assert certificate.value == pytest.approx(stability.step_lipschitz_bound(
         layer.kernel.numpy(), 0.5, 1 / 3, "euler").value ** 3)
     assert adversarial_ratio(layer, 5, rng) <= certificate.value * (1 + 1e-9)
@@ -168,3 +172,27 @@ def test_configs_saved_with_the_old_slope_name_alpha_still_load():
                   rtol=1e-6, atol=1e-6)
     restored = StabilizedNODE.from_config(legacy)
     assert restored.min_slope == 0.3 and restored.get_config() == config
+    assert not hasattr(restored, "alpha")
+    with pytest.raises(ValueError, match="min_slope"):
+        StabilizedNODE.from_config({**legacy, "alpha": 1.01})
+    with pytest.raises(ValueError, match="differ"):
+        StabilizedNODE.from_config({**legacy, "min_slope": 0.5})
+
+
+def test_a_saved_model_whose_config_says_alpha_loads_with_that_min_slope(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), StabilizedNODE(min_slope=0.3, steps=2, name="node")])
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    path = os.path.join(tmp_path, "legacy.keras")
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    node = config["config"]["layers"][-1]["config"]
+    node["alpha"] = node.pop("min_slope")          # as files written before min_slope say
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    restored = keras.models.load_model(path)
+    assert restored.get_layer("node").min_slope == 0.3
+    np.testing.assert_allclose(restored(x).numpy(), model(x).numpy(), rtol=1e-6)
