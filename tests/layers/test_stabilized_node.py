@@ -75,10 +75,57 @@ def test_bad_arguments_raise_value_errors(kwargs, match):
         StabilizedNODE(**kwargs)
 
 
-def test_custom_activation_with_declared_slopes_is_accepted():
-    fn = lambda x: 0.5 * x + 0.25 * tf.sin(x)       # slopes in [0.25, 0.75]
-    layer = StabilizedNODE(min_slope=0.25, activation=fn, activation_slopes=(0.25, 0.75), steps=2)
-    assert layer(np.ones((1, 3), "float32")).shape == (1, 3)
+def slopes_of(fn, x):
+    """sigma'(x) by automatic differentiation."""
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = fn(x)
+    return tape.gradient(y, x).numpy()
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu", "smooth_leaky_relu"])
+def test_named_activation_slopes_lie_in_the_band_and_match_the_exact_derivative(activation):
+    """sigma' in [min_slope, 1]: leaky ReLU's is min_slope (x < 0) and 1 (x > 0),
+    smooth leaky ReLU's a + (1 - a) sigmoid(x); autodiff and central
+    differences both agree with the formula."""
+    a = 0.3
+    layer = StabilizedNODE(min_slope=a, activation=activation)
+    assert layer._activation.slopes == (a, 1.0)
+    x = np.concatenate([-np.logspace(2, -3, 300), np.logspace(-3, 2, 300)])
+    if activation == "leaky_relu":
+        exact = np.where(x < 0, a, 1.0)
+    else:
+        exact = a + (1 - a) / (1 + np.exp(-x))
+    fn = layer._activation.fn
+    slopes = slopes_of(fn, x)
+    assert slopes.min() >= a and slopes.max() <= 1.0
+    np.testing.assert_allclose(slopes, exact, rtol=1e-12)
+    h = 1e-6 * np.minimum(1.0, np.abs(x))      # central differences stay on one side of 0
+    central = (fn(tf.constant(x + h)).numpy() - fn(tf.constant(x - h)).numpy()) / (2 * h)
+    np.testing.assert_allclose(central, exact, rtol=1e-6)
+    assert float(fn(tf.constant(0.0, tf.float64))) == 0.0
+
+
+def test_custom_activation_with_declared_slopes_is_the_field_the_layer_integrates():
+    """A callable with declared slopes is kept as given: its slopes stay the
+    declared ones, and the layer's output is explicit Euler on sigma(A u + b)."""
+    fn = lambda x: 0.5 * x + 0.25 * tf.sin(x)       # sigma' = 0.5 + 0.25 cos x in [0.25, 0.75]
+    layer = StabilizedNODE(min_slope=0.25, activation=fn, activation_slopes=(0.25, 0.75), steps=2,
+                           t1=0.5, dtype="float64",
+                           bias_initializer=keras.initializers.RandomNormal(seed=2))
+    assert layer._activation.slopes == (0.25, 0.75)
+    x = np.linspace(-20, 20, 4001)
+    np.testing.assert_allclose(slopes_of(layer._activation.fn, x), 0.5 + 0.25 * np.cos(x),
+                               rtol=1e-12, atol=1e-15)
+    u = np.random.default_rng(5).standard_normal((4, 3))
+    y = layer(u).numpy()
+    A, b = layer.kernel.numpy(), layer.bias.numpy()
+    expected = u
+    for _ in range(2):
+        z = expected @ A.T + b
+        expected = expected + 0.25 * (0.5 * z + 0.25 * np.sin(z))
+    np.testing.assert_allclose(y, expected, rtol=1e-12)
 
 
 def pair_ratios(fn, u, v):
