@@ -39,7 +39,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402  (after the environment settings above)
 from absl import app, flags, logging  # noqa: E402
 
-from contractive_keras import data, lipschitz_cnn, models, solvers, training  # noqa: E402
+from contractive_keras import data, models, solvers, training  # noqa: E402
+from contractive_keras.models import lipschitz_cnn  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", "chnode", models.NAMES, "Architecture to train.")

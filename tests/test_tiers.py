@@ -50,8 +50,6 @@ TIERS = {
     "contractive_keras.stability": 3,
     # The package root registers layers, constraints, regularizers and losses.
     "contractive_keras": 3,
-    # Old import path kept for scripts: a re-export of tier-4 modules.
-    "contractive_keras.lipschitz_cnn": 4,
     # The command over robustness, data and the zoo (`python -m contractive_keras.evaluate`).
     "contractive_keras.evaluate": 5,
 }

@@ -180,12 +180,3 @@ def test_certified_presets_check_their_options():
     with pytest.raises(ValueError, match="lift_max_norm"):
         models.build("lipschitz_cnn", lift_max_norm=2.0)
     assert models.build("node", normalize_inputs=False).layers[1].name == "flatten"
-
-
-def test_the_certified_skeleton_keeps_its_old_import_path():
-    import contractive_keras.lipschitz_cnn as old_path
-    from contractive_keras.models import lipschitz_cnn
-
-    assert old_path.lipschitz_cnn is lipschitz_cnn.lipschitz_cnn
-    assert old_path.KERNELS == lipschitz_cnn.KERNELS == ("orthonormal", "clipped")
-    assert models.lipschitz_cnn is lipschitz_cnn
