@@ -21,7 +21,7 @@ def test_the_xla_eval_step_counts_what_the_graph_one_does():
     keras.utils.set_random_seed(4)
     model = _classifier()
     strategy = tf.distribute.get_strategy()
-    images = np.random.rand(50, 6, 6, 1).astype("float32")
+    images = np.random.default_rng(4).uniform(size=(50, 6, 6, 1)).astype("float32")
     predicted = model(images, training=False).numpy().argmax(1).astype("int32")
     labels = np.where(np.arange(50) % 3 == 0, (predicted + 1) % 4, predicted)  # 17 wrong
     counts = [make_eval_step(model, strategy, jit_compile=jit)(images, labels) for jit in (False, True)]
