@@ -34,7 +34,7 @@ def test_reference_architecture_and_regularization(name, layer_cls):
     smooth = hp["smoothness"] * 0.5 * sum(0.5 * np.sum((K[j + 1] - K[j]) ** 2) for j in range(2))
     expected_K = smooth + hp["weight_decay"] / 2 * np.sum(K ** 2)
     assert float(ode.K.regularizer(ode.K)) == pytest.approx(expected_K, rel=1e-5)
-    x = np.random.rand(2, 28, 28, 1).astype("float32")
+    x = np.random.default_rng(0).uniform(size=(2, 28, 28, 1)).astype("float32")
     assert model(x).shape == (2, 10)
 
 
@@ -46,14 +46,9 @@ def test_normalisation_is_inside_the_model():
     np.testing.assert_allclose(rescale(x + 0.3081).numpy(), 1.0, atol=1e-5)
 
 
-def test_reference_hyperparameters():
-    hp = models.REFERENCE_HPARAMS
-    assert hp["chnode"]["weight_decay"] == 2e-4 and hp["hdnn"]["weight_decay"] == 4e-3
-    assert hp["chnode"]["smoothness"] == 1e-3 and hp["hdnn"]["smoothness"] == 8e-3
-    for name in ("chnode", "hdnn", "resnet"):  # the Hamiltonian reference recipe
-        entry = hp[name]
-        assert (entry["learning_rate"], entry["lr_decay"], entry["batch_size"], entry["epochs"]) == (
-            0.04, 0.8, 100, 10)
+def test_the_reference_chnode_keeps_its_dissipation_fixed():
+    """L = 0.02 I, not trained (shared/DESIGN.md); the recipe values themselves
+    are checked against docs/reproduction.md and their users in test_recipes.py."""
     chnode = build("chnode").get_layer("chnode")
     assert not chnode.L_trainable and np.allclose(chnode.L.numpy()[0], 0.02 * np.eye(8))
 
@@ -119,8 +114,9 @@ def test_unknown_name_lists_the_known_ones():
 
 def test_trains_with_fit_saves_with_safe_mode_and_reports_certificates(tmp_path):
     model = build("chnode", depth=2)
-    x = np.random.rand(8, 28, 28, 1).astype("float32")
-    y = np.random.randint(0, 10, 8)
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(8, 28, 28, 1)).astype("float32")
+    y = rng.integers(0, 10, 8)
     model.compile(keras.optimizers.Adam(0.04),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, batch_size=4, epochs=1, verbose=0)
