@@ -51,32 +51,36 @@ def export_saved_model(model, path):
 
     archive.add_endpoint("serve", serve, input_signature=[float_spec])
     archive.add_endpoint("serve_uint8", serve_uint8, input_signature=[uint8_spec])
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".saved_model_tmp_")
-    try:
-        archive.write_out(tmp, verbose=False)
-        if os.path.exists(path):
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
-    return path
+    return _write_atomically(path, lambda tmp: archive.write_out(tmp, verbose=False), directory=True)
 
 
 def save_keras(model, path):
     """Saves ``model`` to a ``.keras`` file atomically (write, then rename)."""
+    return _write_atomically(path, model.save, directory=False)
+
+
+def _write_atomically(path, write, *, directory):
+    """``write(tmp)`` to a temporary file or directory beside ``path``, then rename it to ``path``.
+
+    A reader never sees a half-written ``path``: an old one stays until the new
+    one is complete, and a failed write leaves no temporary behind.
+    """
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=".model_tmp_", suffix=".keras")
-    os.close(fd)
+    if directory:
+        tmp = tempfile.mkdtemp(dir=parent, prefix=".saved_model_tmp_")
+    else:
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=".model_tmp_", suffix=os.path.splitext(path)[1])
+        os.close(fd)
+    remove = shutil.rmtree if directory else os.remove
     try:
-        model.save(tmp)
+        write(tmp)
+        if directory and os.path.exists(path):
+            shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
-            os.remove(tmp)
+            remove(tmp)
     return path
 
 

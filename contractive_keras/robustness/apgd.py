@@ -215,11 +215,7 @@ def apgd(model, images, labels, eps, *, norm="linf", loss="ce", steps=100, resta
     """Untargeted APGD (Croce & Hein 2020, Algorithm 1) on the CE or DLR loss.
 
     Args:
-        model: anything ``logit_function`` accepts; it must return logits.
-        images: float32 images ``(N, ...)`` in ``[clip_min, clip_max]``.
-        labels: integer labels ``(N,)``.
-        eps: radius in pixel units (>= 0).
-        norm: ``"linf"`` or ``"l2"``.
+        model, images, labels, eps, norm: as for ``attacks.pgd``.
         loss: ``"ce"`` (cross-entropy) or ``"dlr"`` (eq. 6, >= 3 classes).
         steps: iterations per run (>= 1), N_iter of Algorithm 1.
         restarts: random starts (>= 1).
