@@ -65,7 +65,7 @@ flags.DEFINE_integer("dense", None, "Certified models: width of the hidden dense
 flags.DEFINE_float("lift_max_norm", None, "Bound on the l2 operator norm of the lift (conv or dense), kept after every step (default: free, the reference); with --readout_max_norm and a non-expansive ODE block the whole model has a certified Lipschitz bound.")
 flags.DEFINE_float("readout_max_norm", None, "Bound on the spectral norm of the dense read-out, kept after every step (default: free, the reference).")
 flags.DEFINE_float("delta_bar", None, "Stabilized NODE: target bound on delta = max_D mu_2(D A) (stable_node only).")
-flags.DEFINE_float("alpha", None, "Stabilized NODE: lower slope bound of the activation, in (0, 1].")
+flags.DEFINE_float("min_slope", None, "Stabilized NODE: lower slope bound of the activation, in (0, 1].")
 flags.DEFINE_boolean("normalize_inputs", None, "Put (x - mean) / std inside the model (default: on for the reference models, off for the certified ones, where it would multiply every certified bound by 1 / std = 3.25).")
 flags.DEFINE_enum("loss", None, training.LOSSES, "Training loss: cross_entropy (the reference), lipschitz_margin (train against the certificate at --train_eps, docs/certified.md) or hinge_kr (default from the recipe).")
 flags.DEFINE_float("train_eps", None, "L2 training radius of --loss=lipschitz_margin, in [0, 1] pixel units (the hinge margin of hinge_kr); default from the recipe (1.58 for the certified models).")
@@ -96,7 +96,8 @@ for _name in ("cpu_devices", "kernel_size", "dense", "depth", "epochs", "batch_s
 for _name in ("weight_decay", "smoothness", "checkpoint_every", "validation_size"):
     flags.register_validator(_name, lambda v: v is None or v >= 0, message=f"--{_name} must be >= 0")
 flags.register_validator("lr_decay", lambda v: v is None or 0 < v <= 1, message="--lr_decay must be in (0, 1]")
-flags.register_validator("alpha", lambda v: v is None or 0 < v <= 1, message="--alpha must be in (0, 1]")
+flags.register_validator("min_slope", lambda v: v is None or 0 < v <= 1,
+                         message="--min_slope must be in (0, 1]")
 flags.register_validator(
     "delta_bar", lambda v: v is None or math.isfinite(v), message="--delta_bar must be a finite number"
 )

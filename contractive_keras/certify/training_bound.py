@@ -97,7 +97,7 @@ def ode_guarantee(layer):
                              "kernel.constraint(kernel) first.")
         return guarantee
     if name == "CHNODE":
-        if layer.gamma == "auto" or layer.L_trainable:
+        if layer.gamma == "auto" or layer.dissipation_trainable:
             raise ValueError(f"{layer.name}: gamma='auto' or a trainable L changes the worst-case "
                              "step with the weights; fix gamma and L for a training bound.")
         L = np.asarray(layer.L, np.float64)

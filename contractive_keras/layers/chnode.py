@@ -15,7 +15,7 @@ from contractive_keras.layers.kb_field import KbFieldOptions
 from contractive_keras.layers.kb_field import serialize
 from contractive_keras.layers.per_step_ode import PerStepODE
 from contractive_keras.layers.structure_matrix import check_skew
-from contractive_keras.layers.structure_matrix import structure_matrix
+from contractive_keras.layers.structure_matrix import structure_matrix as make_structure_matrix
 
 DISCRETE_CHECKS = ("warn", "raise", "ignore")
 
@@ -30,7 +30,9 @@ class CHNODE(KbFieldOptions, PerStepODE):
         xi' = (J - gamma I) ( K_k^T sigma(K_k xi + b_k) + (L_k^T L_k + kappa I) xi ),
 
     with piecewise-constant weights (K_k, b_k, L_k on step k, or shared), from
-    t = 0 to T = N h with a fixed-step scheme (default forward Euler).
+    t = 0 to T = N h with a fixed-step scheme (default forward Euler).  K is
+    the ``kernel``, b the ``bias``, L the ``dissipation`` (L^T L + kappa I
+    is the dissipation term) and J the skew-symmetric ``structure_matrix``.
 
     Guarantees (DESIGN, Theorems 1-2), kept exactly in the layer's dtype:
 
@@ -44,7 +46,8 @@ class CHNODE(KbFieldOptions, PerStepODE):
     * ``gamma=<float>``: gamma is fixed and K is projected after every
       optimizer step (``constraints.GammaProjection``: per-step singular
       values clipped, the Frobenius-nearest point) onto the set where that
-      gamma satisfies Theorem 1.  Needs a fixed L (``L_trainable=False``).
+      gamma satisfies Theorem 1.  Needs a fixed L
+      (``dissipation_trainable=False``).
     * In both modes ``call`` rescales any K_k outside that set (a cap on
       alpha in "auto" mode keeps gamma finite); after the
       projection this is a multiplication by exactly 1.  The cap of "auto"
@@ -60,29 +63,36 @@ class CHNODE(KbFieldOptions, PerStepODE):
     ``callbacks.BSMLogger``).
 
     Args:
-        steps: number of steps N.
-        step_size: h (default 0.5, the reference), or give ``t1`` = N h.
-        t1: final time T.
-        solver: "euler" (reference), "midpoint", "rk4", or adaptive
-            "dopri5" / "bdf" or a ``tfp.math.ode.Solver`` /
-            ``contractive_keras.solvers.Dopri5`` instance (then
-            ``time_varying=False``); see ``PerStepODE``.
+        solver: None (4 forward-Euler steps of h = 0.5, the reference), a
+            method name ("euler", "midpoint", "rk4"; adaptive "dopri5",
+            "tfp_dopri5", "bdf" need ``time_varying=False``) completed by
+            those defaults, or a ``solvers.SolverSpec(method, steps=N,
+            step_size=h or t1=T, gradient=..., rtol=..., atol=...)``; see
+            ``PerStepODE``.
         activation: a name with a known slope bound (tanh: S = 1, sigmoid:
             1/4, relu, softplus, ...) or a callable with
             ``activation_slope_bound``.
         activation_slope_bound: S with 0 <= sigma' <= S (custom activations).
+        units: rows m of K (default n).
         kappa: kappa > 0 of the dissipation term.
         gamma: "auto" or a float > 0 held fixed.
         eps: epsilon of Theorems 1-2, 0 < eps < 1 - alpha^2.
-        J: None (canonical [[0, I], [-I, 0]], even n) or a skew (n, n) matrix.
-        units: rows m of K (default n).
+        structure_matrix: J; None (canonical [[0, I], [-I, 0]], even n) or a
+            skew-symmetric (n, n) matrix.
         time_varying: per-step K_k, b_k, L_k (reference) or shared ones.
-        K_initializer, b_initializer, L_initializer: initializers of the
-            stacked (W, m, n), (W, m), (W, p, n) weights, W = N or 1.
-        K_regularizer, b_regularizer, L_regularizer: regularizers of them
-            (e.g. ``contractive_keras.regularizers.PiecewiseSmoothness``).
-        L_trainable: False fixes L at its initial value (reference: 0.02 I).
-        L_units: rows p of L (default n).
+        return_trajectory: output (batch, N + 1, ..., n), the states at t_k.
+        kernel_initializer, bias_initializer, dissipation_initializer:
+            initializers of the stacked (W, m, n) K, (W, m) b and (W, p, n)
+            L, W = N or 1 (L default: ``StepwiseIdentity(0.02)``).
+        kernel_regularizer, bias_regularizer, dissipation_regularizer:
+            regularizers of them (e.g.
+            ``contractive_keras.regularizers.PiecewiseSmoothness``).
+        kernel_constraint: a constraint of K; only with a trainable L (a
+            fixed L gives K the ``GammaProjection`` of Theorem 1).
+        bias_constraint: a constraint of b.
+        dissipation_trainable: False fixes L at its initial value
+            (reference: 0.02 I).
+        dissipation_units: rows p of L (default n).
         discrete_check: "warn", "raise" or "ignore" when ``step_size`` is
             larger than the certified stable step size.
         kernel_size: None (K acts on each vector of the last axis, the
@@ -92,8 +102,13 @@ class CHNODE(KbFieldOptions, PerStepODE):
             operator norm on the H x W grid (circulant bound), and the
             certificate of the computed map uses Theorem 1's worst-case
             Euler step, which depends only on c1, c2, gamma and J.
-        return_trajectory: output (batch, N + 1, ..., n), the states at t_k.
-        gradient, rtol, atol: passed to ``contractive_keras.solvers.odeint``.
+        **kwargs: Keras layer arguments (name, dtype, ...).
+
+    Configs saved with the old names load: loose ``steps``, ``step_size``,
+    ``t1``, ``gradient``, ``rtol``, ``atol`` (into the ``SolverSpec``),
+    ``K_*``/``b_*`` (``kernel_*``/``bias_*``), ``L_initializer``,
+    ``L_regularizer``, ``L_trainable``, ``L_units`` (``dissipation_*``) and
+    ``J`` (``structure_matrix``).
 
     Input shape:
         (batch, ..., n), n even with the canonical J; (batch, H, W, n) with
@@ -106,15 +121,33 @@ class CHNODE(KbFieldOptions, PerStepODE):
     Example:
 
     >>> import numpy as np
-    >>> layer = CHNODE(steps=4, step_size=0.1, discrete_check="ignore")
+    >>> from contractive_keras.solvers import SolverSpec
+    >>> layer = CHNODE(SolverSpec("euler", steps=4, step_size=0.1), gamma=2.0,
+    ...                discrete_check="ignore")
     >>> layer(np.zeros((2, 4), "float32")).shape
     TensorShape([2, 4])
     """
 
-    def __init__(self, *args, kappa=1e-6, gamma="auto", eps=1e-6, J=None, units=None,
-                 L_initializer=None, L_regularizer=None, L_trainable=False, L_units=None,
-                 discrete_check="warn", kernel_size=None, **kwargs):
-        super().__init__(*args, **kwargs)
+    legacy_names = {
+        **KbFieldOptions.legacy_names, "J": "structure_matrix",
+        "L_initializer": "dissipation_initializer", "L_regularizer": "dissipation_regularizer",
+        "L_trainable": "dissipation_trainable", "L_units": "dissipation_units",
+    }
+
+    def __init__(self, solver=None, *, activation="tanh", activation_slope_bound=None,
+                 units=None, kappa=1e-6, gamma="auto", eps=1e-6, structure_matrix=None,
+                 time_varying=True, return_trajectory=False,
+                 kernel_initializer="random_normal", bias_initializer="zeros",
+                 dissipation_initializer=None, kernel_regularizer=None, bias_regularizer=None,
+                 dissipation_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 dissipation_trainable=False, dissipation_units=None, discrete_check="warn",
+                 kernel_size=None, **kwargs):
+        super().__init__(
+            solver, activation=activation, activation_slope_bound=activation_slope_bound,
+            time_varying=time_varying, return_trajectory=return_trajectory,
+            kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint, **kwargs)
         kappa = float(kappa)
         if not kappa > 0.0:
             raise ValueError(f"kappa must be > 0 (Theorem 1 needs c1 > 0), got {kappa}.")
@@ -128,24 +161,30 @@ class CHNODE(KbFieldOptions, PerStepODE):
             gamma = float(gamma)
             if not gamma > 0.0:
                 raise ValueError(f"gamma must be 'auto' or a float > 0, got {gamma}.")
-            if bool(L_trainable):
+            if bool(dissipation_trainable):
                 raise ValueError(
-                    "a fixed gamma needs a fixed L (L_trainable=False): the "
+                    "a fixed gamma needs a fixed L (dissipation_trainable=False): the "
                     "projection that keeps Theorem 1 acts on K given L; use "
                     "gamma='auto' to train L.")
+        if self.kernel_constraint is not None and not bool(dissipation_trainable):
+            raise ValueError(
+                f"kernel_constraint={kernel_constraint!r} needs dissipation_trainable=True: "
+                "with a fixed L, K carries the GammaProjection that keeps Theorem 1.")
         if discrete_check not in DISCRETE_CHECKS:
             raise ValueError(
                 f"discrete_check={discrete_check!r}; allowed: {DISCRETE_CHECKS}.")
         self.kappa = kappa
         self.eps = eps
         self.gamma = gamma
-        self._J_arg = None if J is None else check_skew(J)
+        self.structure_matrix = None if structure_matrix is None else check_skew(
+            structure_matrix)
         self.units = None if units is None else int(units)
-        self.L_units = None if L_units is None else int(L_units)
-        self.L_initializer = keras.initializers.get(
-            L_initializer if L_initializer is not None else StepwiseIdentity(0.02))
-        self.L_regularizer = keras.regularizers.get(L_regularizer)
-        self.L_trainable = bool(L_trainable)
+        self.dissipation_units = None if dissipation_units is None else int(dissipation_units)
+        self.dissipation_initializer = keras.initializers.get(
+            dissipation_initializer if dissipation_initializer is not None
+            else StepwiseIdentity(0.02))
+        self.dissipation_regularizer = keras.regularizers.get(dissipation_regularizer)
+        self.dissipation_trainable = bool(dissipation_trainable)
         self.discrete_check = discrete_check
         if kernel_size is not None:
             size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
@@ -168,7 +207,7 @@ class CHNODE(KbFieldOptions, PerStepODE):
         super().build(input_shape)
 
     def build_field(self, n):
-        J = structure_matrix(self._J_arg, n)
+        J = make_structure_matrix(self.structure_matrix, n)
         self.J_matrix = J
         self.j2 = float(np.max(np.linalg.eigvalsh(J @ J.T)))
         fixed = None if self.gamma == "auto" else self.gamma
@@ -181,22 +220,22 @@ class CHNODE(KbFieldOptions, PerStepODE):
                 "with alpha = 0; raise gamma or lower eps.")
         self.max_ratio = bounds.max_ratio(g)
         m = self.units or n
-        p = self.L_units or n
+        p = self.dissipation_units or n
         self.L = self.add_step_weight(
-            "L", (p, n), self.L_initializer, self.L_regularizer,
-            trainable=self.L_trainable)
-        constraint = None
-        if not self.L_trainable:
+            "L", (p, n), self.dissipation_initializer, self.dissipation_regularizer,
+            trainable=self.dissipation_trainable)
+        constraint = self.kernel_constraint
+        if not self.dissipation_trainable:
             constraint = GammaProjection(
                 kappa=self.kappa, eps=self.eps, slope_bound=self.slope_bound,
                 gamma=fixed, j2=self.j2, L=np.asarray(self.L.numpy()).tolist(),
                 spatial_shape=self.spatial_shape)
         K_shape = (m, n) if self.kernel_size is None else self.kernel_size + (n, m)
         self.K = self.add_step_weight(
-            "K", K_shape, self.K_initializer, self.K_regularizer,
+            "K", K_shape, self.kernel_initializer, self.kernel_regularizer,
             constraint=constraint)
         self.b = self.add_step_weight(
-            "b", (m,), self.b_initializer, self.b_regularizer)
+            "b", (m,), self.bias_initializer, self.bias_regularizer, self.bias_constraint)
         if fixed is not None:
             self.K.assign(constraint(self.K))
         elif tf.executing_eagerly():
@@ -390,12 +429,13 @@ class CHNODE(KbFieldOptions, PerStepODE):
             "kappa": self.kappa,
             "gamma": self.gamma,
             "eps": self.eps,
-            "J": None if self._J_arg is None else self._J_arg.tolist(),
+            "structure_matrix": None if self.structure_matrix is None
+            else self.structure_matrix.tolist(),
             "units": self.units,
-            "L_initializer": serialize(self.L_initializer),
-            "L_regularizer": serialize(self.L_regularizer),
-            "L_trainable": self.L_trainable,
-            "L_units": self.L_units,
+            "dissipation_initializer": serialize(self.dissipation_initializer),
+            "dissipation_regularizer": serialize(self.dissipation_regularizer),
+            "dissipation_trainable": self.dissipation_trainable,
+            "dissipation_units": self.dissipation_units,
             "discrete_check": self.discrete_check,
             "kernel_size": None if self.kernel_size is None else list(self.kernel_size),
         })

@@ -8,7 +8,7 @@ from contractive_keras.bounds.jacobian_structure import JacobianStructure
 from contractive_keras.layers.kb_field import KbFieldOptions
 from contractive_keras.layers.per_step_ode import PerStepODE
 from contractive_keras.layers.structure_matrix import check_skew
-from contractive_keras.layers.structure_matrix import structure_matrix
+from contractive_keras.layers.structure_matrix import structure_matrix as make_structure_matrix
 
 
 @keras.saving.register_keras_serializable(package="contractive_keras")
@@ -21,13 +21,16 @@ class HDNN(KbFieldOptions, PerStepODE):
     still gives a certified Lipschitz bound of the discrete block.
 
     Args:
-        steps, step_size, t1, solver, time_varying, return_trajectory,
-        gradient, rtol, atol: as for ``CHNODE``.
+        solver: a method name or a ``solvers.SolverSpec`` (default: 4 Euler
+            steps of h = 0.5); as for ``CHNODE``.
         activation, activation_slope_bound: as for ``CHNODE``.
-        J: None (canonical, even n) or a skew-symmetric (n, n) matrix.
+        structure_matrix: J; None (canonical [[0, I], [-I, 0]], even n) or a
+            skew-symmetric (n, n) matrix.
         units: rows m of K (default n).
-        K_initializer, b_initializer, K_regularizer, b_regularizer: for the
-            stacked (W, m, n) K and (W, m) b.
+        time_varying, return_trajectory: as for ``CHNODE``.
+        kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer, kernel_constraint, bias_constraint: for the
+            stacked (W, m, n) K and (W, m) b, W = N or 1.
 
     Input shape:
         (batch, ..., n).
@@ -38,20 +41,27 @@ class HDNN(KbFieldOptions, PerStepODE):
     Example:
 
     >>> import numpy as np
-    >>> HDNN(steps=2)(np.zeros((3, 4), "float32")).shape
+    >>> from contractive_keras.solvers import SolverSpec
+    >>> layer = HDNN(SolverSpec("euler", steps=2, step_size=0.25), units=6)
+    >>> layer(np.zeros((3, 4), "float32")).shape
     TensorShape([3, 4])
     """
 
-    def __init__(self, *args, J=None, units=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._J_arg = None if J is None else check_skew(J)
+    legacy_names = {**KbFieldOptions.legacy_names, "J": "structure_matrix"}
+
+    def __init__(self, solver=None, *, structure_matrix=None, units=None, **kwargs):
+        super().__init__(solver, **kwargs)
+        self.structure_matrix = None if structure_matrix is None else check_skew(
+            structure_matrix)
         self.units = None if units is None else int(units)
 
     def build_field(self, n):
-        self.J_matrix = structure_matrix(self._J_arg, n)
+        self.J_matrix = make_structure_matrix(self.structure_matrix, n)
         m = self.units or n
-        self.K = self.add_step_weight("K", (m, n), self.K_initializer, self.K_regularizer)
-        self.b = self.add_step_weight("b", (m,), self.b_initializer, self.b_regularizer)
+        self.K = self.add_step_weight("K", (m, n), self.kernel_initializer,
+                                      self.kernel_regularizer, self.kernel_constraint)
+        self.b = self.add_step_weight("b", (m,), self.bias_initializer, self.bias_regularizer,
+                                      self.bias_constraint)
 
     def field_closure(self):
         dtype = self.compute_dtype
@@ -92,7 +102,8 @@ class HDNN(KbFieldOptions, PerStepODE):
     def get_config(self):
         config = super().get_config()
         config.update({
-            "J": None if self._J_arg is None else self._J_arg.tolist(),
+            "structure_matrix": None if self.structure_matrix is None
+            else self.structure_matrix.tolist(),
             "units": self.units,
             **self.field_options_config(),
         })

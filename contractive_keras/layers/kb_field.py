@@ -60,40 +60,52 @@ class KbFieldOptions:
     """The options CHNODE, HDNN and ResNetODE share for their field.
 
     An activation with a known slope bound S (``resolve_activation``) and
-    the initializers and regularizers of the stacked per-step K and b.
-    Mix in before ``PerStepODE``: its ``__init__`` takes these options by
-    keyword and passes the rest (the solver arguments, positional ones
-    included, and the Keras layer arguments) on; merge
-    ``field_options_config()`` into ``get_config``.
+    the initializers, regularizers and constraints of the stacked per-step
+    K (the kernel) and b (the bias), under Keras's names.  Mix in before
+    ``PerStepODE``: its ``__init__`` takes these options by keyword and
+    passes ``solver`` and the rest (``PerStepODE``'s and the Keras layer
+    arguments) on; merge ``field_options_config()`` into ``get_config``.
+    Configs saved with the old names (``K_initializer``, ``b_initializer``,
+    ``K_regularizer``, ``b_regularizer``) load through ``legacy_names``.
     """
 
-    def __init__(self, *args, activation="tanh", activation_slope_bound=None,
-                 K_initializer="random_normal", b_initializer="zeros", K_regularizer=None,
-                 b_regularizer=None, **kwargs):
-        super().__init__(*args, **kwargs)
+    legacy_names = {
+        "K_initializer": "kernel_initializer", "b_initializer": "bias_initializer",
+        "K_regularizer": "kernel_regularizer", "b_regularizer": "bias_regularizer",
+    }
+
+    def __init__(self, solver=None, *, activation="tanh", activation_slope_bound=None,
+                 kernel_initializer="random_normal", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, kernel_constraint=None,
+                 bias_constraint=None, **kwargs):
+        super().__init__(solver, **kwargs)
         self.activation_fn, self.slope_bound = resolve_activation(
             activation, activation_slope_bound)
         self.activation = activation
         self.activation_slope_bound = activation_slope_bound
-        self.K_initializer = keras.initializers.get(K_initializer)
-        self.b_initializer = keras.initializers.get(b_initializer)
-        self.K_regularizer = keras.regularizers.get(K_regularizer)
-        self.b_regularizer = keras.regularizers.get(b_regularizer)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
 
     def field_options_config(self):
         return {
             "activation": self.activation if isinstance(self.activation, str)
             else serialize(self.activation),
             "activation_slope_bound": self.activation_slope_bound,
-            "K_initializer": serialize(self.K_initializer),
-            "b_initializer": serialize(self.b_initializer),
-            "K_regularizer": serialize(self.K_regularizer),
-            "b_regularizer": serialize(self.b_regularizer),
+            "kernel_initializer": serialize(self.kernel_initializer),
+            "bias_initializer": serialize(self.bias_initializer),
+            "kernel_regularizer": serialize(self.kernel_regularizer),
+            "bias_regularizer": serialize(self.bias_regularizer),
+            "kernel_constraint": serialize(self.kernel_constraint),
+            "bias_constraint": serialize(self.bias_constraint),
         }
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        config = cls.upgrade_config(config)
         if isinstance(config.get("activation"), dict):
             config["activation"] = keras.saving.deserialize_keras_object(config["activation"])
         layer = cls(**config)
@@ -101,4 +113,3 @@ class KbFieldOptions:
         # checks of the initial weights would be about weights nobody uses.
         layer.from_saved_config = True
         return layer
-

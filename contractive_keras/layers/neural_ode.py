@@ -14,23 +14,19 @@ class NeuralODE(ODEBlock):
     No stability guarantee (the vanilla NODE of the reference toy).
 
     Args:
-        vector_field: a Keras layer or model mapping a state of shape
-            (batch, ...) to the same shape.
-        t1: final time T (default 1).
-        steps: fixed-step solvers: number of steps (default 10).
-        solver: "euler", "midpoint", "rk4" (default) or "dopri5" (this
-            package's XLA-compilable ``solvers.Dopri5``), "tfp_dopri5",
-            "bdf" (tfp's), or
-            an instance: ``Euler()``, ``Midpoint()``, ``RK4()``, a
-            ``tfp.math.ode.Solver`` (keeps its own tolerances) or
-            ``contractive_keras.solvers.Dopri5``; ``get_config`` stores
-            names and DormandPrince / BDF / Dopri5 configs
-            (``contractive_keras.solvers.serialize``).
+        solver: None (10 "rk4" steps to t1 = 1), a method name completed by
+            those defaults ("euler", "midpoint", "rk4", or adaptive "dopri5"
+            (this package's XLA-compilable ``solvers.Dopri5``), "tfp_dopri5",
+            "bdf" (tfp's)), or a ``solvers.SolverSpec(method, steps=N,
+            t1=T or step_size=h, gradient=..., rtol=..., atol=...)``; see
+            ``ODEBlock``.
+        vector_field: (required, keyword) a Keras layer or model mapping a
+            state of shape (batch, ...) to the same shape.
         time_input: if True, f receives the state with t appended as an extra
             last feature (state of shape (batch, d) only).
         return_trajectory: output the states at the ``steps + 1`` grid times,
             shape (batch, steps + 1, ...).
-        gradient, rtol, atol: passed to ``odeint``.
+        **kwargs: Keras layer arguments (name, dtype, ...).
 
     Input shape:
         (batch, ...) as accepted by ``vector_field``.
@@ -41,18 +37,24 @@ class NeuralODE(ODEBlock):
     Example:
 
     >>> import keras, numpy as np
-    >>> layer = NeuralODE(keras.layers.Dense(3, activation="tanh"), steps=4)
+    >>> from contractive_keras.solvers import SolverSpec
+    >>> layer = NeuralODE(SolverSpec("rk4", steps=4, t1=1.0),
+    ...                   vector_field=keras.layers.Dense(3, activation="tanh"))
     >>> layer(np.zeros((2, 3), "float32")).shape
     TensorShape([2, 3])
     """
 
     solver_defaults = dict(method="rk4", steps=10, t1=1.0)
 
-    def __init__(self, vector_field, t1=None, steps=None, solver=None,
-                 time_input=False, return_trajectory=False, gradient=None,
-                 rtol=None, atol=None, **kwargs):
-        super().__init__(solver, steps=steps, t1=t1, gradient=gradient, rtol=rtol, atol=atol,
-                         **kwargs)
+    def __init__(self, solver=None, *, vector_field=None, time_input=False,
+                 return_trajectory=False, **kwargs):
+        if isinstance(solver, keras.layers.Layer):
+            raise TypeError(
+                "NeuralODE: pass the field as vector_field=...; the only positional "
+                "argument is solver (a method name or SolverSpec(method, steps=..., ...)).")
+        super().__init__(solver, **kwargs)
+        if vector_field is None:
+            raise TypeError("NeuralODE needs vector_field=, a Keras layer or model.")
         if isinstance(vector_field, dict):
             vector_field = keras.saving.deserialize_keras_object(vector_field)
         if not isinstance(vector_field, keras.layers.Layer):

@@ -5,8 +5,8 @@ import tensorflow as tf
 
 from contractive_keras.solvers.spec import SolverSpec
 
-# Keys of the loose integration arguments (also how configs written before
-# ``SolverSpec`` store them).
+# Keys of the integration settings that configs written before ``solver=``
+# took a ``SolverSpec`` store beside ``solver`` (``ODEBlock.upgrade_config``).
 SOLVER_ARGUMENTS = ("steps", "step_size", "t1", "gradient", "rtol", "atol")
 
 
@@ -14,34 +14,98 @@ class ODEBlock(keras.layers.Layer):
     """A Keras layer that integrates an ODE with one ``solvers.SolverSpec``.
 
     Subclasses set ``solver_defaults`` (the method and time grid used when the
-    caller gives none) and describe their vector field to the certificates
-    through ``jacobian_structure()``; they never certify themselves
-    (``contractive_keras.certify`` does).
+    caller gives none or only a method name) and describe their vector field
+    to the certificates through ``jacobian_structure()``; they never certify
+    themselves (``contractive_keras.certify`` does).
 
     Args:
-        solver: a ``SolverSpec``, or a method (name or solver instance, see
-            ``SolverSpec``) completed by the arguments below and the layer's
-            defaults.  Names: "euler", "midpoint", "rk4" (fixed step, this
-            package's loop); "dopri5" is this package's Dormand-Prince pair
-            (``solvers.Dopri5``: XLA-compilable, with a gradient under XLA;
-            configs saved with "dopri5" load with it); "tfp_dopri5" and
-            "bdf" are tfp's ``DormandPrince`` and ``BDF`` (not
-            XLA-compilable), as are ``tfp.math.ode.Solver`` instances.
-        steps, step_size, t1, gradient, rtol, atol: the integration settings
-            (see ``SolverSpec``); given with a ``SolverSpec``, they replace
-            its values.
+        solver: None (the layer's ``solver_defaults``), a method name
+            completed by the layer's defaults, or a ``solvers.SolverSpec``
+            holding every integration setting (method, steps, step_size or
+            t1, gradient, rtol, atol).  Names: "euler", "midpoint", "rk4"
+            (fixed step, this package's loop); "dopri5" is this package's
+            Dormand-Prince pair (``solvers.Dopri5``: XLA-compilable, with a
+            gradient under XLA); "tfp_dopri5" and "bdf" are tfp's
+            ``DormandPrince`` and ``BDF`` (not XLA-compilable), as are
+            ``tfp.math.ode.Solver`` instances.  The settings are not separate
+            arguments: ``steps=``, ``t1=``, ... are refused (configs saved
+            with them still load, see ``upgrade_config``).
         **kwargs: Keras layer arguments (name, dtype, ...).
+
+    Example:
+
+    >>> from contractive_keras.solvers import SolverSpec
+    >>> from contractive_keras.layers import ResNetODE
+    >>> layer = ResNetODE(SolverSpec("rk4", steps=4, t1=1.0))
+    >>> layer.steps, layer.step_size
+    (4, 0.25)
     """
 
     solver_defaults = dict(method="euler", steps=4, step_size=0.5)
     allow_custom_schemes = False
+    # Old argument name -> its name now; read only from saved configs.
+    legacy_names = {}
 
-    def __init__(self, solver=None, *, steps=None, step_size=None, t1=None, gradient=None,
-                 rtol=None, atol=None, **kwargs):
+    def __init__(self, solver=None, **kwargs):
+        self._refuse_old_arguments(solver, kwargs)
         super().__init__(**kwargs)
         self.solver_spec = SolverSpec.from_arguments(
-            solver, steps, step_size, t1, gradient, rtol, atol,
-            defaults=self.solver_defaults, allow_custom_schemes=self.allow_custom_schemes)
+            solver, defaults=self.solver_defaults,
+            allow_custom_schemes=self.allow_custom_schemes)
+
+    def _refuse_old_arguments(self, solver, kwargs):
+        """TypeError for the loose solver settings and the old argument names."""
+        cls = type(self).__name__
+        loose = [k for k in SOLVER_ARGUMENTS if k in kwargs]
+        if loose:
+            given = ", ".join(f"{k}={kwargs[k]!r}" for k in loose)
+            raise TypeError(
+                f"{cls} takes its integration settings only through solver=: got {given}; "
+                f"pass solver=SolverSpec(method, steps=..., step_size=... or t1=..., "
+                f"gradient=..., rtol=..., atol=...) (contractive_keras.solvers.SolverSpec).")
+        old = [k for k in self.legacy_names if k in kwargs]
+        if old:
+            renamed = ", ".join(f"{k} -> {self.legacy_names[k]}" for k in old)
+            raise TypeError(f"{cls}: renamed arguments: {renamed}.")
+        if isinstance(solver, (bool, int, float)) or isinstance(solver, keras.layers.Layer):
+            raise TypeError(
+                f"{cls}: the only positional argument is solver (a method name or "
+                f"solver=SolverSpec(method, steps=..., ...)), got {solver!r}.")
+
+    @classmethod
+    def upgrade_config(cls, config):
+        """A config of any version as this version's constructor arguments.
+
+        Configs saved before ``solver=`` took a ``SolverSpec`` hold the
+        integration settings as loose keys (``steps``, ``step_size``, ``t1``,
+        ``gradient``, ``rtol``, ``atol``) beside a method name: they become
+        the ``SolverSpec`` the old constructor built from them (the same
+        defaults).  Old argument names (``legacy_names``) take their new
+        names; a config giving both with different values is refused.
+        """
+        config = dict(config)
+        loose = {k: config.pop(k) for k in SOLVER_ARGUMENTS if k in config}
+        loose = {k: v for k, v in loose.items() if v is not None}
+        solver = config.get("solver")
+        if loose or not (isinstance(solver, dict) and solver.get("class_name") == "SolverSpec"):
+            spec = SolverSpec.from_arguments(
+                solver, **loose, defaults=cls.solver_defaults,
+                allow_custom_schemes=cls.allow_custom_schemes)
+            config["solver"] = spec.get_config()
+        for old, new in cls.legacy_names.items():
+            if old not in config:
+                continue
+            value = config.pop(old)
+            if config.get(new) is None:
+                config[new] = value
+            elif value is not None and value != config[new]:
+                raise ValueError(f"{cls.__name__} config: {new}={config[new]!r} and its old "
+                                 f"name {old}={value!r} differ.")
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**cls.upgrade_config(config))
 
     # -- the integration settings, read from the spec --------------------------
     @property

@@ -19,36 +19,24 @@ class PerStepODE(ODEBlock):
     ``contractive_keras.solvers.odeint`` and formats the output.
 
     Args:
-        steps: number of solver steps N (and of weight pieces when
-            ``time_varying``); default 4.
-        step_size: h; the horizon is T = N h.  Give at most one of
-            ``step_size`` and ``t1``; with neither, h = 0.5 (reference).
-        t1: final time T (then h = T / N).
-        solver: "euler" (default), "midpoint", "rk4" (fixed step), or
-            "dopri5" (``solvers.Dopri5``, XLA-compilable), "tfp_dopri5",
-            "bdf" (tfp's) (adaptive, only with ``time_varying=False``);
-            or a solver instance: ``Euler()``, ``Midpoint()``, ``RK4()``
-            (stored as their names), a ``tfp.math.ode.Solver`` (e.g.
-            ``DormandPrince(rtol=1e-5)``; it keeps its own tolerances, so
-            ``rtol``/``atol`` do not apply) or
-            ``contractive_keras.solvers.Dopri5`` (XLA-compilable; it uses
-            ``rtol``/``atol``), adaptive ones only with
-            ``time_varying=False``.  ``get_config`` stores names, and
-            DormandPrince, BDF and Dopri5 as ``{"class_name", "config"}``
-            (``contractive_keras.solvers.serialize``); other instances are
-            refused there.
+        solver: a method name completed by the layer's defaults (4 steps of
+            h = 0.5 unless the subclass says otherwise) or a
+            ``solvers.SolverSpec(method, steps=N, step_size=h or t1=T,
+            gradient=..., rtol=..., atol=...)`` (see ``ODEBlock``).  N is
+            also the number of weight pieces when ``time_varying``; adaptive
+            methods ("dopri5", "tfp_dopri5", "bdf", a ``tfp.math.ode.Solver``
+            or ``solvers.Dopri5`` instance) need ``time_varying=False``.
+            ``get_config`` stores the spec, its method as a name or, for
+            DormandPrince, BDF and Dopri5, as ``{"class_name", "config"}``
+            (``contractive_keras.solvers.serialize``).
         time_varying: per-step weights K_k, b_k (... ) if True, else shared.
         return_trajectory: output the states at t_0..t_N, shape
             (batch, N + 1, ..., n), instead of xi(T).
-        gradient: "backprop" | "adjoint" | "checkpoint" (see solvers).
-        rtol, atol: tolerances of the adaptive solvers.
+        **kwargs: Keras layer arguments (name, dtype, ...).
     """
 
-    def __init__(self, steps=None, step_size=None, t1=None, solver=None,
-                 time_varying=True, return_trajectory=False,
-                 gradient=None, rtol=None, atol=None, **kwargs):
-        super().__init__(solver, steps=steps, step_size=step_size, t1=t1, gradient=gradient,
-                         rtol=rtol, atol=atol, **kwargs)
+    def __init__(self, solver=None, *, time_varying=True, return_trajectory=False, **kwargs):
+        super().__init__(solver, **kwargs)
         if not self.fixed_step and time_varying:
             raise ValueError(
                 f"solver={self.solver!r} is adaptive: per-step weights need a fixed-step "

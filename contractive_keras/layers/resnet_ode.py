@@ -19,11 +19,13 @@ class ResNetODE(KbFieldOptions, PerStepODE):
     certified Lipschitz bound of the discrete block.
 
     Args:
-        steps, step_size, t1, solver, time_varying, return_trajectory,
-        gradient, rtol, atol: as for ``CHNODE``.
+        solver: a method name or a ``solvers.SolverSpec`` (default: 4 Euler
+            steps of h = 0.5); as for ``CHNODE``.
         activation, activation_slope_bound: as for ``CHNODE``.
-        K_initializer, b_initializer, K_regularizer, b_regularizer: for the
-            stacked (W, n, n) K and (W, n) b.
+        time_varying, return_trajectory: as for ``CHNODE``.
+        kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer, kernel_constraint, bias_constraint: for the
+            stacked (W, n, n) K and (W, n) b, W = N or 1.
 
     Input shape:
         (batch, ..., n).
@@ -34,13 +36,29 @@ class ResNetODE(KbFieldOptions, PerStepODE):
     Example:
 
     >>> import numpy as np
-    >>> ResNetODE(steps=2)(np.zeros((3, 5), "float32")).shape
+    >>> from contractive_keras.solvers import SolverSpec
+    >>> layer = ResNetODE(SolverSpec("euler", steps=2, step_size=0.25))
+    >>> layer(np.zeros((3, 5), "float32")).shape
     TensorShape([3, 5])
     """
 
+    def __init__(self, solver=None, *, activation="tanh", activation_slope_bound=None,
+                 time_varying=True, return_trajectory=False,
+                 kernel_initializer="random_normal", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, kernel_constraint=None,
+                 bias_constraint=None, **kwargs):
+        super().__init__(
+            solver, activation=activation, activation_slope_bound=activation_slope_bound,
+            time_varying=time_varying, return_trajectory=return_trajectory,
+            kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint, **kwargs)
+
     def build_field(self, n):
-        self.K = self.add_step_weight("K", (n, n), self.K_initializer, self.K_regularizer)
-        self.b = self.add_step_weight("b", (n,), self.b_initializer, self.b_regularizer)
+        self.K = self.add_step_weight("K", (n, n), self.kernel_initializer,
+                                      self.kernel_regularizer, self.kernel_constraint)
+        self.b = self.add_step_weight("b", (n,), self.bias_initializer, self.bias_regularizer,
+                                      self.bias_constraint)
 
     def field_closure(self):
         dtype = self.compute_dtype

@@ -47,24 +47,24 @@ class StabilizedNODE(ODEBlock):
     gives the numbers for logging.
 
     Args:
+        solver: None (10 Euler steps to t1 = 1), a method name completed by
+            those defaults, or a ``solvers.SolverSpec(method, steps=N,
+            t1=T or step_size=h, gradient=..., rtol=..., atol=...)``.
+            Methods: "euler", "midpoint", "rk4", "dopri5" (this package's
+            XLA-compilable ``solvers.Dopri5``), "tfp_dopri5", "bdf" (tfp's), or an
+            instance: ``Euler()``, ``Midpoint()``, ``RK4()`` (taken as their
+            names), another explicit Runge-Kutta scheme, a
+            ``tfp.math.ode.Solver`` (keeps its own tolerances: the spec's
+            ``rtol`` and ``atol`` do not apply) or
+            ``contractive_keras.solvers.Dopri5``.  ``get_config`` stores the
+            spec, its method as a name, or DormandPrince, BDF and Dopri5 as
+            ``{"class_name", "config"}``
+            (``contractive_keras.solvers.serialize``); it refuses other
+            instances.
         min_slope: lower slope bound a of the activation, in (0, 1] (slope
             of the leaky ReLU on the negative side; default 0.1).  Configs
             saved before this name call it ``alpha``; ``from_config`` reads it.
         delta_bar: None (plain NODE) or the target bound on delta (finite).
-        t1: final time, > 0 (default 1).
-        solver: "euler", "midpoint", "rk4", "dopri5" (this package's
-            XLA-compilable ``solvers.Dopri5``), "tfp_dopri5", "bdf" (tfp's), or an
-            instance: ``Euler()``, ``Midpoint()``, ``RK4()`` (taken as their
-            names), another explicit Runge-Kutta scheme, a
-            ``tfp.math.ode.Solver`` (keeps its own tolerances: ``rtol`` and
-            ``atol`` do not apply) or ``contractive_keras.solvers.Dopri5``.
-            ``get_config`` stores names, and DormandPrince, BDF and Dopri5
-            as ``{"class_name", "config"}``
-            (``contractive_keras.solvers.serialize``); it refuses other
-            instances.
-            A ``solvers.SolverSpec`` may hold all the integration settings.
-        steps: number of fixed steps (fixed-step solvers; default 10),
-            h = t1 / steps.
         activation: "leaky_relu" (``keras.activations.leaky_relu`` with
             negative_slope = min_slope), "smooth_leaky_relu"
             (a x + (1 - a)(softplus(x) - log 2)), "linear", or a callable
@@ -73,8 +73,6 @@ class StabilizedNODE(ODEBlock):
         activation_slopes: the declared slope range of a callable activation.
         kernel_initializer, bias_initializer, kernel_regularizer,
             bias_regularizer: for A (d, d) and b (d,).
-        gradient: "backprop", "checkpoint" or "adjoint" (see ``solvers``).
-        rtol, atol: tolerances of adaptive solvers.
         projection_options: extra keyword arguments of ``DeltaBarProjection``
             (e.g. ``refresh_every``).
 
@@ -87,21 +85,23 @@ class StabilizedNODE(ODEBlock):
     Example:
 
     >>> import numpy as np
-    >>> layer = StabilizedNODE(min_slope=0.1, delta_bar=0.0, steps=4)
+    >>> from contractive_keras.solvers import SolverSpec
+    >>> layer = StabilizedNODE(SolverSpec("euler", steps=4, t1=1.0), min_slope=0.1,
+    ...                        delta_bar=0.0)
     >>> layer(np.zeros((2, 8), "float32")).shape
     TensorShape([2, 8])
     """
 
     solver_defaults = dict(method="euler", steps=10, t1=1.0)
     allow_custom_schemes = True
+    legacy_names = {"alpha": "min_slope"}
 
-    def __init__(self, min_slope=None, delta_bar=None, t1=None, solver=None, steps=None,
+    def __init__(self, solver=None, *, min_slope=None, delta_bar=None,
                  activation="leaky_relu", activation_slopes=None,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 kernel_regularizer=None, bias_regularizer=None, gradient=None,
-                 rtol=None, atol=None, projection_options=None, **kwargs):
-        super().__init__(solver, steps=steps, t1=t1, gradient=gradient, rtol=rtol, atol=atol,
-                         **kwargs)
+                 kernel_regularizer=None, bias_regularizer=None, projection_options=None,
+                 **kwargs):
+        super().__init__(solver, **kwargs)
         self.min_slope = validation.check_alpha(0.1 if min_slope is None else min_slope,
                                                 "min_slope")
         if delta_bar is not None:
@@ -226,14 +226,7 @@ class StabilizedNODE(ODEBlock):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if "alpha" in config:               # the name in configs saved before min_slope
-            alpha = config.pop("alpha")
-            min_slope = config.get("min_slope")
-            if min_slope is not None and alpha is not None and float(min_slope) != float(alpha):
-                raise ValueError(f"min_slope={min_slope} and its old name alpha={alpha} differ.")
-            if min_slope is None:
-                config["min_slope"] = alpha
+        config = cls.upgrade_config(config)
         if isinstance(config.get("activation"), dict):
             config["activation"] = keras.saving.deserialize_keras_object(config["activation"])
         if config.get("activation_slopes") is not None:

@@ -36,7 +36,7 @@ loop applies.
 Stabilized family (``node``, ``stable_node``; DESIGN, "Stabilized NODE"):
 flatten -> dense lift to width d = 64 -> u' = sigma(A u + b) on [0, t1 = 1],
 explicit Euler with 10 steps -> dense 10; leaky-ReLU slope (the lower
-slope bound, option ``alpha``, the layer's ``min_slope``) 0.1; ``stable_node`` keeps max_D mu_2(D A) <= delta_bar
+slope bound, option ``min_slope``, as the layer's) 0.1; ``stable_node`` keeps max_D mu_2(D A) <= delta_bar
 = 0 after every step, so the ODE block's certified Lipschitz bound is
 exp(delta_bar * t1) = 1 for the flow and (1 + h * delta_bar)^N = 1 for the
 Euler map. A ``node`` model and a ``stable_node`` model have the same weight

@@ -8,6 +8,7 @@ from contractive_keras.layers import StabilizedNODE
 from contractive_keras.layers import StepwiseIdentity
 from contractive_keras.models import parts
 from contractive_keras.models.lipschitz_cnn import lipschitz_cnn
+from contractive_keras.solvers.spec import SolverSpec
 
 # Certified presets (docs/certified.md): Adam 1e-3 decayed linearly per step
 # to 1e-4 over the run, batch 128, the Lipschitz-margin loss at MNIST's L2 1.58.
@@ -53,11 +54,13 @@ def build_chnode_certified(depth=None, **overrides):
     """
     steps = int(depth if depth is not None else 4)
     step_size = float(overrides.pop("step_size", None) or 1.0 / steps)
-    block = CHNODE(steps=steps, step_size=step_size, solver="euler", activation="tanh",
+    L_scale = float(overrides.pop("L_scale", None) or 0.3)
+    block = CHNODE(SolverSpec("euler", steps=steps, step_size=step_size), activation="tanh",
                    gamma=float(overrides.pop("gamma", None) or 2.0),
                    eps=float(overrides.pop("eps", None) or 0.3), kappa=1e-6,
-                   L_initializer=StepwiseIdentity(float(overrides.pop("L_scale", None) or 0.3)),
-                   L_trainable=False, kernel_size=overrides.pop("kernel_size", None), name="ode")
+                   dissipation_initializer=StepwiseIdentity(L_scale),
+                   dissipation_trainable=False, kernel_size=overrides.pop("kernel_size", None),
+                   name="ode")
     return _certified_skeleton("chnode_certified", block, overrides)
 
 
@@ -66,8 +69,8 @@ def build_stable_node_certified(depth=None, **overrides):
     steps = int(depth if depth is not None else 4)
     step_size = overrides.pop("step_size", None)
     t1 = 1.0 if step_size is None else float(step_size) * steps
-    block = StabilizedNODE(min_slope=float(overrides.pop("alpha", None) or 0.5),
+    block = StabilizedNODE(SolverSpec("euler", steps=steps, t1=t1),
+                           min_slope=float(overrides.pop("min_slope", None) or 0.5),
                            delta_bar=float(overrides.pop("delta_bar", None) or 0.0),
-                           steps=steps, t1=t1, solver="euler", kernel_initializer="zeros",
-                           name="ode")
+                           kernel_initializer="zeros", name="ode")
     return _certified_skeleton("stable_node_certified", block, overrides)

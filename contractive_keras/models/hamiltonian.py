@@ -87,14 +87,16 @@ def _ode_regularizer(hp):
                                l2=hp["weight_decay"] / 2.0)
 
 
-def _hamiltonian_kwargs(hp, depth, name):
-    """ODE-layer arguments shared by the three Hamiltonian-family builders."""
+def _hamiltonian_kwargs(hp, depth, name, overrides):
+    """ODE-layer arguments shared by the three Hamiltonian-family builders
+    (the solver, and its settings, popped from ``overrides``)."""
     reg = _ode_regularizer(hp)
     return dict(
-        steps=depth, step_size=hp["step_size"], solver="euler", activation="tanh",
-        K_initializer=keras.initializers.RandomNormal(stddev=1.0),
-        b_initializer=keras.initializers.RandomNormal(stddev=1.0),
-        K_regularizer=reg, b_regularizer=reg, name=name)
+        solver=parts.solver_spec("euler", overrides, steps=depth, step_size=hp["step_size"]),
+        activation="tanh",
+        kernel_initializer=keras.initializers.RandomNormal(stddev=1.0),
+        bias_initializer=keras.initializers.RandomNormal(stddev=1.0),
+        kernel_regularizer=reg, bias_regularizer=reg, name=name)
 
 
 def build_chnode(depth=None, **overrides):
@@ -103,10 +105,10 @@ def build_chnode(depth=None, **overrides):
 
     hp, depth, layer_kwargs, norms = _split("chnode", depth, overrides)
     L_scale = layer_kwargs.pop("L_scale", None)
-    kwargs = _hamiltonian_kwargs(hp, depth, "chnode")
+    kwargs = _hamiltonian_kwargs(hp, depth, "chnode", layer_kwargs)
     kwargs.update(kappa=1e-6, eps=1e-6, gamma="auto",
-                  L_initializer=StepwiseIdentity(0.02 if L_scale is None else L_scale),
-                  L_trainable=False)
+                  dissipation_initializer=StepwiseIdentity(0.02 if L_scale is None else L_scale),
+                  dissipation_trainable=False)
     kwargs.update(layer_kwargs)
     return reference_classifier(CHNODE(**kwargs), hp["weight_decay"], hp["channels"],
                                 name=f"chnode_{depth}", **norms)
@@ -115,7 +117,7 @@ def build_chnode(depth=None, **overrides):
 def build_hdnn(depth=None, **overrides):
     """HDNN in the reference skeleton."""
     hp, depth, layer_kwargs, norms = _split("hdnn", depth, overrides)
-    kwargs = _hamiltonian_kwargs(hp, depth, "hdnn")
+    kwargs = _hamiltonian_kwargs(hp, depth, "hdnn", layer_kwargs)
     kwargs.update(layer_kwargs)
     return reference_classifier(HDNN(**kwargs), hp["weight_decay"], hp["channels"],
                                 name=f"hdnn_{depth}", **norms)
@@ -124,7 +126,7 @@ def build_hdnn(depth=None, **overrides):
 def build_resnet(depth=None, **overrides):
     """ResNetODE in the reference skeleton."""
     hp, depth, layer_kwargs, norms = _split("resnet", depth, overrides)
-    kwargs = _hamiltonian_kwargs(hp, depth, "resnet_ode")
+    kwargs = _hamiltonian_kwargs(hp, depth, "resnet_ode", layer_kwargs)
     kwargs.update(layer_kwargs)
     return reference_classifier(ResNetODE(**kwargs), hp["weight_decay"], hp["channels"],
                                 name=f"resnet_{depth}", **norms)

@@ -6,6 +6,7 @@ import math
 import keras
 
 from contractive_keras import datasets
+from contractive_keras.solvers.spec import SolverSpec
 
 #: Options every model accepts (beyond its family's recipe keys).
 COMMON_OPTIONS = ("weight_decay", "solver", "step_size", "lift_max_norm", "readout_max_norm",
@@ -65,3 +66,19 @@ def recipe_with(recipe, overrides):
     for key in TRAINING_KEYS:
         hp.pop(key, None)
     return hp
+
+
+#: Integration settings a builder takes as overrides besides the time grid.
+SOLVER_SETTINGS = ("gradient", "rtol", "atol")
+
+
+def solver_spec(method, overrides, **grid):
+    """The ``SolverSpec`` of an ODE block: ``method`` on ``grid`` (steps and
+    step_size or t1), with ``gradient`` / ``rtol`` / ``atol`` popped from
+    ``overrides``.  An override ``solver`` that is a ``SolverSpec`` is used as is."""
+    solver = overrides.pop("solver", None)
+    settings = {k: overrides.pop(k) for k in SOLVER_SETTINGS
+                if overrides.get(k) is not None}
+    if isinstance(solver, SolverSpec):
+        return solver.replace(**settings) if settings else solver
+    return SolverSpec(method if solver is None else solver, **grid, **settings)

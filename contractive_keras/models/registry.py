@@ -58,16 +58,16 @@ MODELS = {spec.name: spec for spec in (
               hamiltonian.build_hdnn),
     ModelSpec("resnet", HAMILTONIAN_FAMILY, hamiltonian.RECIPES["resnet"], hamiltonian.OPTIONS,
               hamiltonian.build_resnet),
-    ModelSpec("node", STABILIZED_FAMILY, stabilized.RECIPES["node"], ("alpha",), stabilized.build_node),
+    ModelSpec("node", STABILIZED_FAMILY, stabilized.RECIPES["node"], ("min_slope",), stabilized.build_node),
     ModelSpec("stable_node", STABILIZED_FAMILY, stabilized.RECIPES["stable_node"],
-              ("alpha", "delta_bar"), stabilized.build_stable_node),
+              ("min_slope", "delta_bar"), stabilized.build_stable_node),
     ModelSpec("lipschitz_cnn", CERTIFIED_FAMILY, certified.RECIPES["lipschitz_cnn"], certified.OPTIONS,
               certified.build_lipschitz_cnn),
     ModelSpec("chnode_certified", CERTIFIED_FAMILY, certified.RECIPES["chnode_certified"],
               ("depth", "gamma", "eps", "L_scale", "kernel_size") + certified.OPTIONS,
               certified.build_chnode_certified),
     ModelSpec("stable_node_certified", CERTIFIED_FAMILY, certified.RECIPES["stable_node_certified"],
-              ("depth", "alpha", "delta_bar") + certified.OPTIONS, certified.build_stable_node_certified),
+              ("depth", "min_slope", "delta_bar") + certified.OPTIONS, certified.build_stable_node_certified),
 )}
 
 #: The model names, in registry order.

@@ -16,7 +16,7 @@ from contractive_keras.models import parts
 # 5 epochs, no decay, no weight decay.
 _RECIPE = {
     "learning_rate": 1e-3, "lr_decay": 1.0, "batch_size": 128, "epochs": 5,
-    "width": 64, "alpha": 0.1, "t1": 1.0, "steps": 10, "solver": "euler",
+    "width": 64, "min_slope": 0.1, "t1": 1.0, "steps": 10, "solver": "euler",
     "weight_decay": 0.0,
 }
 
@@ -45,9 +45,9 @@ def _build_stabilized(name, depth=None, **overrides):
     x = keras.layers.Dense(width, kernel_regularizer=parts.l2(weight_decay),
                            kernel_constraint=parts.norm_bound(SpectralNormClip, norms["lift_max_norm"]),
                            name="lift")(x)
-    # The recipe's (and train.py's) "alpha" is the layer's min_slope.
-    hp["min_slope"] = hp.pop("alpha")
-    layer_kwargs = dict(hp, name="stabilized_node")
+    overrides.setdefault("solver", hp.pop("solver"))
+    solver = parts.solver_spec(None, overrides, steps=hp.pop("steps"), t1=hp.pop("t1"))
+    layer_kwargs = dict(hp, solver=solver, name="stabilized_node")
     layer_kwargs.update(overrides)
     x = StabilizedNODE(**layer_kwargs)(x)
     outputs = keras.layers.Dense(datasets.NUM_CLASSES, kernel_regularizer=parts.l2(weight_decay),

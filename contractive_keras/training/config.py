@@ -51,7 +51,7 @@ class TrainConfig:
     lift_max_norm: float | None = None
     readout_max_norm: float | None = None
     delta_bar: float | None = None
-    alpha: float | None = None
+    min_slope: float | None = None
     normalize_inputs: bool | None = None
     loss: str = "cross_entropy"
     train_eps: float = 0.0
