@@ -80,14 +80,14 @@ def prepare(layer_class, jit_compile, seed=0):
     """A compiled forward + backward of one block on a fixed batch; returns a callable."""
     import tensorflow as tf
 
+    from contractive_keras.solvers import SolverSpec
+
     rng = np.random.default_rng(seed)
     x = tf.constant(rng.normal(size=(BATCH, 28, 28, CHANNELS)).astype(np.float32))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")    # the reference h = 0.5 is not certified
-        kwargs = dict(steps=DEPTH, step_size=STEP_SIZE)
-        if layer_class.__name__ != "ResNetODE":
-            kwargs["discrete_check"] = "ignore"
-        layer = layer_class(**kwargs)
+        kwargs = {} if layer_class.__name__ == "ResNetODE" else dict(discrete_check="ignore")
+        layer = layer_class(SolverSpec("euler", steps=DEPTH, step_size=STEP_SIZE), **kwargs)
         layer.build(x.shape)
 
     @tf.function(jit_compile=jit_compile)

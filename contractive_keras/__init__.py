@@ -29,7 +29,7 @@ other submodules are imported on first attribute access.
 Example:
 
 >>> import contractive_keras as ck
->>> layer = ck.layers.CHNODE(steps=4)          # doctest: +SKIP
+>>> layer = ck.layers.CHNODE(ck.solvers.SolverSpec("euler", steps=4, step_size=0.5))  # doctest: +SKIP
 """
 
 import importlib

@@ -27,7 +27,8 @@ TOY = {
 #: of K keeps c2 / c1 <= q_max(gamma, eps); the Euler step h is below the
 #: step size certified non-expansive for every weight training can reach
 #: (``certify.layer_certificate(...).details["invariant_max_step_size"]``).
-CHNODE_TOY = dict(step_size=0.25, gamma=1.0, kappa=0.2, eps=0.2, units=8)
+TOY_STEP_SIZE = 0.25   # h of the CH-NODE, HDNN and ResNet toys
+CHNODE_TOY = dict(gamma=1.0, kappa=0.2, eps=0.2, units=8)
 
 
 def double_circles(points, seed):
@@ -71,29 +72,32 @@ def toy_layer(kind, steps):
 
     * "node": ``NeuralODE`` with an MLP field f(xi) = W2 tanh(W1 xi + c1) + c2
       (32 hidden units), shared over time, t1 = 2 -- the vanilla neural ODE;
-    * "chnode": ``CHNODE`` with ``CHNODE_TOY`` (per-step K_k, b_k);
+    * "chnode": ``CHNODE`` with ``CHNODE_TOY`` (per-step K_k, b_k), h = 0.25;
     * "hdnn": ``HDNN`` (xi' = J K_k^T tanh(K_k xi + b_k)), h = 0.25;
     * "resnet": ``ResNetODE`` (xi' = tanh(K_k^T xi + b_k)), h = 0.25.
     """
     import keras
 
     from contractive_keras.layers import CHNODE, HDNN, NeuralODE, ResNetODE
+    from contractive_keras.solvers import SolverSpec
 
     normal = lambda std: keras.initializers.RandomNormal(stddev=std, seed=1)  # noqa: E731
     if kind == "node":
         field = keras.Sequential([keras.layers.Dense(32, activation="tanh"),
                                   keras.layers.Dense(STATE_SIZE)], name="mlp_field")
-        return NeuralODE(field, t1=2.0, steps=steps, solver="euler", name="node")
+        return NeuralODE(SolverSpec("euler", steps=steps, t1=2.0), vector_field=field,
+                         name="node")
+    euler = SolverSpec("euler", steps=steps, step_size=TOY_STEP_SIZE)
     if kind == "chnode":
-        return CHNODE(steps=steps, L_initializer="zeros", K_initializer=normal(0.3),
-                      b_initializer=normal(1.0), discrete_check="raise", name="chnode",
+        return CHNODE(euler, dissipation_initializer="zeros", kernel_initializer=normal(0.3),
+                      bias_initializer=normal(1.0), discrete_check="raise", name="chnode",
                       **CHNODE_TOY)
     if kind == "hdnn":
-        return HDNN(steps=steps, step_size=0.25, units=8, K_initializer=normal(0.5),
-                    b_initializer=normal(1.0), name="hdnn")
+        return HDNN(euler, units=8, kernel_initializer=normal(0.5),
+                    bias_initializer=normal(1.0), name="hdnn")
     if kind == "resnet":
-        return ResNetODE(steps=steps, step_size=0.25, K_initializer=normal(0.5),
-                         b_initializer=normal(1.0), name="resnet")
+        return ResNetODE(euler, kernel_initializer=normal(0.5),
+                         bias_initializer=normal(1.0), name="resnet")
     raise ValueError(f"unknown toy model {kind!r}")
 
 
@@ -177,8 +181,7 @@ def flow_map(trained):
 
     from contractive_keras.layers import NeuralODE
 
-    twin = NeuralODE(layer.vector_field, t1=layer.t1, steps=layer.steps, solver=layer.solver,
-                     return_trajectory=True)
+    twin = NeuralODE(layer.solver_spec, vector_field=layer.vector_field, return_trajectory=True)
     return lambda xi0: np.asarray(twin(np.asarray(xi0, "float32")))
 
 
