@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from contractive_keras.solvers import SolverSpec
 from contractive_keras import certify
 from contractive_keras.callbacks import BSMLogger
 from contractive_keras.layers import CHNODE, ResNetODE
@@ -39,10 +40,10 @@ def test_toy_chnode_contracts_through_training_and_vanilla_node_does_not(tmp_pat
     x, y = double_circles(400)
     # 16 layers, n = 4.  A fixed gamma with an eps margin makes the projected
     # set small enough that h = 0.25 is certified for every reachable weight.
-    chnode = CHNODE(steps=16, step_size=0.25, gamma=2.0, eps=0.3, kappa=0.1,
-                    L_initializer=StepwiseIdentity(0.2), name="ode",
-                    K_initializer=keras.initializers.RandomNormal(stddev=1.0),
-                    b_initializer=keras.initializers.RandomNormal(stddev=1.0))
+    chnode = CHNODE(SolverSpec("euler", steps=16, step_size=0.25), gamma=2.0, eps=0.3, kappa=0.1,
+                    dissipation_initializer=StepwiseIdentity(0.2), name="ode",
+                    kernel_initializer=keras.initializers.RandomNormal(stddev=1.0),
+                    bias_initializer=keras.initializers.RandomNormal(stddev=1.0))
     model = classifier(chnode)
     cert = certify.layer_certificate(chnode)
     assert chnode.step_size <= cert.details["invariant_max_step_size"]
@@ -55,9 +56,9 @@ def test_toy_chnode_contracts_through_training_and_vanilla_node_does_not(tmp_pat
     assert history.history["contraction/bsm_norm"] == logger.history["bsm_norm"]
     assert glob.glob(os.path.join(str(tmp_path / "tb"), "events.out.tfevents.*"))
 
-    vanilla = ResNetODE(steps=16, step_size=0.25, name="ode",
-                        K_initializer=keras.initializers.RandomNormal(stddev=1.0),
-                        b_initializer=keras.initializers.RandomNormal(stddev=1.0))
+    vanilla = ResNetODE(SolverSpec("euler", steps=16, step_size=0.25), name="ode",
+                        kernel_initializer=keras.initializers.RandomNormal(stddev=1.0),
+                        bias_initializer=keras.initializers.RandomNormal(stddev=1.0))
     model = classifier(vanilla)
     logger = BSMLogger(x[:64], frequency=2)
     model.fit(x, y, batch_size=50, epochs=4, verbose=0, callbacks=[logger])

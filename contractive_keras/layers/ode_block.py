@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from contractive_keras.solvers.serialization import layer_solver
 from contractive_keras.solvers.spec import SolverSpec
 
 # Keys of the integration settings that configs written before ``solver=``
@@ -52,6 +53,8 @@ class ODEBlock(keras.layers.Layer):
         self.solver_spec = SolverSpec.from_arguments(
             solver, defaults=self.solver_defaults,
             allow_custom_schemes=self.allow_custom_schemes)
+        if not self.allow_custom_schemes:   # a spec may have been made with them allowed
+            layer_solver(self.solver_spec.method, allow_custom_schemes=False)
 
     def _refuse_old_arguments(self, solver, kwargs):
         """TypeError for the loose solver settings and the old argument names."""

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import threadpoolctl
 
+from contractive_keras.solvers import SolverSpec
 from contractive_keras import bounds, certify, stability
 from contractive_keras.bounds import threads
 from contractive_keras.layers import CHNODE, StabilizedNODE
@@ -66,9 +67,9 @@ def test_certificates_run_their_eigenproblems_on_one_thread(two_blas_threads, mo
             seen.append(blas_threads("numpy"))
         return eigvalsh(*args, **kwargs)
 
-    layer = StabilizedNODE(min_slope=0.1, delta_bar=0.1, steps=2)
+    layer = StabilizedNODE(SolverSpec("euler", steps=2, t1=1.0), min_slope=0.1, delta_bar=0.1)
     layer.build((None, 20))
-    chnode = CHNODE(steps=2, step_size=1e-3, units=4, discrete_check="ignore")
+    chnode = CHNODE(SolverSpec("euler", steps=2, step_size=1e-3), units=4, discrete_check="ignore")
     chnode.build((None, 4))     # builds call eigvalsh too: record the certificates only
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(3)(chnode(inputs)))

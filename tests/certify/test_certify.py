@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contractive_keras.solvers import SolverSpec
 from contractive_keras.bounds import conv_operator_norm
 from contractive_keras import certify
 from contractive_keras.layers import CHNODE, HDNN, ResNetODE
@@ -165,8 +166,9 @@ def test_certificate_dominates_block_jacobians_for_every_scheme(layer_cls, solve
 
 def test_max_step_size_is_the_largest_certified_one():
     keras.utils.set_random_seed(6)
-    layer = CHNODE(steps=2, step_size=0.1, kappa=0.1, discrete_check="ignore",
-                   K_initializer=keras.initializers.RandomNormal(stddev=0.6))
+    layer = CHNODE(SolverSpec("euler", steps=2, step_size=0.1), kappa=0.1,
+                   discrete_check="ignore",
+                   kernel_initializer=keras.initializers.RandomNormal(stddev=0.6))
     layer.build((None, 4))
     cert = certify.layer_certificate(layer)
     structure = layer.jacobian_structure()
@@ -180,9 +182,10 @@ def test_max_step_size_is_the_largest_certified_one():
 def test_wide_layers_keep_the_worst_case_step_size_of_theorem1():
     """Beyond MAX_EXACT_UNITS the certificate is at least the c1, c2, gamma one."""
     keras.utils.set_random_seed(8)
-    layer = CHNODE(steps=2, step_size=1e-3, units=certify.MAX_EXACT_UNITS + 4, kappa=0.2,
-                   eps=0.2, dtype="float64", discrete_check="ignore",
-                   K_initializer=keras.initializers.RandomNormal(stddev=0.1))
+    layer = CHNODE(SolverSpec("euler", steps=2, step_size=1e-3),
+                   units=certify.MAX_EXACT_UNITS + 4, kappa=0.2, eps=0.2, dtype="float64",
+                   discrete_check="ignore",
+                   kernel_initializer=keras.initializers.RandomNormal(stddev=0.1))
     x = np.random.randn(100, 8) * 2
     layer(x)
     cert = certify.layer_certificate(layer)
@@ -200,10 +203,10 @@ def test_wide_layers_keep_the_worst_case_step_size_of_theorem1():
 
 def test_bsm_norms_obey_theorem2_and_match_the_full_jacobian():
     keras.utils.set_random_seed(7)
-    layer = CHNODE(steps=10, t1=2.0, solver="rk4", kappa=0.2, eps=0.2, dtype="float64",
+    layer = CHNODE(SolverSpec("rk4", steps=10, t1=2.0), kappa=0.2, eps=0.2, dtype="float64",
                    discrete_check="ignore",
-                   K_initializer=keras.initializers.RandomNormal(stddev=0.4),
-                   b_initializer=keras.initializers.RandomNormal(stddev=1.0))
+                   kernel_initializer=keras.initializers.RandomNormal(stddev=0.4),
+                   bias_initializer=keras.initializers.RandomNormal(stddev=1.0))
     x = np.random.randn(16, 4) * 2
     layer(x)
     c = certify.contraction_constants(layer)
@@ -240,7 +243,8 @@ def _tiny_classifier(**kwargs):
     inputs = keras.Input((5, 5, 1))
     x = keras.layers.Rescaling(2.0, offset=-0.5)(inputs)
     x = keras.layers.Conv2D(4, 3, padding="same")(x)
-    x = CHNODE(steps=3, step_size=0.05, kappa=0.1, discrete_check="ignore", **kwargs)(x)
+    x = CHNODE(SolverSpec("euler", steps=3, step_size=0.05), kappa=0.1, discrete_check="ignore",
+               **kwargs)(x)
     x = keras.layers.Flatten()(x)
     return keras.Model(inputs, keras.layers.Dense(3)(x))
 

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from contractive_keras.solvers import SolverSpec
 from contractive_keras import certify, robustness
 from contractive_keras.certify import radius as radius_module
 from contractive_keras.layers import CHNODE, GroupSort
@@ -17,7 +18,8 @@ def _tiny_classifier(**kwargs):
     inputs = keras.Input((5, 5, 1))
     x = keras.layers.Rescaling(2.0, offset=-0.5)(inputs)
     x = keras.layers.Conv2D(4, 3, padding="same")(x)
-    x = CHNODE(steps=3, step_size=0.05, kappa=0.1, discrete_check="ignore", **kwargs)(x)
+    x = CHNODE(SolverSpec("euler", steps=3, step_size=0.05), kappa=0.1, discrete_check="ignore",
+               **kwargs)(x)
     x = keras.layers.Flatten()(x)
     return keras.Model(inputs, keras.layers.Dense(3)(x))
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contractive_keras.solvers import SolverSpec
 from contractive_keras import certify
 from contractive_keras.bounds.operator_norms import conv_operator_norm
 from contractive_keras.bounds.operator_norms import conv_operator_norm_tf
@@ -79,7 +80,7 @@ def test_exact_bound_gradient_matches_finite_differences():
 
 
 def test_stabilized_block_guarantee_holds_for_the_computed_map():
-    block = StabilizedNODE(min_slope=0.5, delta_bar=-0.2, steps=4, t1=1.0, solver="euler")
+    block = StabilizedNODE(SolverSpec("euler", steps=4, t1=1.0), min_slope=0.5, delta_bar=-0.2)
     keras.utils.set_random_seed(4)
     model = _cnn(block)
     with pytest.raises(ValueError, match="outside its constraint"):
@@ -91,17 +92,17 @@ def test_stabilized_block_guarantee_holds_for_the_computed_map():
 
 
 def test_fixed_gamma_chnode_guarantee_and_refusals():
-    block = CHNODE(steps=4, step_size=0.25, solver="euler", gamma=2.0, eps=0.3, kappa=1e-6,
-                   L_initializer=StepwiseIdentity(0.3), discrete_check="ignore")
+    block = CHNODE(SolverSpec("euler", steps=4, step_size=0.25), gamma=2.0, eps=0.3, kappa=1e-6,
+                   dissipation_initializer=StepwiseIdentity(0.3), discrete_check="ignore")
     model = _cnn(block)
     assert certify.ode_guarantee(block) == 1.0
     assert certify.layer_certificate(block).value <= 1.0 + 1e-12
-    too_big = CHNODE(steps=1, step_size=50.0, solver="euler", gamma=2.0, eps=0.3,
-                     L_initializer=StepwiseIdentity(0.3), discrete_check="ignore")
+    too_big = CHNODE(SolverSpec("euler", steps=1, step_size=50.0), gamma=2.0, eps=0.3,
+                     dissipation_initializer=StepwiseIdentity(0.3), discrete_check="ignore")
     _cnn(too_big)
     with pytest.raises(ValueError, match="worst-case"):
         certify.ode_guarantee(too_big)
-    auto = CHNODE(steps=2, step_size=0.1, solver="euler", discrete_check="ignore")
+    auto = CHNODE(SolverSpec("euler", steps=2, step_size=0.1), discrete_check="ignore")
     _cnn(auto)
     with pytest.raises(ValueError, match="auto"):
         certify.ode_guarantee(auto)
@@ -113,7 +114,7 @@ def test_refusals_name_what_is_wrong():
         certify.body_bound_fn(_cnn(), mode="estimate")
     with pytest.raises(ValueError, match="constraint"):
         certify.body_bound_fn(_cnn(constrained=False), mode="constraint")
-    free = StabilizedNODE(min_slope=0.5, steps=2, t1=1.0, solver="euler")
+    free = StabilizedNODE(SolverSpec("euler", steps=2, t1=1.0), min_slope=0.5)
     with pytest.raises(ValueError, match="delta_bar"):
         certify.body_bound_fn(_cnn(free))
     relu = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="relu"),

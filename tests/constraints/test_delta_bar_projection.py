@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contractive_keras.solvers import SolverSpec
 from contractive_keras import certify, stability
 from contractive_keras.constraints import DeltaBarProjection
 
@@ -72,8 +73,8 @@ def test_euler_mode_certifies_the_step_and_delta():
 def make_model(d=64, delta_bar=0.0, alpha=0.1, steps=5, h=None):
     from contractive_keras.layers import StabilizedNODE
 
-    layer = StabilizedNODE(min_slope=alpha, delta_bar=delta_bar, steps=steps, name="node",
-                           solver="euler" if h is None else "euler")
+    layer = StabilizedNODE(SolverSpec("euler" if h is None else "euler", steps=steps, t1=1.0),
+                           min_slope=alpha, delta_bar=delta_bar, name="node")
     inputs = keras.Input((12,))
     x = keras.layers.Dense(d)(inputs)
     outputs = keras.layers.Dense(3)(layer(x))

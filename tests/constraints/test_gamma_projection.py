@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contractive_keras.solvers import SolverSpec
 from contractive_keras import certify
 from contractive_keras.constraints import GammaProjection, SpectralNormClip
 from contractive_keras.layers import CHNODE
@@ -73,10 +74,10 @@ def _driven_layer(gamma, lr, seed, mode):
     """A CHNODE block whose weights a huge learning rate drives hard."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((6,))
-    layer = CHNODE(steps=4, step_size=0.25, gamma=gamma, eps=0.02, kappa=0.1,
+    layer = CHNODE(SolverSpec("euler", steps=4, step_size=0.25), gamma=gamma, eps=0.02, kappa=0.1,
                    discrete_check="ignore",
-                   K_initializer=keras.initializers.RandomNormal(stddev=0.5),
-                   b_initializer=keras.initializers.RandomNormal(stddev=0.5))
+                   kernel_initializer=keras.initializers.RandomNormal(stddev=0.5),
+                   bias_initializer=keras.initializers.RandomNormal(stddev=0.5))
     model = keras.Model(inputs, keras.layers.Dense(1)(layer(inputs)))
     x = np.random.randn(32, 6).astype("float32")
     y = (np.random.randn(32, 1) * 1e3).astype("float32")

@@ -48,7 +48,7 @@ def test_norm_bounded_chnode_model_keeps_a_certified_whole_model_bound_under_fit
     keras.utils.set_random_seed(1)
     model = models.build("chnode", depth=2, gamma=2.0, eps=0.3, lift_max_norm=1.0,
                          readout_max_norm=2.0, discrete_check="ignore",
-                         L_initializer=StepwiseIdentity(0.3))
+                         dissipation_initializer=StepwiseIdentity(0.3))
     model.compile(keras.optimizers.Adam(0.5), keras.losses.SparseCategoricalCrossentropy(True))
     x = np.random.rand(64, 28, 28, 1).astype("float32")
     y = np.random.randint(0, 10, 64)

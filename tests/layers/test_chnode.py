@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contractive_keras.solvers import SolverSpec
 from contractive_keras import certify
 from contractive_keras.layers import CHNODE
 
@@ -21,9 +22,9 @@ def canonical_J(n):
     return np.block([[zero, eye], [-eye, zero]])
 
 
-def quiet(layer_cls=CHNODE, **kwargs):
+def quiet(solver=None, layer_cls=CHNODE, **kwargs):
     kwargs.setdefault("discrete_check", "ignore")
-    return layer_cls(**kwargs)
+    return layer_cls(solver, **kwargs)
 
 
 def numpy_field(x, K, b, L, kappa, gamma, J):
@@ -48,15 +49,15 @@ def theorem1_inequality_holds(gamma, K, L, kappa, eps, S=1.0, j2=1.0):
 
 def test_output_shape_on_vectors_feature_maps_and_trajectory():
     x = np.random.randn(3, 4).astype("float32")
-    assert quiet(steps=2)(x).shape == (3, 4)
+    assert quiet(SolverSpec("euler", steps=2, step_size=0.5))(x).shape == (3, 4)
     maps = np.random.randn(2, 5, 5, 4).astype("float32")
-    assert quiet(steps=2)(maps).shape == (2, 5, 5, 4)
-    layer = quiet(steps=3, step_size=0.1, return_trajectory=True)
+    assert quiet(SolverSpec("euler", steps=2, step_size=0.5))(maps).shape == (2, 5, 5, 4)
+    layer = quiet(SolverSpec("euler", steps=3, step_size=0.1), return_trajectory=True)
     traj = layer(maps)
     assert traj.shape == (2, 4, 5, 5, 4)
     assert layer.compute_output_shape((2, 5, 5, 4)) == (2, 4, 5, 5, 4)
     np.testing.assert_allclose(traj[:, 0], maps, atol=0)
-    final = quiet(steps=3, step_size=0.1)
+    final = quiet(SolverSpec("euler", steps=3, step_size=0.1))
     final.build(maps.shape)
     final.set_weights(layer.get_weights())
     np.testing.assert_allclose(traj[:, -1], final(maps), rtol=1e-5, atol=1e-6)
@@ -64,9 +65,9 @@ def test_output_shape_on_vectors_feature_maps_and_trajectory():
 
 def test_field_and_euler_steps_match_the_design_formula():
     rng = np.random.default_rng(0)
-    layer = quiet(steps=3, step_size=0.05, dtype="float64", kappa=0.1,
-                  K_initializer=keras.initializers.RandomNormal(stddev=0.5),
-                  b_initializer=keras.initializers.RandomNormal(stddev=0.5))
+    layer = quiet(SolverSpec("euler", steps=3, step_size=0.05), dtype="float64", kappa=0.1,
+                  kernel_initializer=keras.initializers.RandomNormal(stddev=0.5),
+                  bias_initializer=keras.initializers.RandomNormal(stddev=0.5))
     x = rng.normal(size=(6, 4))
     out = layer(x).numpy()
     K, b, L = layer.K.numpy(), layer.b.numpy(), layer.L.numpy()
@@ -79,7 +80,7 @@ def test_field_and_euler_steps_match_the_design_formula():
 
 
 def test_feature_map_acts_per_pixel_like_a_1x1_convolution():
-    layer = quiet(steps=2, step_size=0.1)
+    layer = quiet(SolverSpec("euler", steps=2, step_size=0.1))
     maps = np.random.randn(2, 3, 3, 4).astype("float32")
     out = layer(maps).numpy()
     rows = layer(maps.reshape(-1, 4)).numpy().reshape(maps.shape)
@@ -90,9 +91,10 @@ def test_feature_map_acts_per_pixel_like_a_1x1_convolution():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_auto_gamma_satisfies_theorem1_exactly_in_float32(scale, seed):
     keras.utils.set_random_seed(seed)
-    layer = quiet(steps=3, eps=1e-6, L_trainable=True,
-                  K_initializer=keras.initializers.RandomNormal(stddev=1.0),
-                  L_initializer=keras.initializers.RandomNormal(stddev=0.3))
+    layer = quiet(SolverSpec("euler", steps=3, step_size=0.5), eps=1e-6,
+                  dissipation_trainable=True,
+                  kernel_initializer=keras.initializers.RandomNormal(stddev=1.0),
+                  dissipation_initializer=keras.initializers.RandomNormal(stddev=0.3))
     layer.build((None, 6))
     layer.K.assign(layer.K * scale)      # scale 30: beyond the auto cap
     K, _, L, gamma = layer.effective_weights()
@@ -106,7 +108,7 @@ def test_auto_gamma_satisfies_theorem1_exactly_in_float32(scale, seed):
 
 
 def test_gamma_follows_weights_assigned_outside_the_optimizer():
-    layer = quiet(steps=2)
+    layer = quiet(SolverSpec("euler", steps=2, step_size=0.5))
     layer.build((None, 4))
     before = layer.theorem1_constants()["gamma"]
     layer.K.assign(layer.K * 10.0)
@@ -117,7 +119,8 @@ def test_gamma_follows_weights_assigned_outside_the_optimizer():
 
 
 def test_cap_rescales_weights_that_would_make_gamma_infinite():
-    layer = quiet(steps=2, eps=0.01, kappa=0.01, L_initializer="zeros")
+    layer = quiet(SolverSpec("euler", steps=2, step_size=0.5), eps=0.01, kappa=0.01,
+                  dissipation_initializer="zeros")
     layer.build((None, 4))
     layer.K.assign(tf.ones_like(layer.K) * 1e3)   # alpha -> 1, 1 - alpha^2 << eps
     c = layer.theorem1_constants()
@@ -128,8 +131,8 @@ def test_cap_rescales_weights_that_would_make_gamma_infinite():
 
 
 def test_fixed_gamma_projects_initial_K_onto_theorem1_set():
-    layer = quiet(steps=3, gamma=3.0, eps=0.05, kappa=0.1,
-                  K_initializer=keras.initializers.RandomNormal(stddev=5.0))
+    layer = quiet(SolverSpec("euler", steps=3, step_size=0.5), gamma=3.0, eps=0.05, kappa=0.1,
+                  kernel_initializer=keras.initializers.RandomNormal(stddev=5.0))
     layer.build((None, 4))
     assert theorem1_inequality_holds(3.0, layer.K.numpy(), layer.L.numpy(), 0.1, 0.05)
     assert layer.theorem1_constants()["gamma"] == 3.0
@@ -142,14 +145,12 @@ def test_fixed_gamma_projects_initial_K_onto_theorem1_set():
     (dict(eps=1.5), "eps must lie in"),
     (dict(gamma="big"), "gamma must be 'auto'"),
     (dict(gamma=-1.0), "gamma must be 'auto'"),
-    (dict(gamma=2.0, L_trainable=True), "fixed gamma needs a fixed L"),
+    (dict(gamma=2.0, dissipation_trainable=True), "fixed gamma needs a fixed L"),
     (dict(activation="gelu"), "no known slope bound"),
     (dict(activation=lambda x: x), "activation_slope_bound"),
-    (dict(J=[[0.0, 1.0], [1.0, 0.0]]), "skew-symmetric"),
+    (dict(structure_matrix=[[0.0, 1.0], [1.0, 0.0]]), "skew-symmetric"),
     (dict(solver="dopri5"), "time_varying=False"),
     (dict(solver="leapfrog"), "allowed"),
-    (dict(steps=0), "steps must be"),
-    (dict(step_size=0.1, t1=1.0), "not both"),
     (dict(discrete_check="maybe"), "discrete_check"),
 ])
 def test_bad_arguments_raise_value_error(kwargs, message):
@@ -161,22 +162,20 @@ def test_bad_shapes_and_unreachable_gamma_raise_at_build():
     with pytest.raises(ValueError, match="even state size"):
         quiet()(np.zeros((2, 5), "float32"))
     with pytest.raises(ValueError, match="shape"):
-        quiet(J=canonical_J(4))(np.zeros((2, 6), "float32"))
+        quiet(structure_matrix=canonical_J(4))(np.zeros((2, 6), "float32"))
     with pytest.raises(ValueError, match="unreachable"):   # below sqrt(eps / (1 - eps))
         quiet(gamma=0.05, eps=0.01)(np.zeros((2, 4), "float32"))
     with pytest.raises(ValueError, match="unreachable"):   # L too anisotropic for gamma
         quiet(gamma=0.2, eps=0.01, kappa=1e-3,
-              L_initializer=keras.initializers.Constant(np.diag([3.0, 0.0, 0.0, 0.0])),
-              )(np.zeros((2, 4), "float32"))
+              dissipation_initializer=keras.initializers.Constant(np.diag([3.0, 0.0, 0.0, 0.0])))(np.zeros((2, 4), "float32"))
     with pytest.raises(ValueError, match=r"eps=0.5 must lie in \(0, 1 - alpha\^2\)"):
-        quiet(eps=0.5, K_initializer=keras.initializers.RandomNormal(stddev=3.0),
-              )(np.zeros((2, 4), "float32"))
+        quiet(eps=0.5, kernel_initializer=keras.initializers.RandomNormal(stddev=3.0))(np.zeros((2, 4), "float32"))
 
 
 def test_custom_activation_with_slope_bound_and_skew_J():
     J = np.array([[0.0, 2.0, 1.0], [-2.0, 0.0, 0.5], [-1.0, -0.5, 0.0]])
-    layer = quiet(steps=2, step_size=0.05, J=J, activation=keras.activations.tanh,
-                  activation_slope_bound=1.0)
+    layer = quiet(SolverSpec("euler", steps=2, step_size=0.05), structure_matrix=J,
+                  activation=keras.activations.tanh, activation_slope_bound=1.0)
     assert layer(np.ones((2, 3), "float32")).shape == (2, 3)
     assert layer.j2 == pytest.approx(np.linalg.eigvalsh(J @ J.T)[-1])
 
@@ -184,14 +183,15 @@ def test_custom_activation_with_slope_bound_and_skew_J():
 def test_reference_step_size_warns_and_raise_mode_raises():
     init = keras.initializers.RandomNormal(stddev=1.0)
     with pytest.warns(RuntimeWarning, match="NOT certified contractive"):
-        CHNODE(steps=2, step_size=0.5, K_initializer=init)(np.zeros((1, 8), "float32"))
+        CHNODE(SolverSpec("euler", steps=2, step_size=0.5),
+               kernel_initializer=init)(np.zeros((1, 8), "float32"))
     with pytest.raises(ValueError, match="largest certified step size"):
-        CHNODE(steps=2, step_size=0.5, K_initializer=init,
-               discrete_check="raise")(np.zeros((1, 8), "float32"))
+        CHNODE(SolverSpec("euler", steps=2, step_size=0.5),
+               kernel_initializer=init, discrete_check="raise")(np.zeros((1, 8), "float32"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        CHNODE(steps=2, step_size=0.01, discrete_check="raise",
-               K_initializer=keras.initializers.RandomNormal(stddev=0.1),
+        CHNODE(SolverSpec("euler", steps=2, step_size=0.01), discrete_check="raise",
+               kernel_initializer=keras.initializers.RandomNormal(stddev=0.1),
                )(np.zeros((1, 8), "float32"))
 
 
@@ -200,7 +200,8 @@ def test_loading_a_saved_model_checks_the_loaded_weights_not_the_rebuilt_ones(tm
     large = keras.initializers.RandomNormal(stddev=1.0)
     inputs = keras.Input((8,))
     with pytest.warns(RuntimeWarning, match="initial weights"):
-        layer = CHNODE(steps=2, step_size=0.5, K_initializer=large)
+        layer = CHNODE(SolverSpec("euler", steps=2, step_size=0.5),
+                       kernel_initializer=large)
         model = keras.Model(inputs, layer(inputs))
     layer.K.assign(0.01 * layer.K.numpy())          # trained to small weights
     layer.b.assign(np.zeros_like(layer.b.numpy()))
@@ -236,9 +237,9 @@ def with_step_size(layer, step_size, **changes):
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_block_jacobian_is_below_the_certified_bound_at_random_states(seed):
     keras.utils.set_random_seed(seed)
-    layer = quiet(steps=4, step_size=0.5, kappa=0.05,
-                  K_initializer=keras.initializers.RandomNormal(stddev=0.6),
-                  b_initializer=keras.initializers.RandomNormal(stddev=1.0))
+    layer = quiet(SolverSpec("euler", steps=4, step_size=0.5), kappa=0.05,
+                  kernel_initializer=keras.initializers.RandomNormal(stddev=0.6),
+                  bias_initializer=keras.initializers.RandomNormal(stddev=1.0))
     x = (np.random.randn(64, 6) * 3).astype("float32")
     layer(x)
     cert = certify.layer_certificate(layer)
@@ -266,9 +267,10 @@ def test_gradients_match_finite_differences():
     keras.utils.set_random_seed(5)
     # gamma is held constant in the gradient (the reference recomputes it after
     # the step); with a fixed gamma the map is differentiated exactly.
-    layer = quiet(steps=3, step_size=0.1, dtype="float64", kappa=0.2, gamma=3.0, eps=0.01,
-                  b_initializer=keras.initializers.RandomNormal(stddev=0.5),
-                  K_initializer=keras.initializers.RandomNormal(stddev=0.3))
+    layer = quiet(SolverSpec("euler", steps=3, step_size=0.1), dtype="float64", kappa=0.2,
+                  gamma=3.0, eps=0.01,
+                  bias_initializer=keras.initializers.RandomNormal(stddev=0.5),
+                  kernel_initializer=keras.initializers.RandomNormal(stddev=0.3))
     x = tf.Variable(np.random.randn(3, 4))
     layer(x)
     weights = np.random.randn(3, 4)
@@ -286,7 +288,7 @@ def test_gradients_match_finite_differences():
 
 
 def test_auto_gamma_gradient_treats_gamma_as_a_constant():
-    layer = quiet(steps=2, step_size=0.1, dtype="float64", kappa=0.2)
+    layer = quiet(SolverSpec("euler", steps=2, step_size=0.1), dtype="float64", kappa=0.2)
     x = tf.constant(np.random.randn(3, 4))
     layer(x)
     frozen = with_step_size(layer, 0.1, gamma=layer.theorem1_constants()["gamma"])
@@ -300,15 +302,15 @@ def test_auto_gamma_gradient_treats_gamma_as_a_constant():
 
 def _tiny_model(**kwargs):
     inputs = keras.Input((3, 3, 4))
-    x = quiet(steps=2, step_size=0.1, name="ode", **kwargs)(inputs)
+    x = quiet(SolverSpec("euler", steps=2, step_size=0.1), name="ode", **kwargs)(inputs)
     x = keras.layers.Flatten()(x)
     return keras.Model(inputs, keras.layers.Dense(2)(x))
 
 
 def test_get_config_round_trip():
-    layer = quiet(steps=3, t1=0.6, gamma=4.0, eps=0.01, kappa=0.3, units=6,
+    layer = quiet(SolverSpec("euler", steps=3, t1=0.6), gamma=4.0, eps=0.01, kappa=0.3, units=6,
                   time_varying=False, return_trajectory=True,
-                  K_regularizer=keras.regularizers.L2(1e-3))
+                  kernel_regularizer=keras.regularizers.L2(1e-3))
     clone = CHNODE.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
     assert clone.step_size == pytest.approx(0.2)
@@ -332,7 +334,7 @@ def test_keras_file_and_savedmodel_round_trips_give_identical_outputs(tmp_path):
 
 def test_training_with_fit_keeps_fixed_gamma_theorem1_after_every_step():
     model = _tiny_model(gamma=2.0, eps=0.05, kappa=0.1,
-                        K_initializer=keras.initializers.RandomNormal(stddev=0.1))
+                        kernel_initializer=keras.initializers.RandomNormal(stddev=0.1))
     layer = model.get_layer("ode")
     model.compile(keras.optimizers.Adam(5.0), "mse")
     x = np.random.randn(16, 3, 3, 4).astype("float32")
@@ -358,11 +360,12 @@ def test_mirrored_strategy_with_two_cpu_devices():
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from contractive_keras.layers import CHNODE
+        from contractive_keras.solvers import SolverSpec
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         with strategy.scope():
             inputs = keras.Input((4,))
-            ode = CHNODE(steps=2, step_size=0.1, gamma=2.0, eps=0.05, kappa=0.1,
-                         discrete_check="ignore")
+            ode = CHNODE(SolverSpec("euler", steps=2, step_size=0.1), gamma=2.0, eps=0.05,
+                         kappa=0.1, discrete_check="ignore")
             model = keras.Model(inputs, keras.layers.Dense(1)(ode(inputs)))
             model.compile(keras.optimizers.Adam(3.0), "mse")
         x = np.random.randn(32, 4).astype("float32")
@@ -398,8 +401,8 @@ def test_mirrored_strategy_with_two_cpu_devices():
 
 def _gradients(gradient, steps, t1=0.4):
     keras.utils.set_random_seed(0)
-    layer = quiet(steps=steps, t1=t1, gradient=gradient, dtype="float64", kappa=0.1,
-                  time_varying=False)
+    layer = quiet(SolverSpec("euler", steps=steps, t1=t1, gradient=gradient), dtype="float64",
+                  kappa=0.1, time_varying=False)
     x = tf.constant(np.random.default_rng(0).normal(size=(5, 4)))
     with tf.GradientTape() as tape:
         value = tf.reduce_sum(layer(x) ** 2)

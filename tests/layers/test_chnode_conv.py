@@ -10,6 +10,7 @@ import tensorflow as tf
 from contractive_keras import certify
 from contractive_keras.bounds.operator_norms import conv_operator_norm
 from contractive_keras.layers import CHNODE, StepwiseIdentity
+from contractive_keras.solvers import SolverSpec
 
 
 def dense_operator(fn, shape):
@@ -21,9 +22,11 @@ def dense_operator(fn, shape):
 
 
 def make_layer(**kwargs):
-    arguments = dict(steps=2, step_size=0.05, kernel_size=3, gamma=2.0, eps=0.3, kappa=0.05,
-                     L_initializer=StepwiseIdentity(0.3), discrete_check="ignore",
-                     dtype="float64", K_initializer=keras.initializers.RandomNormal(stddev=0.3))
+    arguments = dict(solver=SolverSpec("euler", steps=2, step_size=0.05), kernel_size=3,
+                     gamma=2.0, eps=0.3, kappa=0.05,
+                     dissipation_initializer=StepwiseIdentity(0.3), discrete_check="ignore",
+                     dtype="float64",
+                     kernel_initializer=keras.initializers.RandomNormal(stddev=0.3))
     arguments.update(kwargs)
     layer = CHNODE(**arguments)
     layer.build((None, 4, 5, 4))
@@ -32,7 +35,8 @@ def make_layer(**kwargs):
 
 def test_one_euler_step_is_the_dense_formula_with_the_adjoint_convolution():
     keras.utils.set_random_seed(0)
-    layer = make_layer(steps=1, b_initializer=keras.initializers.RandomNormal(stddev=0.5))
+    layer = make_layer(solver=SolverSpec("euler", steps=1, step_size=0.05),
+                       bias_initializer=keras.initializers.RandomNormal(stddev=0.5))
     K, b, L, gamma = (np.asarray(w, np.float64) for w in layer.effective_weights())
     conv = dense_operator(lambda x: tf.nn.conv2d(x, K[0], 1, "SAME"), (1, 4, 5, 4))
     pixels = 4 * 5
@@ -62,7 +66,7 @@ def test_certified_step_makes_every_step_non_expansive():
     keras.utils.set_random_seed(2)
     probe = make_layer()
     h = 0.9 * certify.layer_certificate(probe).details["worst_case_max_step_size"]
-    layer = make_layer(step_size=h)
+    layer = make_layer(solver=SolverSpec("euler", steps=2, step_size=h))
     layer.set_weights(probe.get_weights())
     cert = certify.layer_certificate(layer)
     assert cert.value <= 1.0 and cert.details["how"] == "theorem 1 worst case"
@@ -76,7 +80,8 @@ def test_certified_step_makes_every_step_non_expansive():
 
 def test_gamma_projection_keeps_the_operator_norm_inside_the_budget_through_fit():
     keras.utils.set_random_seed(4)
-    layer = make_layer(dtype="float32", K_initializer=keras.initializers.RandomNormal(stddev=2.0))
+    layer = make_layer(dtype="float32",
+                       kernel_initializer=keras.initializers.RandomNormal(stddev=2.0))
     model = keras.Sequential([keras.Input((4, 5, 4)), layer, keras.layers.Flatten(),
                               keras.layers.Dense(3)])
     model.compile(keras.optimizers.Adam(0.1),

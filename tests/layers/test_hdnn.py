@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contractive_keras.solvers import SolverSpec
 from contractive_keras.layers import HDNN
 
 
@@ -15,9 +16,9 @@ def canonical_J(n):
 
 
 def test_euler_steps_match_the_formula():
-    layer = HDNN(steps=3, step_size=0.1, dtype="float64",
-                 K_initializer=keras.initializers.RandomNormal(stddev=0.7),
-                 b_initializer=keras.initializers.RandomNormal(stddev=0.5))
+    layer = HDNN(SolverSpec("euler", steps=3, step_size=0.1), dtype="float64",
+                 kernel_initializer=keras.initializers.RandomNormal(stddev=0.7),
+                 bias_initializer=keras.initializers.RandomNormal(stddev=0.5))
     x = np.random.default_rng(1).standard_normal((5, 4))
     out = layer(x).numpy()
     K, b = layer.K.numpy(), layer.b.numpy()
@@ -29,8 +30,8 @@ def test_euler_steps_match_the_formula():
 
 
 def test_jacobian_structure_reproduces_the_autodiff_jacobian_of_the_field():
-    layer = HDNN(steps=2, dtype="float64", units=6,
-                 K_initializer=keras.initializers.RandomNormal(stddev=0.7))
+    layer = HDNN(SolverSpec("euler", steps=2, step_size=0.5), dtype="float64", units=6,
+                 kernel_initializer=keras.initializers.RandomNormal(stddev=0.7))
     layer.build((None, 4))
     structure = layer.jacobian_structure()
     A0, U, V, S = structure.offset, structure.left, structure.right, structure.slopes[1]
@@ -46,8 +47,8 @@ def test_jacobian_structure_reproduces_the_autodiff_jacobian_of_the_field():
 
 
 def test_feature_maps_trajectory_and_config_round_trip(tmp_path):
-    layer = HDNN(steps=2, step_size=0.2, return_trajectory=True, time_varying=False,
-                 K_regularizer=keras.regularizers.L2(1e-3))
+    layer = HDNN(SolverSpec("euler", steps=2, step_size=0.2), return_trajectory=True,
+                 time_varying=False, kernel_regularizer=keras.regularizers.L2(1e-3))
     maps = np.random.default_rng(3).standard_normal((2, 3, 3, 4)).astype("float32")
     traj = layer(maps)
     assert traj.shape == (2, 3, 3, 3, 4)
@@ -56,7 +57,7 @@ def test_feature_maps_trajectory_and_config_round_trip(tmp_path):
     clone = HDNN.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
     inputs = keras.Input((3, 3, 4))
-    model = keras.Model(inputs, HDNN(steps=2)(inputs))
+    model = keras.Model(inputs, HDNN(SolverSpec("euler", steps=2, step_size=0.5))(inputs))
     path = str(tmp_path / "h.keras")
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
@@ -67,6 +68,6 @@ def test_bad_arguments_raise_value_error():
     with pytest.raises(ValueError, match="even state size"):
         HDNN()(np.zeros((1, 3), "float32"))
     with pytest.raises(ValueError, match="skew-symmetric"):
-        HDNN(J=np.eye(2))
+        HDNN(structure_matrix=np.eye(2))
     with pytest.raises(ValueError, match="no known slope bound"):
         HDNN(activation="swish")

@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+from contractive_keras.solvers import SolverSpec
 from contractive_keras.layers import NeuralODE
 
 
 def test_linear_field_matches_the_matrix_exponential():
     A = np.array([[-0.5, 1.0, 0.0], [-1.0, -0.2, 0.3], [0.0, -0.3, -0.1]])
     field = keras.layers.Dense(3, use_bias=False, dtype="float64")
-    layer = NeuralODE(field, t1=1.5, steps=200, solver="rk4", dtype="float64")
+    layer = NeuralODE(SolverSpec("rk4", steps=200, t1=1.5), vector_field=field, dtype="float64")
     x = np.random.default_rng(1).standard_normal((4, 3))
     layer.build(x.shape)
     field.kernel.assign(A.T)                       # row form: y' = y A^T
@@ -21,7 +22,7 @@ def test_linear_field_matches_the_matrix_exponential():
 
 def test_time_input_and_trajectory():
     field = keras.layers.Dense(2, kernel_initializer="zeros", bias_initializer="zeros")
-    layer = NeuralODE(field, t1=1.0, steps=4, solver="euler", time_input=True,
+    layer = NeuralODE(SolverSpec("euler", steps=4, t1=1.0), vector_field=field, time_input=True,
                       return_trajectory=True)
     x = np.random.default_rng(2).standard_normal((3, 2)).astype("float32")
     traj = layer(x)
@@ -37,7 +38,7 @@ def test_keras_file_round_trip_with_a_model_as_field(tmp_path):
     field = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="tanh"),
                               keras.layers.Dense(3)])
     inputs = keras.Input((3,))
-    model = keras.Model(inputs, NeuralODE(field, steps=5)(inputs))
+    model = keras.Model(inputs, NeuralODE(SolverSpec("rk4", steps=5, t1=1.0), vector_field=field)(inputs))
     x = np.random.default_rng(3).standard_normal((4, 3)).astype("float32")
     path = str(tmp_path / "n.keras")
     model.save(path)
@@ -47,8 +48,8 @@ def test_keras_file_round_trip_with_a_model_as_field(tmp_path):
 
 def test_bad_arguments_raise_value_error():
     with pytest.raises(ValueError, match="Keras layer"):
-        NeuralODE(lambda x: x)
+        NeuralODE(vector_field=lambda x: x)
     with pytest.raises(ValueError, match="state shape"):
-        NeuralODE(keras.layers.Dense(2))(np.zeros((1, 3), "float32"))
+        NeuralODE(vector_field=keras.layers.Dense(2))(np.zeros((1, 3), "float32"))
     with pytest.raises(ValueError, match="solver"):
-        NeuralODE(keras.layers.Dense(2), solver="leapfrog")
+        NeuralODE("leapfrog", vector_field=keras.layers.Dense(2))

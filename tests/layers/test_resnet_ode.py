@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contractive_keras.solvers import SolverSpec
 from contractive_keras.layers import ResNetODE
 
 
 def test_euler_steps_are_residual_blocks():
-    layer = ResNetODE(steps=3, step_size=0.5, dtype="float64",
-                      K_initializer=keras.initializers.RandomNormal(stddev=0.7),
-                      b_initializer=keras.initializers.RandomNormal(stddev=0.5))
+    layer = ResNetODE(SolverSpec("euler", steps=3, step_size=0.5), dtype="float64",
+                      kernel_initializer=keras.initializers.RandomNormal(stddev=0.7),
+                      bias_initializer=keras.initializers.RandomNormal(stddev=0.5))
     x = np.random.default_rng(1).standard_normal((5, 3))
     out = layer(x).numpy()
     K, b = layer.K.numpy(), layer.b.numpy()
@@ -22,8 +23,8 @@ def test_euler_steps_are_residual_blocks():
 
 
 def test_jacobian_structure_reproduces_the_autodiff_jacobian_of_the_field():
-    layer = ResNetODE(steps=2, dtype="float64",
-                      K_initializer=keras.initializers.RandomNormal(stddev=0.7))
+    layer = ResNetODE(SolverSpec("euler", steps=2, step_size=0.5), dtype="float64",
+                      kernel_initializer=keras.initializers.RandomNormal(stddev=0.7))
     layer.build((None, 3))
     structure = layer.jacobian_structure()
     A0, U, V, S = structure.offset, structure.left, structure.right, structure.slopes[1]
@@ -39,7 +40,7 @@ def test_jacobian_structure_reproduces_the_autodiff_jacobian_of_the_field():
 def test_odd_state_sizes_feature_maps_and_keras_round_trip(tmp_path):
     maps = np.random.default_rng(3).standard_normal((2, 4, 4, 5)).astype("float32")
     inputs = keras.Input((4, 4, 5))
-    model = keras.Model(inputs, ResNetODE(steps=2, solver="rk4")(inputs))
+    model = keras.Model(inputs, ResNetODE(SolverSpec("rk4", steps=2, step_size=0.5))(inputs))
     expected = model(maps).numpy()
     path = str(tmp_path / "r.keras")
     model.save(path)

@@ -14,28 +14,33 @@ import tensorflow_probability as tfp
 from contractive_keras import solvers
 from contractive_keras.layers import CHNODE, HDNN, NeuralODE, ResNetODE, StabilizedNODE
 from contractive_keras.layers import StepwiseIdentity
+from contractive_keras.solvers import SolverSpec
 
 ode = tfp.math.ode
 
 
-def make_layer(kind, solver, **kwargs):
+def make_layer(kind, solver, **settings):
+    """``kind`` integrating with ``SolverSpec(solver, **settings)`` on its own time grid."""
     # Fields strong enough that the adaptive solvers' tolerances matter.
     K = keras.initializers.RandomNormal(stddev=1.0, seed=3)
+    if kind in ("chnode", "hdnn", "resnet"):
+        spec = SolverSpec(solver, **{"steps": 3, "step_size": 0.2, **settings})
+    else:
+        spec = SolverSpec(solver, **{"steps": 10, "t1": 0.6, **settings})
     if kind == "chnode":
-        return CHNODE(steps=3, step_size=0.2, solver=solver, time_varying=False,
-                      discrete_check="ignore", dtype="float64", K_initializer=K,
-                      L_initializer=StepwiseIdentity(1.0), L_trainable=True, **kwargs)
+        return CHNODE(spec, time_varying=False, discrete_check="ignore", dtype="float64",
+                      kernel_initializer=K, dissipation_initializer=StepwiseIdentity(1.0),
+                      dissipation_trainable=True)
     if kind == "hdnn":
-        return HDNN(steps=3, step_size=0.2, solver=solver, time_varying=False,
-                    dtype="float64", K_initializer=K, **kwargs)
+        return HDNN(spec, time_varying=False, dtype="float64", kernel_initializer=K)
     if kind == "resnet":
-        return ResNetODE(steps=3, step_size=0.2, solver=solver, time_varying=False,
-                         dtype="float64", K_initializer=K, **kwargs)
+        return ResNetODE(spec, time_varying=False, dtype="float64", kernel_initializer=K)
     if kind == "node":
-        return NeuralODE(keras.layers.Dense(4, activation="tanh", dtype="float64"), t1=0.6,
-                         solver=solver, dtype="float64", **kwargs)
-    return StabilizedNODE(min_slope=0.2, delta_bar=0.0, t1=0.6, solver=solver,
-                          activation="smooth_leaky_relu", dtype="float64", **kwargs)
+        return NeuralODE(spec,
+                         vector_field=keras.layers.Dense(4, activation="tanh", dtype="float64"),
+                         dtype="float64")
+    return StabilizedNODE(spec, min_slope=0.2, delta_bar=0.0, activation="smooth_leaky_relu",
+                          dtype="float64")
 
 
 KINDS = ["chnode", "hdnn", "resnet", "node", "stabilized"]
@@ -115,7 +120,8 @@ def test_solver_instances_survive_keras_files(kind, solver, tmp_path):
 def test_named_scheme_instances_act_as_their_names():
     layer = make_layer("chnode", solvers.RK4())
     assert layer.solver == "rk4" and layer.get_config()["solver"]["config"]["method"] == "rk4"
-    node = StabilizedNODE(min_slope=0.2, delta_bar=0.1, steps=4, solver=solvers.Euler())
+    node = StabilizedNODE(SolverSpec(solvers.Euler(), steps=4, t1=1.0), min_slope=0.2,
+                          delta_bar=0.1)
     # The Euler instance gets the projection that covers the Euler map.
     assert node.solver == "euler" and node.kernel_constraint.step_size == 0.25
 
@@ -152,7 +158,13 @@ def test_adaptive_instances_need_shared_weights_and_custom_schemes_need_stabiliz
         HDNN(solver=solvers.Dopri5())
     with pytest.raises(ValueError, match="named fixed-step schemes only"):
         ResNetODE(solver=_Heun())
-    node = StabilizedNODE(min_slope=0.5, steps=2, solver=_Heun())
+    custom = SolverSpec(_Heun(), steps=2, t1=1.0, allow_custom_schemes=True)
+    with pytest.raises(ValueError, match="named fixed-step schemes only"):
+        ResNetODE(custom)                   # a spec that allows it does not sneak it in
+    with pytest.raises(ValueError, match="named fixed-step schemes only"):
+        SolverSpec(_Heun(), steps=2, t1=1.0)
+    node = StabilizedNODE(custom, min_slope=0.5)
+    assert node.steps == 2 and node.step_size == 0.5
     assert node(np.ones((1, 3), "float32")).shape == (1, 3)
     with pytest.raises(ValueError, match="cannot serialize solver .* of type _Heun"):
         node.get_config()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contractive_keras.solvers import SolverSpec
 from contractive_keras import certify, stability
 from contractive_keras.layers import StabilizedNODE
 
@@ -22,7 +23,7 @@ def euler_reference(u, A, b, alpha, t1, steps):
 
 
 def test_forward_is_explicit_euler_on_leaky_relu_field():
-    layer = StabilizedNODE(min_slope=0.2, t1=0.5, steps=5, dtype="float64")
+    layer = StabilizedNODE(SolverSpec("euler", steps=5, t1=0.5), min_slope=0.2, dtype="float64")
     x = np.random.default_rng(0).standard_normal((7, 6))
     y = layer(x).numpy()
     A, b = layer.kernel.numpy(), layer.bias.numpy()
@@ -38,10 +39,10 @@ def test_smooth_activation_has_slopes_in_the_band_and_rk4_converges_to_dopri5():
     slopes = tape.gradient(y, x).numpy()
     assert slopes.min() >= 0.3 and slopes.max() <= 1.0 and float(y[1000]) == pytest.approx(0.0)
     u = np.random.default_rng(1).standard_normal((3, 4))
-    fine = StabilizedNODE(min_slope=0.3, activation="smooth_leaky_relu", solver="rk4", steps=64,
-                          dtype="float64")
-    adaptive = StabilizedNODE(min_slope=0.3, activation="smooth_leaky_relu", solver="dopri5",
-                              dtype="float64", rtol=1e-8, atol=1e-8)
+    fine = StabilizedNODE(SolverSpec("rk4", steps=64, t1=1.0), min_slope=0.3,
+                          activation="smooth_leaky_relu", dtype="float64")
+    adaptive = StabilizedNODE(SolverSpec("dopri5", steps=10, t1=1.0, rtol=1e-8, atol=1e-8),
+                              min_slope=0.3, activation="smooth_leaky_relu", dtype="float64")
     fine.build(u.shape)
     adaptive.build(u.shape)
     adaptive.set_weights(fine.get_weights())
@@ -57,7 +58,6 @@ def test_smooth_activation_has_slopes_in_the_band_and_rk4_converges_to_dopri5():
 @pytest.mark.parametrize("kwargs,match", [
     (dict(min_slope=0.0), "min_slope"),
     (dict(min_slope=1.01), "min_slope"),
-    (dict(alpha=0.3), "Unrecognized keyword arguments.*alpha"),   # the old name: configs only
     (dict(activation="relu"), "relu"),
     (dict(activation="tanh"), "tanh"),
     (dict(activation=tf.nn.relu6), "activation_slopes"),
@@ -65,10 +65,8 @@ def test_smooth_activation_has_slopes_in_the_band_and_rk4_converges_to_dopri5():
     (dict(activation=lambda x: 2 * x, activation_slopes=(0.5, 2.0)), r"\[min_slope, 1\]"),
     (dict(delta_bar=float("nan")), "NaN"),
     (dict(delta_bar=float("inf")), "finite"),
-    (dict(t1=0.0), "t1"),
-    (dict(steps=0), "steps"),
     (dict(solver="heun"), "Unknown solver"),
-    (dict(delta_bar=-50.0, steps=10), "No kernel reaches"),
+    (dict(delta_bar=-50.0, solver=SolverSpec("euler", steps=10, t1=1.0)), "No kernel reaches"),
 ])
 def test_bad_arguments_raise_value_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -111,8 +109,8 @@ def test_custom_activation_with_declared_slopes_is_the_field_the_layer_integrate
     """A callable with declared slopes is kept as given: its slopes stay the
     declared ones, and the layer's output is explicit Euler on sigma(A u + b)."""
     fn = lambda x: 0.5 * x + 0.25 * tf.sin(x)       # sigma' = 0.5 + 0.25 cos x in [0.25, 0.75]
-    layer = StabilizedNODE(min_slope=0.25, activation=fn, activation_slopes=(0.25, 0.75), steps=2,
-                           t1=0.5, dtype="float64",
+    layer = StabilizedNODE(SolverSpec("euler", steps=2, t1=0.5), min_slope=0.25, activation=fn,
+                           activation_slopes=(0.25, 0.75), dtype="float64",
                            bias_initializer=keras.initializers.RandomNormal(seed=2))
     assert layer._activation.slopes == (0.25, 0.75)
     x = np.linspace(-20, 20, 4001)
@@ -152,7 +150,8 @@ def adversarial_ratio(layer, d, rng, starts=8, iterations=60):
 def test_trained_constrained_layer_never_exceeds_its_certificate(d, solver):
     rng = np.random.default_rng(d)
     keras.utils.set_random_seed(d)
-    layer = StabilizedNODE(min_slope=0.1, delta_bar=0.2, steps=5, solver=solver, name="node",
+    layer = StabilizedNODE(SolverSpec(solver, steps=5, t1=1.0), min_slope=0.1, delta_bar=0.2,
+                           name="node",
                            kernel_initializer=keras.initializers.RandomNormal(stddev=2.0 / np.sqrt(d)))
     model = keras.Sequential([keras.Input((d,)), layer, keras.layers.Dense(2)])
     model.compile(keras.optimizers.Adam(0.05),
@@ -164,7 +163,7 @@ def test_trained_constrained_layer_never_exceeds_its_certificate(d, solver):
     if solver == "euler":       # the projection covers the Euler map
         assert certificate.value <= np.exp(0.2 * 1.0) + 1e-5
         assert certificate.details["delta"].value <= 0.2 + 1e-6
-    f64 = StabilizedNODE(min_slope=0.1, steps=5, solver=solver, dtype="float64")
+    f64 = StabilizedNODE(SolverSpec(solver, steps=5, t1=1.0), min_slope=0.1, dtype="float64")
     f64.build((None, d))
     f64.set_weights(layer.get_weights())
     run = lambda z: f64(z).numpy()
@@ -176,7 +175,7 @@ def test_trained_constrained_layer_never_exceeds_its_certificate(d, solver):
 
 def test_unconstrained_layer_certifies_what_it_computes():
     rng = np.random.default_rng(3)
-    layer = StabilizedNODE(min_slope=0.5, steps=3, dtype="float64",
+    layer = StabilizedNODE(SolverSpec("euler", steps=3, t1=1.0), min_slope=0.5, dtype="float64",
                            kernel_initializer=keras.initializers.RandomNormal(stddev=1.5))
     layer.build((None, 5))
     certificate = certify.layer_certificate(layer)
@@ -188,7 +187,8 @@ def test_unconstrained_layer_certifies_what_it_computes():
 
 
 def test_keras_file_and_saved_model_round_trip(tmp_path):
-    layer = StabilizedNODE(min_slope=0.2, delta_bar=0.0, steps=3, activation="smooth_leaky_relu",
+    layer = StabilizedNODE(SolverSpec("euler", steps=3, t1=1.0), min_slope=0.2, delta_bar=0.0,
+                           activation="smooth_leaky_relu",
                            kernel_regularizer=keras.regularizers.L2(1e-3))
     inputs = keras.Input((5,))
     model = keras.Model(inputs, keras.layers.Dense(2)(layer(inputs)))
@@ -212,7 +212,7 @@ def test_keras_file_and_saved_model_round_trip(tmp_path):
 
 
 def test_configs_saved_with_the_old_slope_name_alpha_still_load():
-    layer = StabilizedNODE(min_slope=0.3, delta_bar=0.0, steps=3)
+    layer = StabilizedNODE(SolverSpec("euler", steps=3, t1=1.0), min_slope=0.3, delta_bar=0.0)
     config = layer.get_config()
     legacy = {k: v for k, v in config.items() if k not in ("min_slope", "solver")}
     legacy.update(alpha=0.3, solver="euler", steps=3, t1=1.0, gradient="backprop",
@@ -227,7 +227,8 @@ def test_configs_saved_with_the_old_slope_name_alpha_still_load():
 
 
 def test_a_saved_model_whose_config_says_alpha_loads_with_that_min_slope(tmp_path):
-    model = keras.Sequential([keras.Input((4,)), StabilizedNODE(min_slope=0.3, steps=2, name="node")])
+    model = keras.Sequential([keras.Input((4,)), StabilizedNODE(SolverSpec("euler", steps=2, t1=1.0),
+                                                                min_slope=0.3, name="node")])
     x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
     path = os.path.join(tmp_path, "legacy.keras")
     model.save(path)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contractive_keras.solvers import SolverSpec
 from contractive_keras.layers import CHNODE
 from contractive_keras.training.steps import make_eval_step, make_train_step
 
@@ -13,7 +14,7 @@ from contractive_keras.training.steps import make_eval_step, make_train_step
 def _classifier():
     inputs = keras.Input((6, 6, 1))
     x = keras.layers.Conv2D(2, 3, padding="same")(inputs)
-    x = CHNODE(steps=2, step_size=0.1, discrete_check="ignore")(x)
+    x = CHNODE(SolverSpec("euler", steps=2, step_size=0.1), discrete_check="ignore")(x)
     return keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(x)))
 
 
