@@ -356,7 +356,7 @@ def model_card(name, metrics, evaluation, summary, selection=None):
             f"{k}={used[k]}" for k in ("model", "depth", "dataset", "epochs", "batch_size", "learning_rate",
                                        "lr_decay", "weight_decay", "smoothness", "step_size", "gamma",
                                        "eps", "L_scale", "lift_max_norm", "readout_max_norm",
-                                       "delta_bar", "alpha", *_CERTIFIED_SETTINGS, "seed")
+                                       "delta_bar", "min_slope", "alpha", *_CERTIFIED_SETTINGS, "seed")
             if used.get(k) is not None and (entry.profile == "certified" or k not in _CERTIFIED_SETTINGS)) + ".",
         data_line,
         f"Training time: {metrics['train_seconds']:.0f} s on {hardware.get('cpu', '?')} "
