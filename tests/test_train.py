@@ -85,7 +85,7 @@ SMALL = ["--model=resnet", "--depth=2", "--epochs=2", "--steps_per_epoch=6", "--
     (["--model=stable_node_certified", "--dense=63"], "even"),
     (["--model=node", "--dense=64"], "--dense applies to"),
     (["--model=node", "--depth=4"], "--depth applies to --model=chnode, hdnn, resnet, chnode_certified or stable_node_certified only"),
-    (["--alpha=0"], "--alpha must be in (0, 1]"),
+    (["--min_slope=0"], "--min_slope must be in (0, 1]"),
     (["--train_eps=-1"], "--train_eps must be a finite radius >= 0"),
     (["--temperature=0"], "--temperature must be a positive number"),
     (["--loss=margin"], "loss"),
@@ -103,7 +103,7 @@ def test_help_lists_every_flag():
     result = run_train("--helpfull", timeout=60)
     for flag in ("--model", "--depth", "--dataset", "--data_dir", "--epochs", "--batch_size",
                  "--learning_rate", "--lr_decay", "--weight_decay", "--smoothness", "--solver",
-                 "--step_size", "--gamma", "--delta_bar", "--alpha", "--seed", "--strategy",
+                 "--step_size", "--gamma", "--delta_bar", "--min_slope", "--seed", "--strategy",
                  "--model_dir", "--steps_per_epoch", "--eval_noise", "--export",
                  "--mixed_precision", "--loss", "--train_eps", "--temperature", "--loss_bound",
                  "--normalize_inputs", "--kernel_size", "--kernels", "--dense", "--flagfile"):

@@ -91,7 +91,7 @@ def test_the_stabilized_preset_is_built_with_its_recipe(name):
     model = build_model(make_config(name))
     layer = model.get_layer("stabilized_node")
     assert model.get_layer("lift").units == recipe["width"]
-    assert layer.min_slope == recipe["alpha"] and layer.t1 == recipe["t1"]
+    assert layer.min_slope == recipe["min_slope"] and layer.t1 == recipe["t1"]
     assert layer.steps == recipe["steps"] and layer.solver == recipe["solver"]
     assert layer.delta_bar == recipe.get("delta_bar")
     assert (layer.kernel_constraint is None) == (recipe.get("delta_bar") is None)

@@ -50,7 +50,7 @@ def test_the_reference_chnode_keeps_its_dissipation_fixed():
     """L = 0.02 I, not trained (shared/DESIGN.md); the recipe values themselves
     are checked against docs/reproduction.md and their users in test_recipes.py."""
     chnode = build("chnode").get_layer("chnode")
-    assert not chnode.L_trainable and np.allclose(chnode.L.numpy()[0], 0.02 * np.eye(8))
+    assert not chnode.dissipation_trainable and np.allclose(chnode.L.numpy()[0], 0.02 * np.eye(8))
 
 
 def test_overrides_reach_the_layer_and_training_settings_are_ignored():
@@ -84,7 +84,7 @@ def test_registry_lists_each_model_once_with_its_family_recipe_and_options():
     ("gamma", ("chnode", "chnode_certified")), ("eps", ("chnode", "chnode_certified")),
     ("L_scale", ("chnode", "chnode_certified")),
     ("delta_bar", ("stable_node", "stable_node_certified")),
-    ("alpha", ("node", "stable_node", "stable_node_certified")),
+    ("min_slope", ("node", "stable_node", "stable_node_certified")),
     ("depth", ("chnode", "hdnn", "resnet", "chnode_certified", "stable_node_certified")),
     ("smoothness", ("chnode", "hdnn", "resnet")),
     ("weight_decay", models.NAMES), ("lift_max_norm", models.NAMES),

@@ -19,7 +19,7 @@ def test_make_config_fills_unset_fields_from_the_recipe():
 
 def test_make_config_of_a_stabilized_model_has_no_depth_in_its_directory():
     config = cfg.make_config("stable_node", dataset="fashion_mnist")
-    assert config.depth is None and config.delta_bar == 0.0 and config.alpha == 0.1
+    assert config.depth is None and config.delta_bar == 0.0 and config.min_slope == 0.1
     assert config.model_dir == os.path.join("runs", "stable_node_fashion_mnist")
 
 
@@ -28,8 +28,8 @@ def test_make_config_of_a_stabilized_model_has_no_depth_in_its_directory():
     ("hdnn", {"L_scale": 0.3}, "--L_scale applies to --model=chnode or chnode_certified only"),
     ("chnode", {"delta_bar": 0.5},
      "--delta_bar applies to --model=stable_node or stable_node_certified only"),
-    ("chnode", {"alpha": 0.5},
-     "--alpha applies to --model=node, stable_node or stable_node_certified only"),
+    ("chnode", {"min_slope": 0.5},
+     "--min_slope applies to --model=node, stable_node or stable_node_certified only"),
     ("node", {"depth": 4}, "--depth applies to --model=chnode, hdnn, resnet, chnode_certified "
                            "or stable_node_certified only"),
     ("stable_node", {"smoothness": 1e-3}, "--smoothness applies to --model=chnode, hdnn or resnet only"),
