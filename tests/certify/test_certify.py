@@ -128,9 +128,10 @@ def test_vertex_certificate_is_attained_with_relu(layer_cls):
     """With relu every slope pattern is realised by some state: the bound is exact."""
     rng = np.random.default_rng(3)
     extra = dict(discrete_check="ignore", kappa=0.05) if layer_cls is CHNODE else {}
-    layer = layer_cls(steps=1, step_size=0.3, activation="relu", dtype="float64",
-                      K_initializer=keras.initializers.RandomNormal(stddev=0.7),
-                      b_initializer=keras.initializers.RandomNormal(stddev=0.5), **extra)
+    layer = layer_cls(SolverSpec("euler", steps=1, step_size=0.3), activation="relu",
+                      dtype="float64",
+                      kernel_initializer=keras.initializers.RandomNormal(stddev=0.7),
+                      bias_initializer=keras.initializers.RandomNormal(stddev=0.5), **extra)
     layer.build((None, 4))
     cert = certify.layer_certificate(layer)
     assert cert.details["exact_in_slopes"]
@@ -154,9 +155,9 @@ def test_vertex_certificate_is_attained_with_relu(layer_cls):
 def test_certificate_dominates_block_jacobians_for_every_scheme(layer_cls, solver):
     keras.utils.set_random_seed(4)
     extra = dict(discrete_check="ignore", kappa=0.1) if layer_cls is CHNODE else {}
-    layer = layer_cls(steps=3, step_size=0.2, solver=solver, dtype="float64",
-                      K_initializer=keras.initializers.RandomNormal(stddev=0.8),
-                      b_initializer=keras.initializers.RandomNormal(stddev=1.0), **extra)
+    layer = layer_cls(SolverSpec(solver, steps=3, step_size=0.2), dtype="float64",
+                      kernel_initializer=keras.initializers.RandomNormal(stddev=0.8),
+                      bias_initializer=keras.initializers.RandomNormal(stddev=1.0), **extra)
     x = np.random.randn(200, 4) * 2
     layer(x)
     cert = certify.layer_certificate(layer)

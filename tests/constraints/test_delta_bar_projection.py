@@ -189,9 +189,11 @@ MIRRORED = textwrap.dedent("""
     tf.config.set_logical_device_configuration(
         tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
     from contractive_keras.layers import StabilizedNODE
+    from contractive_keras.solvers import SolverSpec
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
-        layer = StabilizedNODE(min_slope=0.1, delta_bar=0.0, steps=4)
+        layer = StabilizedNODE(SolverSpec("euler", steps=4, t1=1.0), min_slope=0.1,
+                               delta_bar=0.0)
         model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(12), layer,
                                   keras.layers.Dense(2)])
         optimizer = keras.optimizers.Adam(0.05)
