@@ -22,10 +22,10 @@ Example:
 >>> import numpy as np
 >>> from contractive_keras import stability
 >>> A = np.array([[0.5, 2.0], [-1.0, 0.3]])
->>> result = stability.delta(A, alpha=0.1)
+>>> result = stability.delta(A, min_slope=0.1)
 >>> result.kind, round(result.value, 4)
 ('exact', 1.2436)
->>> fix = stability.min_perturbation(A, alpha=0.1, delta_bar=0.0)
+>>> fix = stability.min_perturbation(A, min_slope=0.1, delta_bar=0.0)
 >>> fix.delta.kind, abs(fix.delta.value) < 1e-6
 ('exact', True)
 """

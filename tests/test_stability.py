@@ -24,5 +24,5 @@ def test_every_public_name_is_the_bounds_object():
 
 
 def test_delta_names_what_it_reports():
-    result = stability.delta(np.array([[0.5, 2.0], [-1.0, 0.3]]), alpha=0.1)
+    result = stability.delta(np.array([[0.5, 2.0], [-1.0, 0.3]]), min_slope=0.1)
     assert result.kind == "exact" and round(result.value, 4) == 1.2436

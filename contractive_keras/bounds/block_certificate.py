@@ -145,7 +145,7 @@ def flow_certificate(structure, method="auto"):
 
 
 @single_threaded_blas
-def kernel_certificate(A, alpha, t1=None, *, solver=None, steps=None, method="auto"):
+def kernel_certificate(A, min_slope, t1=None, *, solver=None, steps=None, method="auto"):
     """Certified Lipschitz bound of u' = sigma(A u + b), sigma' in [alpha, 1], from its kernel.
 
     With a fixed-step ``solver`` ("euler", "midpoint", "rk4") and ``steps``,
@@ -154,7 +154,7 @@ def kernel_certificate(A, alpha, t1=None, *, solver=None, steps=None, method="au
 
     Args:
         A: (d, d) kernel.
-        alpha: slope lower bound, in (0, 1].
+        min_slope: alpha, the slope lower bound, in (0, 1].
         t1: final time (default 1).
         solver, steps: the fixed-step scheme to certify, if any.
         method: "auto", "exact" or "upper" (never "lower").
@@ -164,7 +164,7 @@ def kernel_certificate(A, alpha, t1=None, *, solver=None, steps=None, method="au
         and ``flow_bound``.
     """
     A = as_square(A, "kernel")
-    alpha = check_alpha(alpha)
+    alpha = check_alpha(min_slope, "min_slope")
     t1 = 1.0 if t1 is None else float(t1)
     if solver is not None and butcher_arrays(solver) is not None:
         if steps is None:
@@ -175,11 +175,11 @@ def kernel_certificate(A, alpha, t1=None, *, solver=None, steps=None, method="au
 
 
 @single_threaded_blas
-def step_lipschitz_bound(A, alpha, step_size, solver="euler", method="auto", scaling=None):
+def step_lipschitz_bound(A, min_slope, step_size, solver="euler", method="auto", scaling=None):
     """Certified Lipschitz constant of one step of ``solver`` on u' = sigma(A u + b).
 
     ``step_bound``, equations (1)-(2): for "euler" it is max_D ||I + h D A||_2,
-    D in [alpha, 1]^d, exact by vertex enumeration (d <= 12 with method
+    D in [alpha, 1]^d (alpha = ``min_slope``), exact by vertex enumeration (d <= 12 with method
     "auto", or "exact") or a certified upper bound (relaxation with the
     candidate metric ``scaling``).
 
@@ -191,7 +191,7 @@ def step_lipschitz_bound(A, alpha, step_size, solver="euler", method="auto", sca
         ValueError: bad arguments, or a solver without a Butcher tableau.
     """
     A = as_square(A)
-    alpha = check_alpha(alpha)
+    alpha = check_alpha(min_slope, "min_slope")
     h = check_step(step_size)
     if butcher_arrays(solver) is None:
         raise ValueError(f"step_lipschitz_bound needs a fixed-step explicit Runge-Kutta "

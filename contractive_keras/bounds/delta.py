@@ -16,7 +16,7 @@ D in {alpha, 1}^d.  Every value says what it is (``DeltaResult.kind``):
 Example:
 
 >>> import numpy as np
->>> result = delta(np.array([[0.5, 2.0], [-1.0, 0.3]]), alpha=0.1)
+>>> result = delta(np.array([[0.5, 2.0], [-1.0, 0.3]]), min_slope=0.1)
 >>> result.kind, round(result.value, 4)
 ('exact', 1.2436)
 """
@@ -164,12 +164,12 @@ def upper_delta(A, alpha, bound="relaxation", scaling_candidates=(), lower=None)
 
 
 @single_threaded_blas
-def delta(A, alpha, method="auto", *, bound="relaxation", starts=8, seed=0, scaling=None):
+def delta(A, min_slope, method="auto", *, bound="relaxation", starts=8, seed=0, scaling=None):
     """delta(A) = max over D = diag in [alpha, 1]^d of mu_2(D A), equation (1).
 
     Args:
         A: square (d, d) matrix.
-        alpha: lower slope bound, in (0, 1].
+        min_slope: alpha, the lower slope bound, in (0, 1].
         method: "exact" (enumerates the 2^d vertices, batched eigenvalue
             problems; refused above d = 24), "lower" (alternating ascent on
             D from ``starts`` vertices: a value attained by some D), "upper"
@@ -189,11 +189,11 @@ def delta(A, alpha, method="auto", *, bound="relaxation", starts=8, seed=0, scal
         "upper") and ``D`` (diagonal of the maximizing or witnessing vertex).
 
     Raises:
-        ValueError: non-square or non-finite A, alpha outside (0, 1], unknown
+        ValueError: non-square or non-finite A, min_slope outside (0, 1], unknown
             method, or "exact" for d > 24.
     """
     A = as_square(A)
-    alpha = check_alpha(alpha)
+    alpha = check_alpha(min_slope, "min_slope")
     d = A.shape[0]
     if method == "auto":
         method = "exact" if d <= EXACT_MAX_DIM else "upper"

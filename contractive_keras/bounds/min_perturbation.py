@@ -249,7 +249,7 @@ def _closed_form_scalar(A, alpha, delta_bar):
 
 
 @single_threaded_blas
-def min_perturbation(A, alpha, delta_bar, *, method="auto", tol=1e-8, max_outer=30,
+def min_perturbation(A, min_slope, delta_bar, *, method="auto", tol=1e-8, max_outer=30,
                      max_inner=50, max_refinements=200, warm_start=None):
     """The smallest-Frobenius Delta with max_D mu_2(D (A + Delta)) = delta_bar.
 
@@ -273,7 +273,7 @@ def min_perturbation(A, alpha, delta_bar, *, method="auto", tol=1e-8, max_outer=
 
     Args:
         A: square (d, d) matrix.
-        alpha: in (0, 1].
+        min_slope: alpha, the lower slope bound, in (0, 1].
         delta_bar: target; +inf gives Delta = 0; NaN and -inf are refused.
         method: "exact", "upper", or "auto" (exact for d <= 8).
         tol: relative tolerance of the certification stage.
@@ -287,10 +287,10 @@ def min_perturbation(A, alpha, delta_bar, *, method="auto", tol=1e-8, max_outer=
         ``norm_lower``, iteration counts, ``converged``).
 
     Raises:
-        ValueError: bad A, alpha or delta_bar; "exact" for d > 16.
+        ValueError: bad A, min_slope or delta_bar; "exact" for d > 16.
     """
     A = as_square(A)
-    alpha = check_alpha(alpha)
+    alpha = check_alpha(min_slope, "min_slope")
     delta_bar = check_delta_bar(delta_bar)
     d = A.shape[0]
     if method == "auto":

@@ -41,7 +41,8 @@ class DeltaBarProjection(keras.constraints.Constraint):
     (1 + h delta_bar)^N <= exp(delta_bar t1) and delta by delta_bar.
 
     Args:
-        alpha: slope lower bound of the activation, in (0, 1].
+        min_slope: alpha, the slope lower bound of the activation, in (0, 1]
+            (configs saved before this name call it ``alpha``).
         delta_bar: target bound on delta (finite).
         step_size: None (certify the ODE flow) or the Euler step h of the
             layer (certify the computed map as well).
@@ -56,25 +57,25 @@ class DeltaBarProjection(keras.constraints.Constraint):
     >>> import numpy as np
     >>> from contractive_keras import stability
     >>> A = np.random.default_rng(0).normal(size=(6, 6)).astype("float32")
-    >>> B = np.asarray(DeltaBarProjection(alpha=0.1, delta_bar=0.0)(A))
+    >>> B = np.asarray(DeltaBarProjection(min_slope=0.1, delta_bar=0.0)(A))
     >>> bool(stability.delta(B, 0.1, "upper").value <= 1e-6)
     True
     """
 
-    def __init__(self, alpha, delta_bar, step_size=None, reoptimize_iterations=40,
+    def __init__(self, min_slope, delta_bar, step_size=None, reoptimize_iterations=40,
                  refresh_every=25, refresh_iterations=8):
-        self.alpha = validation.check_alpha(alpha)
+        self.min_slope = validation.check_alpha(min_slope, "min_slope")
         self.delta_bar = validation.check_delta_bar(delta_bar)
         if not math.isfinite(self.delta_bar):
             raise ValueError(f"DeltaBarProjection needs a finite delta_bar, got {delta_bar!r}.")
         self.step_size = None if step_size is None else validation.check_step(step_size)
         if self.step_size is not None:
             # min over A of max_D ||I + h D A||_2 is (1 - alpha) / (1 + alpha).
-            floor = (1 - self.alpha) / (1 + self.alpha)
+            floor = (1 - self.min_slope) / (1 + self.min_slope)
             if 1 + self.step_size * self.delta_bar <= floor * (1 + 1e-6):
                 raise ValueError(
                     f"No kernel reaches delta_bar = {self.delta_bar} for Euler steps of size "
-                    f"{self.step_size} with alpha = {self.alpha}: every A has max_D "
+                    f"{self.step_size} with min_slope alpha = {self.min_slope}: every A has max_D "
                     f"||I + h D A||_2 >= (1 - alpha)/(1 + alpha) = {floor:.6g} > "
                     f"1 + h delta_bar.")
         self.reoptimize_iterations = int(reoptimize_iterations)
@@ -137,7 +138,7 @@ class DeltaBarProjection(keras.constraints.Constraint):
                                     or tf.distribute.in_cross_replica_context()):
             with tf.init_scope():
                 self.build(shape)
-        geometry = delta_bar_set.Geometry(self.alpha, self.delta_bar, self.step_size)
+        geometry = delta_bar_set.Geometry(self.min_slope, self.delta_bar, self.step_size)
         options = dict(reopt_iterations=self.reoptimize_iterations,
                        refresh_iterations=self.refresh_iterations)
         if self._state is None:
@@ -158,7 +159,18 @@ class DeltaBarProjection(keras.constraints.Constraint):
         return tf.cast(B, value.dtype)
 
     def get_config(self):
-        return {"alpha": self.alpha, "delta_bar": self.delta_bar, "step_size": self.step_size,
+        return {"min_slope": self.min_slope, "delta_bar": self.delta_bar,
+                "step_size": self.step_size,
                 "reoptimize_iterations": self.reoptimize_iterations,
                 "refresh_every": self.refresh_every,
                 "refresh_iterations": self.refresh_iterations}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "alpha" in config:           # the name in configs saved before min_slope
+            alpha = config.pop("alpha")
+            if config.setdefault("min_slope", alpha) != alpha:
+                raise ValueError(f"min_slope={config['min_slope']} and its old name "
+                                 f"alpha={alpha} differ.")
+        return cls(**config)

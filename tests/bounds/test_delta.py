@@ -134,7 +134,7 @@ def test_non_square_or_non_finite_matrices_are_refused(bad):
 
 @pytest.mark.parametrize("alpha", [0.0, -0.1, 1.5, float("nan"), None])
 def test_alpha_outside_the_unit_interval_is_refused(alpha):
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match="min_slope"):
         stability.delta(np.eye(2), alpha)
 
 

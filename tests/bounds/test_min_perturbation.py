@@ -181,12 +181,12 @@ def test_large_matrices_get_a_certified_perturbation():
 @pytest.mark.parametrize("kwargs,match", [
     (dict(delta_bar=float("nan")), "NaN"),
     (dict(delta_bar=-float("inf")), "inf"),
-    (dict(alpha=0.0), "alpha"),
-    (dict(alpha=2.0), "alpha"),
+    (dict(min_slope=0.0), "min_slope"),
+    (dict(min_slope=2.0), "min_slope"),
     (dict(method="lower"), "method"),
 ])
 def test_bad_targets_and_arguments_are_refused(kwargs, match):
-    args = dict(A=np.eye(3), alpha=0.5, delta_bar=0.0)
+    args = dict(A=np.eye(3), min_slope=0.5, delta_bar=0.0)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         stability.min_perturbation(**args)

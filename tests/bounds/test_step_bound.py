@@ -89,7 +89,7 @@ def test_flow_certificate_of_a_kernel_bounds_a_fine_integration():
     d = 5
     A = rng.standard_normal((d, d))
     b = rng.standard_normal(d)
-    certificate = stability.kernel_certificate(A, alpha=0.2, t1=1.0)
+    certificate = stability.kernel_certificate(A, min_slope=0.2, t1=1.0)
     assert certificate.certifies == "flow" and certificate.details["delta"].kind == "exact"
     assert certificate.value == pytest.approx(math.exp(certificate.details["delta"].value))
     steps = 2000                                   # RK4, far below the step of any effect
@@ -106,7 +106,7 @@ def _integrate(u, A, b, alpha, h, steps):
 def test_map_certificate_is_the_power_of_the_step_bound():
     rng = np.random.default_rng(4)
     A = rng.standard_normal((4, 4))
-    certificate = stability.kernel_certificate(A, alpha=0.1, t1=2.0, solver="rk4", steps=8)
+    certificate = stability.kernel_certificate(A, min_slope=0.1, t1=2.0, solver="rk4", steps=8)
     assert certificate.certifies == "map"
     step = stability.step_lipschitz_bound(A, 0.1, 0.25, "rk4")
     assert certificate.value == pytest.approx(step.value ** 8)
@@ -124,11 +124,11 @@ def _integrate_scheme(u, A, b, alpha, h, steps, scheme):
 
 def test_certificates_refuse_lower_bounds_and_bad_arguments():
     with pytest.raises(ValueError, match="exact or upper"):
-        stability.kernel_certificate(np.eye(2), alpha=0.5, method="lower")
-    with pytest.raises(ValueError, match="alpha"):
-        stability.kernel_certificate(np.eye(2), alpha=None)
+        stability.kernel_certificate(np.eye(2), min_slope=0.5, method="lower")
+    with pytest.raises(ValueError, match="min_slope"):
+        stability.kernel_certificate(np.eye(2), min_slope=None)
     with pytest.raises(ValueError, match="steps"):
-        stability.kernel_certificate(np.eye(2), alpha=0.5, solver="euler")
+        stability.kernel_certificate(np.eye(2), min_slope=0.5, solver="euler")
     with pytest.raises(ValueError, match="Runge-Kutta"):
         stability.step_lipschitz_bound(np.eye(2), 0.5, 0.1, "dopri5")
     with pytest.raises(ValueError, match="step_size"):

@@ -97,9 +97,9 @@ class CertificateRecorder(keras.callbacks.Callback):
         B = np.asarray(self.layer.kernel)
         h = constraint.step_size
         if h is None:
-            self.values.append(relaxation_value(B, constraint.alpha, constraint.scaling()))
+            self.values.append(relaxation_value(B, constraint.min_slope, constraint.scaling()))
         else:
-            self.values.append((euler_relaxation_norm(B, constraint.alpha, h, constraint.scaling())
+            self.values.append((euler_relaxation_norm(B, constraint.min_slope, h, constraint.scaling())
                                 - 1) / h)
 
 
@@ -166,13 +166,13 @@ def test_config_round_trip():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(alpha=0.0, delta_bar=0.0), "alpha"),
-    (dict(alpha=1.2, delta_bar=0.0), "alpha"),
-    (dict(alpha=0.5, delta_bar=float("nan")), "NaN"),
-    (dict(alpha=0.5, delta_bar=float("inf")), "finite"),
-    (dict(alpha=0.5, delta_bar=-float("inf")), "inf"),
-    (dict(alpha=0.1, delta_bar=-9.0, step_size=0.1), "No kernel reaches"),
-    (dict(alpha=0.5, delta_bar=0.0, step_size=0.0), "step_size"),
+    (dict(min_slope=0.0, delta_bar=0.0), "min_slope"),
+    (dict(min_slope=1.2, delta_bar=0.0), "min_slope"),
+    (dict(min_slope=0.5, delta_bar=float("nan")), "NaN"),
+    (dict(min_slope=0.5, delta_bar=float("inf")), "finite"),
+    (dict(min_slope=0.5, delta_bar=-float("inf")), "inf"),
+    (dict(min_slope=0.1, delta_bar=-9.0, step_size=0.1), "No kernel reaches"),
+    (dict(min_slope=0.5, delta_bar=0.0, step_size=0.0), "step_size"),
 ])
 def test_bad_arguments_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):

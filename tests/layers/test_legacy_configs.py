@@ -154,3 +154,16 @@ def test_every_zoo_model_loads_with_the_logits_recorded_before_the_new_construct
     for path in paths:
         np.testing.assert_array_equal(zoo_logits(path), reference[entry_name(path)],
                                       err_msg=entry_name(path))
+
+
+def test_delta_bar_projection_configs_saved_with_alpha_load_as_min_slope():
+    from contractive_keras.constraints import DeltaBarProjection
+
+    constraint = DeltaBarProjection(min_slope=0.3, delta_bar=-0.1, step_size=0.25)
+    config = constraint.get_config()
+    legacy = {("alpha" if k == "min_slope" else k): v for k, v in config.items()}
+    assert DeltaBarProjection.from_config(legacy).get_config() == config
+    with pytest.raises(ValueError, match="differ"):
+        DeltaBarProjection.from_config({**legacy, "min_slope": 0.5})
+    with pytest.raises(TypeError, match="alpha"):
+        DeltaBarProjection(alpha=0.3, delta_bar=0.0)
