@@ -167,3 +167,21 @@ def test_delta_bar_projection_configs_saved_with_alpha_load_as_min_slope():
         DeltaBarProjection.from_config({**legacy, "min_slope": 0.5})
     with pytest.raises(TypeError, match="alpha"):
         DeltaBarProjection(alpha=0.3, delta_bar=0.0)
+
+
+def test_kernel_and_bias_constraints_act_after_every_optimizer_step():
+    layer = ResNetODE(SolverSpec("euler", steps=2, step_size=0.5),
+                      kernel_constraint=keras.constraints.NonNeg(),
+                      bias_constraint=keras.constraints.MaxNorm(0.1, axis=-1))
+    model = keras.Sequential([keras.Input((4,)), layer, keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(10.0), "mse")
+    rng = np.random.default_rng(0)
+    model.fit(rng.normal(size=(16, 4)), 100 * rng.normal(size=(16, 1)), epochs=2, verbose=0)
+    assert np.min(layer.K.numpy()) >= 0.0 and np.any(layer.K.numpy() > 0.0)
+    assert np.max(np.linalg.norm(layer.b.numpy(), axis=-1)) <= 0.1 + 1e-6
+    with pytest.raises(ValueError, match="kernel_constraint=.*dissipation_trainable=True"):
+        CHNODE(kernel_constraint=keras.constraints.NonNeg())
+    free_L = CHNODE(SolverSpec("euler", steps=2, step_size=0.01), dissipation_trainable=True,
+                    kernel_constraint=keras.constraints.NonNeg(), discrete_check="ignore")
+    free_L.build((None, 4))
+    assert isinstance(free_L.K.constraint, keras.constraints.NonNeg)
