@@ -267,9 +267,9 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
                             env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     index = interrupted / "checkpoints" / "checkpoint"
     deadline = time.time() + 240
-    # Kill once a mid-epoch checkpoint of the first epoch exists.
+    # Kill once a mid-epoch checkpoint of the second epoch exists (step 48 of 80).
     while time.time() < deadline and proc.poll() is None:
-        if index.exists() and "ckpt-8" in index.read_text():
+        if index.exists() and "ckpt-48" in index.read_text():
             break
         time.sleep(0.05)
     assert proc.poll() is None, "run finished before it could be killed"
@@ -281,6 +281,11 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resuming from" in resumed.stdout
     assert_same_weights(final_weights(reference), final_weights(interrupted))
+    # The summary covers every epoch, the one the killed process finished included.
+    history = json.loads((interrupted / "summary.json").read_text())["history"]
+    expected = json.loads((reference / "summary.json").read_text())["history"]
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert history[0]["train_loss"] == expected[0]["train_loss"]   # written by the killed process
 
 
 @needs_mnist

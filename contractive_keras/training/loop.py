@@ -21,6 +21,7 @@ uninterrupted one. A non-finite loss stops training before anything is saved
 """
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -106,6 +107,7 @@ class Trainer:
         if self.chief:
             self.writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "logs"))
         self.restored = self.restore()
+        self.history = self._earlier_history()
 
     # -- checkpoints --------------------------------------------------------
 
@@ -115,6 +117,20 @@ class Trainer:
             return self.checkpoint_dir
         task_id = self.strategy.cluster_resolver.task_id
         return os.path.join(self.config.model_dir, ".worker_scratch", f"worker_{task_id}")
+
+    def _history_path(self):
+        return os.path.join(self.config.model_dir, "history.jsonl")
+
+    def _earlier_history(self):
+        """The epoch records of the processes before this one (``history.jsonl``), up to the
+        restored epoch, so that a resumed run's summary covers every epoch."""
+        path, done = self._history_path(), int(self.epoch)
+        if not done or not tf.io.gfile.exists(path):
+            return []
+        with tf.io.gfile.GFile(path) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        by_epoch = {r["epoch"]: r for r in records if r["epoch"] <= done}   # the last write wins
+        return [by_epoch[e] for e in sorted(by_epoch)]
 
     def restore(self):
         """Restores the latest checkpoint of ``model_dir``; returns its path.
@@ -221,6 +237,9 @@ class Trainer:
             self.save()
             record = self._end_of_epoch(epoch, sums, learning_rate, time.perf_counter() - t_epoch)
             self.history.append(record)
+            if self.chief:
+                with tf.io.gfile.GFile(self._history_path(), "a") as f:
+                    f.write(json.dumps(record, default=float) + "\n")
         return self.finish(restored)
 
     def _train_epoch(self, epoch, start):
