@@ -134,20 +134,11 @@ class CHNODE(KbFieldOptions, PerStepODE):
         "L_trainable": "dissipation_trainable", "L_units": "dissipation_units",
     }
 
-    def __init__(self, solver=None, *, activation="tanh", activation_slope_bound=None,
-                 units=None, kappa=1e-6, gamma="auto", eps=1e-6, structure_matrix=None,
-                 time_varying=True, return_trajectory=False,
-                 kernel_initializer="random_normal", bias_initializer="zeros",
-                 dissipation_initializer=None, kernel_regularizer=None, bias_regularizer=None,
-                 dissipation_regularizer=None, kernel_constraint=None, bias_constraint=None,
+    def __init__(self, solver=None, *, units=None, kappa=1e-6, gamma="auto", eps=1e-6,
+                 structure_matrix=None, dissipation_initializer=None, dissipation_regularizer=None,
                  dissipation_trainable=False, dissipation_units=None, discrete_check="warn",
                  kernel_size=None, **kwargs):
-        super().__init__(
-            solver, activation=activation, activation_slope_bound=activation_slope_bound,
-            time_varying=time_varying, return_trajectory=return_trajectory,
-            kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint, **kwargs)
+        super().__init__(solver, **kwargs)   # the K, b and activation options: KbFieldOptions
         kappa = float(kappa)
         if not kappa > 0.0:
             raise ValueError(f"kappa must be > 0 (Theorem 1 needs c1 > 0), got {kappa}.")
@@ -168,7 +159,7 @@ class CHNODE(KbFieldOptions, PerStepODE):
                     "gamma='auto' to train L.")
         if self.kernel_constraint is not None and not bool(dissipation_trainable):
             raise ValueError(
-                f"kernel_constraint={kernel_constraint!r} needs dissipation_trainable=True: "
+                f"kernel_constraint={self.kernel_constraint!r} needs dissipation_trainable=True: "
                 "with a fixed L, K carries the GammaProjection that keeps Theorem 1.")
         if discrete_check not in DISCRETE_CHECKS:
             raise ValueError(

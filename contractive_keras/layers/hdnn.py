@@ -49,17 +49,8 @@ class HDNN(KbFieldOptions, PerStepODE):
 
     legacy_names = {**KbFieldOptions.legacy_names, "J": "structure_matrix"}
 
-    def __init__(self, solver=None, *, activation="tanh", activation_slope_bound=None,
-                 structure_matrix=None, units=None, time_varying=True, return_trajectory=False,
-                 kernel_initializer="random_normal", bias_initializer="zeros",
-                 kernel_regularizer=None, bias_regularizer=None, kernel_constraint=None,
-                 bias_constraint=None, **kwargs):
-        super().__init__(
-            solver, activation=activation, activation_slope_bound=activation_slope_bound,
-            time_varying=time_varying, return_trajectory=return_trajectory,
-            kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint, **kwargs)
+    def __init__(self, solver=None, *, structure_matrix=None, units=None, **kwargs):
+        super().__init__(solver, **kwargs)   # the K, b and activation options: KbFieldOptions
         self.structure_matrix = None if structure_matrix is None else check_skew(
             structure_matrix)
         self.units = None if units is None else int(units)

@@ -42,18 +42,6 @@ class ResNetODE(KbFieldOptions, PerStepODE):
     TensorShape([3, 5])
     """
 
-    def __init__(self, solver=None, *, activation="tanh", activation_slope_bound=None,
-                 time_varying=True, return_trajectory=False,
-                 kernel_initializer="random_normal", bias_initializer="zeros",
-                 kernel_regularizer=None, bias_regularizer=None, kernel_constraint=None,
-                 bias_constraint=None, **kwargs):
-        super().__init__(
-            solver, activation=activation, activation_slope_bound=activation_slope_bound,
-            time_varying=time_varying, return_trajectory=return_trajectory,
-            kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint, **kwargs)
-
     def build_field(self, n):
         self.K = self.add_step_weight("K", (n, n), self.kernel_initializer,
                                       self.kernel_regularizer, self.kernel_constraint)

@@ -99,34 +99,31 @@ def _hamiltonian_kwargs(hp, depth, name, overrides):
         kernel_regularizer=reg, bias_regularizer=reg, name=name)
 
 
+def _build(model, layer_class, layer_name, depth, overrides, **fixed):
+    """``layer_class`` with the recipe's solver and initializers, ``fixed`` and the
+    caller's options on top, in the reference skeleton."""
+    hp, depth, layer_kwargs, norms = _split(model, depth, overrides)
+    kwargs = _hamiltonian_kwargs(hp, depth, layer_name, layer_kwargs)
+    kwargs.update(fixed)
+    kwargs.update(layer_kwargs)
+    return reference_classifier(layer_class(**kwargs), hp["weight_decay"], hp["channels"],
+                                name=f"{model}_{depth}", **norms)
+
+
 def build_chnode(depth=None, **overrides):
     """CH-NODE; ``L_scale`` sets the fixed dissipation L = L_scale * I
     (default 0.02, the reference), i.e. c1 = L_scale^2 + kappa of Theorem 1."""
-
-    hp, depth, layer_kwargs, norms = _split("chnode", depth, overrides)
-    L_scale = layer_kwargs.pop("L_scale", None)
-    kwargs = _hamiltonian_kwargs(hp, depth, "chnode", layer_kwargs)
-    kwargs.update(kappa=1e-6, eps=1e-6, gamma="auto",
+    L_scale = overrides.pop("L_scale", None)
+    return _build("chnode", CHNODE, "chnode", depth, overrides, kappa=1e-6, eps=1e-6, gamma="auto",
                   dissipation_initializer=StepwiseIdentity(0.02 if L_scale is None else L_scale),
                   dissipation_trainable=False)
-    kwargs.update(layer_kwargs)
-    return reference_classifier(CHNODE(**kwargs), hp["weight_decay"], hp["channels"],
-                                name=f"chnode_{depth}", **norms)
 
 
 def build_hdnn(depth=None, **overrides):
     """HDNN in the reference skeleton."""
-    hp, depth, layer_kwargs, norms = _split("hdnn", depth, overrides)
-    kwargs = _hamiltonian_kwargs(hp, depth, "hdnn", layer_kwargs)
-    kwargs.update(layer_kwargs)
-    return reference_classifier(HDNN(**kwargs), hp["weight_decay"], hp["channels"],
-                                name=f"hdnn_{depth}", **norms)
+    return _build("hdnn", HDNN, "hdnn", depth, overrides)
 
 
 def build_resnet(depth=None, **overrides):
     """ResNetODE in the reference skeleton."""
-    hp, depth, layer_kwargs, norms = _split("resnet", depth, overrides)
-    kwargs = _hamiltonian_kwargs(hp, depth, "resnet_ode", layer_kwargs)
-    kwargs.update(layer_kwargs)
-    return reference_classifier(ResNetODE(**kwargs), hp["weight_decay"], hp["channels"],
-                                name=f"resnet_{depth}", **norms)
+    return _build("resnet", ResNetODE, "resnet_ode", depth, overrides)
