@@ -17,11 +17,16 @@ from contractive_keras.bounds.operator_norms import spectral_norm
 from contractive_keras.bounds.threads import single_threaded_blas
 from contractive_keras.certify.layer import describes_itself
 from contractive_keras.certify.layer import layer_certificate
+from contractive_keras.layers.group_sort import GroupSort
+from contractive_keras.layers.l2_norm_pooling import L2NormPooling2D
 
 _LINEAR = (keras.activations.linear, None)
 KNOWN = ("InputLayer, Rescaling, Conv2D (linear, stride 1), Dense (linear), Flatten, Reshape, "
-         "the package's ODE layers with a fixed-step solver, and any layer with a "
-         "lipschitz_bound() method")
+         "GroupSort, L2NormPooling2D and the package's ODE layers with a fixed-step solver")
+#: Layers that are 1-Lipschitz in l2 whatever their weights: GroupSort permutes
+#: coordinates within each group; L2NormPooling2D maps each disjoint window w to
+#: sqrt(|w|^2 + floor), whose gradient w / sqrt(|w|^2 + floor) has norm <= 1.
+ONE_LIPSCHITZ = {GroupSort: "groupsort (a permutation)", L2NormPooling2D: "l2-norm pooling (disjoint windows)"}
 
 
 def conv_input_grid(layer):
@@ -53,8 +58,8 @@ def layer_factor(layer):
     """
     if describes_itself(layer):
         return layer_certificate(layer).value, "ode block (map certificate)"
-    if callable(getattr(layer, "lipschitz_bound", None)):
-        return float(layer.lipschitz_bound()), "declared by the layer"
+    if type(layer) in ONE_LIPSCHITZ:
+        return 1.0, ONE_LIPSCHITZ[type(layer)]
     if isinstance(layer, keras.layers.InputLayer):
         return 1.0, "input"
     if isinstance(layer, (keras.layers.Flatten, keras.layers.Reshape)):

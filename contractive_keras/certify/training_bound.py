@@ -15,8 +15,8 @@ reports for the current weights, the same product of layer factors:
   norm; for a convolution the circulant-embedding bound, Sedghi et al.
   2019), with ``mode="constraint"`` the bound their kernel constraint
   guarantees after every optimizer step (constant, no cost);
-* layers with a ``lipschitz_bound()`` method (``GroupSort``,
-  ``L2NormPooling2D``), reshapes and ``Rescaling``: their constant;
+* ``GroupSort``, ``L2NormPooling2D`` (1-Lipschitz by construction), reshapes
+  and ``Rescaling``: their constant;
 * ODE blocks: ``ode_guarantee``, a bound of the computed map valid for every
   weight the layer's constraint or parametrization allows (it cannot depend
   on the current weights without re-running the certificate every step).
@@ -149,8 +149,7 @@ def _factor(layer, mode):
     if describes_itself(layer):
         return ode_guarantee(layer)
     value, _ = layer_factor(layer)
-    if callable(getattr(layer, "lipschitz_bound", None)) or \
-            not isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
+    if not isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
         return value
     if mode == "constraint":
         return _constraint_norm(layer, value)

@@ -61,10 +61,6 @@ class GroupSort(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def lipschitz_bound(self):
-        """1: the layer is 1-Lipschitz in L2 (sorting within groups permutes coordinates); read by ``certify.lipschitz_bound``."""
-        return 1.0
-
     def get_config(self):
         config = super().get_config()
         config["group_size"] = self.group_size

@@ -80,10 +80,6 @@ class L2NormPooling2D(keras.layers.Layer):
                 out.append(-(-size // pool))
         return (batch, out[0], out[1], channels)
 
-    def lipschitz_bound(self):
-        """1: the layer is 1-Lipschitz in L2 (the windows are disjoint); read by ``certify.lipschitz_bound``."""
-        return 1.0
-
     def get_config(self):
         config = super().get_config()
         config.update({"pool_size": list(self.pool_size), "padding": self.padding,
