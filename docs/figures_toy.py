@@ -130,6 +130,8 @@ def train_toy(kind, size="full"):
     inputs = keras.Input((STATE_SIZE,))
     logits = keras.layers.Dense(1, name="readout")(layer(inputs))
     model = keras.Model(inputs, logits)
+    if kind == "chnode":
+        certify.check_discretization(layer, weights="initial")   # discrete_check="raise"
     model.compile(keras.optimizers.Adam(config["learning_rate"]),
                   keras.losses.BinaryCrossentropy(from_logits=True),
                   metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],

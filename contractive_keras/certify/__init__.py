@@ -34,6 +34,7 @@ from contractive_keras.bounds.theorem1 import log_norm_bound
 from contractive_keras.bounds.theorem1 import theorem1_gamma
 from contractive_keras.bounds.theorem1 import worst_case_max_step_size
 from contractive_keras.certify.bsm import bsm_norms
+from contractive_keras.certify.layer import check_discretization
 from contractive_keras.certify.layer import contraction_constants
 from contractive_keras.certify.layer import contraction_rate
 from contractive_keras.certify.layer import layer_certificate
@@ -50,7 +51,7 @@ from contractive_keras.certify.training_bound import ode_guarantee
 
 __all__ = [
     "Certificate", "CertifiedRadius", "Factor", "MAX_EXACT_UNITS", "body_and_readout", "body_bound_fn", "bound_used", "bsm_norms",
-    "certified_radius", "contraction_constants", "contraction_rate",
+    "certified_radius", "check_discretization", "contraction_constants", "contraction_rate",
     "layer_certificate", "lipschitz_bound", "log_norm_bound", "ode_guarantee", "pairwise_radius",
     "step_lipschitz_bounds", "summary", "theorem1_gamma", "worst_case_max_step_size",
 ]

@@ -6,6 +6,8 @@ description alone (``bounds.map_certificate`` / ``bounds.flow_certificate``),
 so anyone can verify a trained layer without trusting its training code.
 """
 
+import warnings
+
 import numpy as np
 
 from contractive_keras.bounds import block_certificate
@@ -94,3 +96,38 @@ def step_lipschitz_bounds(A0, U, V, slope_bound, step_size, solver="euler"):
         step_size=float(step_size), scheme=solver)
     bound = step_bound.StepBound(structure)
     return bound(structure.step_size), bound.largest(structure.step_size), bound.vertex
+
+
+def check_discretization(layer, weights="current"):
+    """Warns or raises if a fixed-step ODE layer's computed map is not certified non-expansive.
+
+    The continuous-time guarantee of a CH-NODE (Theorems 1-2) does not carry
+    over to every step size: when the certificate of the map the layer
+    computes (``layer_certificate(layer)``) exceeds 1, this warns
+    (``RuntimeWarning``) or raises (``ValueError``) as the layer's
+    ``discrete_check`` setting says ("warn", the CHNODE default, "raise" or
+    "ignore"; a layer without the setting is not checked). ``models.build``, train.py, ``certify.summary`` and
+    ``callbacks.BSMLogger`` call it; a layer never certifies itself.
+
+    Args:
+        layer: a built ODE layer with a fixed-step solver.
+        weights: how the message names the weights checked ("current",
+            "initial").
+
+    Returns:
+        The ``Certificate`` of the layer's map.
+    """
+    cert = layer_certificate(layer)
+    policy = getattr(layer, "discrete_check", "ignore")     # a CHNODE setting
+    if cert.value > 1.0 and policy != "ignore":
+        message = (
+            f"{layer.name}: the {layer.solver} scheme with step_size={layer.step_size:.4g} is NOT "
+            f"certified contractive for the {weights} weights: certified Lipschitz bound of the "
+            f"{layer.steps}-step block = {cert.value:.7g} > 1; the largest certified step size is "
+            f"{cert.details['max_step_size']:.3g}. The continuous-time guarantee of Theorems 1-2 "
+            "does not transfer to this discretization (see "
+            "contractive_keras.certify.layer_certificate).")
+        if policy == "raise":
+            raise ValueError(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return cert

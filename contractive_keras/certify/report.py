@@ -1,6 +1,7 @@
 """Certificate scalars for logging: one vocabulary for every ODE layer of a model."""
 
 from contractive_keras.bounds.threads import single_threaded_blas
+from contractive_keras.certify.layer import check_discretization
 from contractive_keras.certify.layer import describes_itself
 from contractive_keras.certify.layer import layer_certificate
 
@@ -22,9 +23,8 @@ def _layer_summary(layer, warn):
     if structure.theorem1 is not None:
         c = structure.theorem1
         values.update(gamma=c.gamma, alpha=c.alpha, rho=c.rho, c1=c.c1, c2=c.c2)
-    check = getattr(layer, "check_discrete_guarantee", None)
     if structure.scheme is not None:
-        cert = check() if warn and callable(check) else layer_certificate(layer)
+        cert = check_discretization(layer) if warn else layer_certificate(layer)
     else:
         cert = layer_certificate(layer, certifies="flow")
     values["lipschitz_bound"] = cert.value
@@ -51,8 +51,8 @@ def summary(model_or_layer, warn=True):
     (Theorems 1-2); a stabilized NODE adds delta, delta_kind,
     flow_lipschitz_bound, min_slope and delta_bar (None when unconstrained).
     Keys are prefixed with "<layer name>/" when there are several layers.
-    With ``warn=True`` a CHNODE whose step size is not certified warns (or
-    raises) per its ``discrete_check``.
+    With ``warn=True`` a fixed-step layer whose map is not certified warns
+    (or raises) per its ``discrete_check`` (``check_discretization``).
     """
     layers = ode_layers(model_or_layer)
     out = {}

@@ -1,13 +1,10 @@
 """CHNODE: the contractive Hamiltonian neural ODE layer (shared/DESIGN.md, "CH-NODE")."""
 
-import warnings
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from contractive_keras.bounds import theorem1 as bounds
-from contractive_keras.bounds.block_certificate import map_certificate
 from contractive_keras.bounds.jacobian_structure import JacobianStructure
 from contractive_keras.constraints.gamma_projection import GammaProjection
 from contractive_keras.layers.initializers import StepwiseIdentity
@@ -54,13 +51,12 @@ class CHNODE(KbFieldOptions, PerStepODE):
       mode is 1 - alpha^2 >= min(2 eps, (1 + eps) / 2).
 
     The continuous guarantee (||d xi(T) / d xi(0)||_2 <= 1) does NOT carry
-    over to the discrete scheme for every h.  The layer knows the largest
-    step size its fixed-step scheme is certified for (the map certificate of
-    ``contractive_keras.bounds``, also ``certify.layer_certificate``) and, per
-    ``discrete_check``, warns
-    (default) or raises when ``step_size`` exceeds it; it checks when it is
-    built and whenever the certificate is computed (``certify.summary``,
-    ``callbacks.BSMLogger``).
+    over to the discrete scheme for every h.  The layer describes its
+    Jacobian (``jacobian_structure``); ``certify.layer_certificate`` bounds
+    the map it computes, and ``certify.check_discretization`` warns (per
+    ``discrete_check``: by default) or raises when that map is not certified
+    non-expansive. ``models.build``, train.py, ``certify.summary`` and
+    ``callbacks.BSMLogger`` run that check; the layer never certifies itself.
 
     Args:
         solver: None (4 forward-Euler steps of h = 0.5, the reference), a
@@ -93,8 +89,9 @@ class CHNODE(KbFieldOptions, PerStepODE):
         dissipation_trainable: False fixes L at its initial value
             (reference: 0.02 I).
         dissipation_units: rows p of L (default n).
-        discrete_check: "warn", "raise" or "ignore" when ``step_size`` is
-            larger than the certified stable step size.
+        discrete_check: what ``certify.check_discretization`` does when the
+            computed map is not certified non-expansive: "warn", "raise" or
+            "ignore".
         kernel_size: None (K acts on each vector of the last axis, the
             reference) or an odd int / pair: K is then a stride-1 "same"
             convolution over feature maps (batch, H, W, n) that mixes
@@ -239,13 +236,6 @@ class CHNODE(KbFieldOptions, PerStepODE):
                     "for the initial weights (alpha from c1, c2 of Theorem 1); "
                     "lower eps or initialize K smaller.")
 
-    def after_build(self):
-        if getattr(self, "from_saved_config", False):
-            return      # rebuilt from a config: the saved weights come next
-        if tf.executing_eagerly() and self.fixed_step:
-            if self.discrete_check != "ignore":
-                self.check_discrete_guarantee(weights="initial")
-
     # -- Theorem 1 in the graph --------------------------------------------
     def _scale_and_gamma(self):
         """Constants of ``call`` (no gradient): per-step K factors and gamma."""
@@ -386,32 +376,6 @@ class CHNODE(KbFieldOptions, PerStepODE):
             offset=A @ M, left=A @ Kt, right=Kt, slopes=(0.0, self.slope_bound),
             steps=self.steps, step_size=self.step_size, t1=self.t1,
             scheme=scheme, theorem1=constants)
-
-    def check_discrete_guarantee(self, weights="current"):
-        """Warns or raises (``discrete_check``) if h exceeds the certified step.
-
-        ``weights`` names the weights checked in the message: "initial" at
-        build, "current" otherwise.  A layer made by ``from_config`` (Keras
-        loading a saved model builds it before it loads the weights) skips
-        the build-time check; call this after loading.
-        Returns the ``Certificate`` of the block's map
-        (``bounds.map_certificate``, what ``certify.layer_certificate`` gives).
-        """
-        cert = map_certificate(self.jacobian_structure())
-        if cert.value > 1.0 and self.discrete_check != "ignore":
-            message = (
-                f"{self.name}: the {self.solver} scheme with step_size="
-                f"{self.step_size:.4g} is NOT certified contractive for the "
-                f"{weights} weights: certified Lipschitz bound of the "
-                f"{self.steps}-step block = {cert.value:.7g} > 1; "
-                f"the largest certified step size is {cert.details['max_step_size']:.3g}. "
-                "The continuous-time guarantee of Theorems 1-2 does not "
-                "transfer to this discretization (see "
-                "contractive_keras.certify.layer_certificate).")
-            if self.discrete_check == "raise":
-                raise ValueError(message)
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
-        return cert
 
     def get_config(self):
         config = super().get_config()

@@ -108,8 +108,4 @@ class KbFieldOptions:
         config = cls.upgrade_config(config)
         if isinstance(config.get("activation"), dict):
             config["activation"] = keras.saving.deserialize_keras_object(config["activation"])
-        layer = cls(**config)
-        # Keras builds a deserialized layer before it loads the saved weights:
-        # checks of the initial weights would be about weights nobody uses.
-        layer.from_saved_config = True
-        return layer
+        return cls(**config)

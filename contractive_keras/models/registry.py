@@ -11,6 +11,8 @@ from typing import Any, Callable, Mapping
 
 import keras
 
+from contractive_keras.certify.layer import check_discretization
+from contractive_keras.certify.report import ode_layers
 from contractive_keras.models import certified
 from contractive_keras.models import hamiltonian
 from contractive_keras.models import stabilized
@@ -118,7 +120,14 @@ def build(name, depth=None, **overrides):
         ``keras.Model`` from float32 images in [0, 1] of shape
         ``(N, *datasets.INPUT_SHAPE)`` to logits ``(N, datasets.NUM_CLASSES)``.
 
+    A fixed-step ODE layer whose computed map is not certified non-expansive
+    warns (or raises) per its ``discrete_check`` (``certify.check_discretization``).
+
     Raises:
         ValueError: unknown name.
     """
-    return _spec(name).builder(depth=depth, **overrides)
+    model = _spec(name).builder(depth=depth, **overrides)
+    for layer in ode_layers(model):
+        if layer.fixed_step:
+            check_discretization(layer, weights="initial")
+    return model

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from contractive_keras.solvers import SolverSpec
-from contractive_keras import certify
+from contractive_keras import certify, models
 from contractive_keras.layers import CHNODE
 
 
@@ -180,39 +180,48 @@ def test_custom_activation_with_slope_bound_and_skew_J():
     assert layer.j2 == pytest.approx(np.linalg.eigvalsh(J @ J.T)[-1])
 
 
-def test_reference_step_size_warns_and_raise_mode_raises():
+def test_the_layer_never_certifies_itself_and_certify_checks_its_discretization():
+    """Building warns of nothing; certify.check_discretization warns, raises or
+    stays silent per the layer's discrete_check; models.build runs the check."""
     init = keras.initializers.RandomNormal(stddev=1.0)
-    with pytest.warns(RuntimeWarning, match="NOT certified contractive"):
-        CHNODE(SolverSpec("euler", steps=2, step_size=0.5),
-               kernel_initializer=init)(np.zeros((1, 8), "float32"))
-    with pytest.raises(ValueError, match="largest certified step size"):
-        CHNODE(SolverSpec("euler", steps=2, step_size=0.5),
-               kernel_initializer=init, discrete_check="raise")(np.zeros((1, 8), "float32"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        CHNODE(SolverSpec("euler", steps=2, step_size=0.01), discrete_check="raise",
-               kernel_initializer=keras.initializers.RandomNormal(stddev=0.1),
-               )(np.zeros((1, 8), "float32"))
+        layer = CHNODE(SolverSpec("euler", steps=2, step_size=0.5), kernel_initializer=init)
+        layer(np.zeros((1, 8), "float32"))
+    with pytest.warns(RuntimeWarning, match="NOT certified contractive for the current weights"):
+        cert = certify.check_discretization(layer)
+    assert cert.value > 1.0 and cert.value == certify.layer_certificate(layer).value
+    strict = CHNODE(SolverSpec("euler", steps=2, step_size=0.5), kernel_initializer=init,
+                    discrete_check="raise")
+    strict(np.zeros((1, 8), "float32"))
+    with pytest.raises(ValueError, match="largest certified step size"):
+        certify.check_discretization(strict)
+    small = CHNODE(SolverSpec("euler", steps=2, step_size=0.01), discrete_check="raise",
+                   kernel_initializer=keras.initializers.RandomNormal(stddev=0.1))
+    small(np.zeros((1, 8), "float32"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert certify.check_discretization(small).value <= 1.0
+    with pytest.warns(RuntimeWarning, match="initial weights"):
+        models.build("chnode", depth=2)
 
 
-def test_loading_a_saved_model_checks_the_loaded_weights_not_the_rebuilt_ones(tmp_path):
-    """Keras builds a loaded layer (initializer weights) before it sets the saved ones."""
+def test_a_trained_layer_is_checked_on_its_trained_weights_after_loading(tmp_path):
     large = keras.initializers.RandomNormal(stddev=1.0)
     inputs = keras.Input((8,))
-    with pytest.warns(RuntimeWarning, match="initial weights"):
-        layer = CHNODE(SolverSpec("euler", steps=2, step_size=0.5),
-                       kernel_initializer=large)
-        model = keras.Model(inputs, layer(inputs))
+    layer = CHNODE(SolverSpec("euler", steps=2, step_size=0.5), kernel_initializer=large)
+    model = keras.Model(inputs, layer(inputs))
+    assert certify.layer_certificate(layer).value > 1.0
     layer.K.assign(0.01 * layer.K.numpy())          # trained to small weights
     layer.b.assign(np.zeros_like(layer.b.numpy()))
-    assert layer.check_discrete_guarantee().value <= 1.0
+    assert certify.check_discretization(layer).value <= 1.0
     path = str(tmp_path / "m.keras")
     model.save(path)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")      # the rebuilt layer has N(0, 1) weights at build
+        warnings.simplefilter("error")
         loaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(loaded.layers[1].K.numpy(), layer.K.numpy())
-    assert loaded.layers[1].check_discrete_guarantee().value <= 1.0
+        np.testing.assert_array_equal(loaded.layers[1].K.numpy(), layer.K.numpy())
+        assert certify.check_discretization(loaded.layers[1]).value <= 1.0
 
 
 def _jacobian_norms(layer, x):
