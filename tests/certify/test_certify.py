@@ -11,6 +11,7 @@ from contractive_keras.solvers import SolverSpec
 from contractive_keras.bounds import conv_operator_norm
 from contractive_keras import certify
 from contractive_keras.layers import CHNODE, HDNN, ResNetODE
+from tests.certify.classifiers import tiny_classifier
 
 
 def canonical_J(n):
@@ -240,19 +241,9 @@ def test_conv_bound_dominates_the_explicit_operator_norm():
     assert bound <= 1.5 * exact
 
 
-def _tiny_classifier(**kwargs):
-    inputs = keras.Input((5, 5, 1))
-    x = keras.layers.Rescaling(2.0, offset=-0.5)(inputs)
-    x = keras.layers.Conv2D(4, 3, padding="same")(x)
-    x = CHNODE(SolverSpec("euler", steps=3, step_size=0.05), kappa=0.1, discrete_check="ignore",
-               **kwargs)(x)
-    x = keras.layers.Flatten()(x)
-    return keras.Model(inputs, keras.layers.Dense(3)(x))
-
-
 def test_model_lipschitz_bound_and_certified_radius_hold():
     keras.utils.set_random_seed(9)
-    model = _tiny_classifier()
+    model = tiny_classifier()
     bound = certify.lipschitz_bound(model)
     assert [kind for _, kind, _ in bound.factors][2:4] == [
         "conv2d (circulant bound)", "ode block (map certificate)"]
@@ -273,7 +264,7 @@ def test_model_lipschitz_bound_and_certified_radius_hold():
 
 
 def test_summary_reports_the_certificate_scalars():
-    model = _tiny_classifier()
+    model = tiny_classifier()
     values = certify.summary(model)
     assert set(values) == {"gamma", "alpha", "rho", "c1", "c2", "lipschitz_bound",
                            "lipschitz_certifies", "max_step_size", "step_size"}

@@ -7,21 +7,11 @@ import keras
 import numpy as np
 import pytest
 
-from contractive_keras.solvers import SolverSpec
 from contractive_keras import certify, robustness
 from contractive_keras.certify import radius as radius_module
-from contractive_keras.layers import CHNODE, GroupSort
+from contractive_keras.layers import GroupSort
 from contractive_keras.robustness import attacks
-
-
-def _tiny_classifier(**kwargs):
-    inputs = keras.Input((5, 5, 1))
-    x = keras.layers.Rescaling(2.0, offset=-0.5)(inputs)
-    x = keras.layers.Conv2D(4, 3, padding="same")(x)
-    x = CHNODE(SolverSpec("euler", steps=3, step_size=0.05), kappa=0.1, discrete_check="ignore",
-               **kwargs)(x)
-    x = keras.layers.Flatten()(x)
-    return keras.Model(inputs, keras.layers.Dense(3)(x))
+from tests.certify.classifiers import tiny_classifier
 
 
 def _groupsort_classifier(seed=0):
@@ -39,7 +29,7 @@ def _old_logit_radius(logits, labels, lipschitz):
 
 def test_the_result_says_which_bound_certified_it_and_unpacks_as_radius_and_correct():
     keras.utils.set_random_seed(1)
-    model = _tiny_classifier()
+    model = tiny_classifier()
     x = np.random.rand(8, 5, 5, 1).astype("float32")
     result = certify.certified_radius(model, x)
     assert result.bound == "pairwise" and isinstance(result, certify.CertifiedRadius)
@@ -53,7 +43,7 @@ def test_the_result_says_which_bound_certified_it_and_unpacks_as_radius_and_corr
 
 def test_pairwise_radius_is_at_least_the_global_one_on_a_small_model():
     keras.utils.set_random_seed(9)
-    model = _tiny_classifier()
+    model = tiny_classifier()
     x = np.random.rand(20, 5, 5, 1).astype("float32")
     pairwise = certify.certified_radius(model, x)
     global_ = certify.certified_radius(model, x, bound="global")
@@ -128,8 +118,8 @@ def test_no_point_certified_at_a_radius_is_broken_by_l2_pgd_at_that_radius():
 
 
 def test_bound_used_says_which_read_out_form_applies():
-    assert certify.bound_used(_tiny_classifier()) == "pairwise"
-    assert certify.bound_used(_tiny_classifier(), "global") == "global"
+    assert certify.bound_used(tiny_classifier()) == "pairwise"
+    assert certify.bound_used(tiny_classifier(), "global") == "global"
     inputs = keras.Input((4,))
     no_readout = keras.Model(inputs, keras.layers.Dense(3, activation="tanh")(inputs))
     assert certify.bound_used(no_readout) == "global"
@@ -158,7 +148,7 @@ def test_pairwise_radius_is_exact_for_a_linear_model():
 
 def test_certified_radius_traces_a_model_at_most_twice_for_any_batch_sizes():
     keras.utils.set_random_seed(3)
-    model = _tiny_classifier()
+    model = tiny_classifier()
     x = np.random.rand(23, 5, 5, 1).astype("float32")
     eager = model(x, training=False).numpy().astype(np.float64)
     radius, _ = certify.certified_radius(model, x, batch_size=10)  # batches of 10, 10 and 3
@@ -175,7 +165,7 @@ def test_the_compiled_forward_cache_does_not_keep_a_model_alive():
     import gc
     import weakref
 
-    model = _tiny_classifier()
+    model = tiny_classifier()
     radius_module.compiled_forward(model)(np.zeros((2, 5, 5, 1), "float32"))
     held = weakref.ref(model)
     del model
