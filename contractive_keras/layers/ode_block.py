@@ -48,6 +48,10 @@ class ODEBlock(keras.layers.Layer):
     legacy_names = {}
 
     def __init__(self, solver=None, **kwargs):
+        if keras.backend.backend() != "tensorflow":
+            raise NotImplementedError(
+                f"{type(self).__name__} runs on Keras's TensorFlow backend only for now; this process "
+                f"uses the {keras.backend.backend()!r} backend. Set KERAS_BACKEND=tensorflow.")
         self._refuse_old_arguments(solver, kwargs)
         super().__init__(**kwargs)
         self.solver_spec = SolverSpec.from_arguments(

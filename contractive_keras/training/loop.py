@@ -55,6 +55,10 @@ class Trainer:
     """
 
     def __init__(self, config, strategy=None):
+        if keras.backend.backend() != "tensorflow":
+            raise ValueError(f"training runs on Keras's TensorFlow backend only for now (a tf.distribute "
+                             f"loop); this process uses the {keras.backend.backend()!r} backend. "
+                             "Set KERAS_BACKEND=tensorflow.")
         self.config = config
         check_paths(config)
         self.strategy = strategy or select_strategy(config.strategy)
