@@ -218,6 +218,7 @@ FAMILIES = (
     ("ResNet-ODE", ("resnet_mnist_n4", "resnet_mnist_n8", "resnet_mnist_n12")),
     ("NODE and stabilized NODE", ("node_mnist", "stable_node_mnist", "stable_node_mnist_certified",
                                   "node_fashion_mnist", "stable_node_fashion_mnist")),
+    ("Certified CNN with a stabilized NODE (trained against its certificate)", ("stable_node_certified_mnist",)),
 )
 MASKED_MARK = "†"
 
