@@ -364,7 +364,7 @@ def model_card(name, metrics, evaluation, summary, selection=None):
         f"{', '.join(hardware.get('gpus', [])) or 'no GPU'}).",
         "",
         *(selection_lines(selection) if selection is not None else []),
-        *_study_lines(entry, metrics),
+        *_study_lines(entry),
     ]
     if entry.profile == "certified":
         return _with_attack_section(name, "\n".join(lines + certified_profile.card_sections(name, evaluation)))
@@ -417,7 +417,7 @@ def _with_attack_section(name, card):
     return card
 
 
-def _study_lines(entry, metrics):
+def _study_lines(entry):
     """The card's comparison with the retired certified study run the recipe comes from, if any."""
     if entry.study_run is None and entry.profile != "certified":
         return []

@@ -16,7 +16,6 @@ nothing is written. PGD's accuracy is an upper bound on the robust accuracy
 import numpy as np
 
 from contractive_keras import certify, data, robustness
-from contractive_keras.certify.radius import bound_used
 from zoo.entries import CERTIFIED_RADII, ENTRIES
 
 PGD_STEPS = 50
@@ -75,7 +74,8 @@ def evaluate(name, model, attack_take=1000):
     entry = ENTRIES[name]
     radii = CERTIFIED_RADII[entry.dataset]
     x, y = test_set(entry.dataset)
-    radius, correct = certify.certified_radius(model, x, y)
+    result = certify.certified_radius(model, x, y)
+    radius, correct = result
     whole = certify.lipschitz_bound(model)
     body, _ = certify.body_and_readout(model)
     metrics = {"test_accuracy": float(np.mean(correct)),
@@ -86,7 +86,7 @@ def evaluate(name, model, attack_take=1000):
     take = slice(0, attack_take)
     upper = falsification_check(model, x[take], y[take], radius[take], radii)
     return {"name": name, "profile": "certified", "dataset": entry.dataset, "radii": list(radii),
-            "bound": bound_used(model), "metrics": metrics, "attack_images": attack_take,
+            "bound": result.bound, "metrics": metrics, "attack_images": attack_take,
             "pgd_l2_upper_bound": upper,
             "certified_first": {f"{r:g}": float(np.mean(radius[take] > r)) for r in radii},
             "factors": [[f.name, f.kind, float(f.value)] for f in whole.factors]}
