@@ -1,8 +1,20 @@
-"""Shared pytest set-up: offline data location, quiet TensorFlow, seeds."""
+"""Shared pytest set-up: offline data location, quiet TensorFlow, seeds, backends.
+
+Under ``KERAS_BACKEND=jax`` or ``torch`` only the tests marked ``backends``
+are collected (the rest is TensorFlow's suite).  With
+``CONTRACTIVE_KERAS_NO_TENSORFLOW=1``, ``import tensorflow`` (and tfp) fails
+as on a GPU host that has JAX and PyTorch but no TensorFlow, so those runs
+also check that the package's backend-neutral parts never import it.
+"""
 
 import os
+import sys
 
 import pytest
+
+if os.environ.get("CONTRACTIVE_KERAS_NO_TENSORFLOW") == "1":
+    for _blocked in ("tensorflow", "tensorflow_probability", "tf_keras", "tensorflow_datasets"):
+        sys.modules[_blocked] = None   # "import tensorflow" now raises ImportError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -24,3 +36,26 @@ def _seed_everything():
     keras.utils.set_random_seed(1234)
     np.random.seed(1234)
     yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """Off TensorFlow, keep only the tests marked ``backends``."""
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        return
+    kept = [item for item in items if item.get_closest_marker("backends")]
+    dropped = [item for item in items if not item.get_closest_marker("backends")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Off TensorFlow, do not even import test files without a ``backends`` test
+    (they may import TensorFlow at module level)."""
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        return None
+    path = str(collection_path)
+    if not path.endswith(".py") or os.path.basename(path) == "conftest.py":
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return "mark.backends" not in handle.read()

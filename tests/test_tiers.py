@@ -42,6 +42,7 @@ TIERS = {
     # The datasets' facts (names, input shape, statistics, certified radii):
     # no TensorFlow, used from layers to training.
     "contractive_keras.datasets": 0,
+    "contractive_keras.backend": 0,
     # Keras objects, like layers and constraints.
     "contractive_keras.regularizers": 2,
     # Registers the package's Keras classes and reads .keras files.
