@@ -10,7 +10,7 @@ export CONTRACTIVE_KERAS_DATA ?= $(CURDIR)/data
 PYTEST_ARGS ?=
 TRAIN_ARGS ?=
 
-.PHONY: all install install-dev install-bench install-plots data test test-slow train bench clean
+.PHONY: all install install-dev install-bench install-plots data test test-backends test-slow train bench clean
 
 all: test
 
@@ -47,8 +47,22 @@ data: data/.stamp
 # Two pytest workers (pytest-xdist), one per core of the project's machine.
 PYTEST_WORKERS ?= 2
 
+# make test: the whole suite on TensorFlow, then the tests marked "backends"
+# (layers, solvers, constraints, losses, certificates, the zoo, training)
+# again under JAX and PyTorch with TensorFlow's import blocked, as on a GPU
+# host that has JAX and PyTorch but no TensorFlow.
+OTHER_BACKENDS ?= jax torch
+
 test: install-dev data
 	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-backends
+
+test-backends: install-dev data
+	@for backend in $(OTHER_BACKENDS); do \
+	  echo "[make] backends-marked tests under KERAS_BACKEND=$$backend, TensorFlow blocked"; \
+	  KERAS_BACKEND=$$backend CONTRACTIVE_KERAS_NO_TENSORFLOW=1 \
+	    $(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS) || exit 1; \
+	done
 
 test-slow: install-dev data
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m slow $(PYTEST_ARGS)

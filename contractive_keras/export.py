@@ -27,8 +27,8 @@ import shutil
 import tempfile
 
 import keras
-import tensorflow as tf
 
+from contractive_keras import backend
 from contractive_keras import data
 
 
@@ -37,7 +37,11 @@ def export_saved_model(model, path):
 
     The directory is written next to ``path`` and renamed into place, so an
     interrupted export never leaves a half-written SavedModel at ``path``.
+    TensorFlow only (a SavedModel is a TensorFlow graph).
     """
+    backend.require_tensorflow("the SavedModel export", "save_keras (a .keras file, which "
+                               "loads on every backend)")
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     archive = keras.export.ExportArchive()
     archive.track(model)
     float_spec = tf.TensorSpec((None, *data.INPUT_SHAPE), tf.float32, name="images")
@@ -84,14 +88,26 @@ def _write_atomically(path, write, *, directory):
     return path
 
 
-def export_classifier(model, directory):
+def export_classifier(model, directory, saved_model="auto"):
     """Writes ``directory/model.keras`` and ``directory/saved_model/``.
 
+    Args:
+        model: the Keras classifier.
+        directory: where to write.
+        saved_model: True (write the SavedModel; TensorFlow backend only),
+            False (only the ``.keras`` file) or "auto" (the SavedModel where
+            Keras runs on TensorFlow, else only the ``.keras`` file).
+
     Returns:
-        dict with the two paths, keys ``"keras"`` and ``"saved_model"``.
+        dict with the paths written, keys ``"keras"`` and, with a SavedModel,
+        ``"saved_model"``.
     """
+    if saved_model not in (True, False, "auto"):
+        raise ValueError(f"saved_model must be True, False or 'auto', got {saved_model!r}.")
+    if saved_model is True:
+        backend.require_tensorflow("the SavedModel export", "saved_model=False (the .keras file)")
     os.makedirs(directory, exist_ok=True)
-    return {
-        "keras": save_keras(model, os.path.join(directory, "model.keras")),
-        "saved_model": export_saved_model(model, os.path.join(directory, "saved_model")),
-    }
+    paths = {"keras": save_keras(model, os.path.join(directory, "model.keras"))}
+    if saved_model is True or (saved_model == "auto" and backend.is_tensorflow()):
+        paths["saved_model"] = export_saved_model(model, os.path.join(directory, "saved_model"))
+    return paths

@@ -40,8 +40,8 @@ import tarfile
 import tempfile
 
 import keras
-import tensorflow as tf
 
+from contractive_keras import backend
 from contractive_keras import datasets
 # ``.keras`` files are read by ``saving``; the names stay importable from here.
 from contractive_keras.saving import load_keras_file, register_custom_objects  # noqa: F401
@@ -405,5 +405,10 @@ def load_saved_model(name):
 
     Its ``serve`` endpoint maps images to logits; ``keras.layers.TFSMLayer(
     zoo.saved_model_path(name), call_endpoint="serve")`` wraps it as a layer.
+    TensorFlow only; on the other backends ``zoo.load(name)`` gives the Keras
+    model of the same weights.
     """
+    backend.require_tensorflow("zoo.load_saved_model (a TensorFlow SavedModel)",
+                               f"zoo.load({name!r}), the .keras model")
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     return tf.saved_model.load(saved_model_path(name))
