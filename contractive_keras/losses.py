@@ -25,12 +25,16 @@ Losses (every class is registered with
 
 Labels may be sparse integers (shape (batch,) or (batch, 1)) or one-hot
 (shape (batch, classes)); predictions are logits (batch, classes).
+
+Backends: written with ``keras.ops``, the losses run and differentiate (in
+the logits, the read-out kernel and a tensor bound) under
+``KERAS_BACKEND=tensorflow``, ``jax`` and ``torch``.
 """
 
 import math
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 # Added under the square root of the pairwise squared distances: keeps the
 # gradient finite where two read-out columns coincide and only raises K.
@@ -39,31 +43,36 @@ _DISTANCE_FLOOR = 1e-12
 
 def _one_hot_labels(y_true, y_pred):
     """One-hot float labels shaped like y_pred from sparse or one-hot y_true."""
-    y_pred = tf.convert_to_tensor(y_pred)
+    y_pred = ops.convert_to_tensor(y_pred)
     classes = y_pred.shape[-1]
     if classes is None or classes < 2:
         raise ValueError(f"predictions need a known class axis of size >= 2, got {y_pred.shape}.")
-    y_true = tf.convert_to_tensor(y_true)
-    if y_true.shape.rank == y_pred.shape.rank and y_true.shape[-1] == classes:
-        return tf.cast(y_true, y_pred.dtype)
-    labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
-    return tf.one_hot(labels, classes, dtype=y_pred.dtype)
+    y_true = ops.convert_to_tensor(y_true)
+    if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == classes:
+        return ops.cast(y_true, y_pred.dtype)
+    labels = ops.cast(ops.reshape(y_true, [-1]), "int32")
+    return ops.one_hot(labels, classes, dtype=y_pred.dtype)
+
+
+def _is_tensor(value):
+    """A backend tensor, a Keras variable or a NumPy array (not a function returning one)."""
+    return isinstance(value, keras.Variable) or hasattr(value, "shape") and hasattr(value, "dtype")
 
 
 def _value(bound, dtype):
     """A float, a tensor or variable, or a zero-argument callable, as a scalar tensor."""
     if isinstance(bound, (int, float)):
-        return tf.constant(bound, dtype)
-    if callable(bound) and not isinstance(bound, (tf.Variable, keras.Variable)):
+        return ops.convert_to_tensor(bound, dtype)
+    if callable(bound) and not _is_tensor(bound):
         bound = bound()
-    return tf.cast(tf.convert_to_tensor(bound), dtype)
+    return ops.cast(ops.convert_to_tensor(bound), dtype)
 
 
 def _readout_kernel(readout):
     """The (features, classes) kernel of a Dense layer, a variable, an array or a callable."""
     if hasattr(readout, "kernel"):
         return readout.kernel
-    if callable(readout) and not isinstance(readout, (tf.Variable, keras.Variable)):
+    if callable(readout) and not _is_tensor(readout):
         return readout()
     return readout
 
@@ -75,13 +84,13 @@ def pairwise_distances(kernel):
     1e-6 off the diagonal (it only raises the bound) so the gradient stays
     finite; the diagonal is exactly 0.  Differentiable in ``kernel``.
     """
-    w = tf.convert_to_tensor(kernel)
-    if w.shape.rank != 2:
+    w = ops.convert_to_tensor(kernel)
+    if len(w.shape) != 2:
         raise ValueError(f"the read-out kernel must be (features, classes), got {w.shape}.")
     diff = w[:, :, None] - w[:, None, :]
-    squared = tf.reduce_sum(tf.square(diff), axis=0)
-    off_diagonal = 1.0 - tf.eye(tf.shape(w)[1], dtype=w.dtype)
-    return tf.sqrt(squared + _DISTANCE_FLOOR) * off_diagonal
+    squared = ops.sum(ops.square(diff), axis=0)
+    off_diagonal = 1.0 - ops.eye(w.shape[1], dtype=w.dtype)
+    return ops.sqrt(squared + _DISTANCE_FLOOR) * off_diagonal
 
 
 @keras.saving.register_keras_serializable(package="contractive_keras")
@@ -186,33 +195,33 @@ class LipschitzMarginCrossEntropy(keras.losses.Loss):
             raise ValueError(
                 f"{self.name}: the read-out {self.readout!r} or the body bound is not attached; "
                 "call loss.bind(readout=model.get_layer(name), body_lipschitz=...) first.")
-        kernel = tf.cast(tf.convert_to_tensor(_readout_kernel(self.readout)), dtype)
+        kernel = ops.cast(ops.convert_to_tensor(_readout_kernel(self.readout)), dtype)
         return _value(self.body_lipschitz, dtype) * pairwise_distances(kernel)
 
     def margin_logits(self, y_true, y_pred):
         """z + eps K[y]: the logits the loss ranks (y first <=> certified at eps)."""
-        y_pred = tf.convert_to_tensor(y_pred)
+        y_pred = ops.convert_to_tensor(y_pred)
         onehot = _one_hot_labels(y_true, y_pred)
         eps = _value(self.eps, y_pred.dtype)
         bound = self.pairwise_bound(y_pred.dtype)
-        if bound.shape.rank == 0:
+        if len(bound.shape) == 0:
             raise_by = bound * (1.0 - onehot)
         else:
-            raise_by = tf.matmul(onehot, bound)
+            raise_by = ops.matmul(onehot, bound)
         return y_pred + eps * raise_by
 
     def call(self, y_true, y_pred):
-        y_pred = tf.convert_to_tensor(y_pred)
+        y_pred = ops.convert_to_tensor(y_pred)
         onehot = _one_hot_labels(y_true, y_pred)
         logits = self.margin_logits(onehot, y_pred) / self.temperature
-        return self.temperature * tf.nn.softmax_cross_entropy_with_logits(onehot, logits)
+        return self.temperature * ops.categorical_crossentropy(onehot, logits, from_logits=True)
 
     def get_config(self):
         def plain(bound):
             if isinstance(bound, (int, float)):
                 return float(bound)
-            if isinstance(bound, (tf.Variable, keras.Variable)):
-                return float(keras.ops.convert_to_numpy(bound))
+            if _is_tensor(bound):
+                return float(ops.convert_to_numpy(bound))
             return None         # a callable: re-attach with bind()
 
         readout = self.readout
@@ -231,6 +240,14 @@ class LipschitzMarginCrossEntropy(keras.losses.Loss):
 
 def _sign(onehot):
     return 2.0 * onehot - 1.0
+
+
+def _classes(logits):
+    """The number of classes (the last axis) as a float, or a scalar tensor if unknown."""
+    classes = logits.shape[-1]
+    if classes is None:
+        return ops.cast(ops.shape(logits)[-1], logits.dtype)
+    return float(classes)
 
 
 @keras.saving.register_keras_serializable(package="contractive_keras")
@@ -264,7 +281,7 @@ class MulticlassHinge(keras.losses.Loss):
             raise ValueError(f"margin must be > 0, got {margin!r}.")
 
     def call(self, y_true, y_pred):
-        y_pred = tf.convert_to_tensor(y_pred)
+        y_pred = ops.convert_to_tensor(y_pred)
         return multiclass_hinge(_one_hot_labels(y_true, y_pred), y_pred, self.margin)
 
     def get_config(self):
@@ -275,17 +292,17 @@ class MulticlassHinge(keras.losses.Loss):
 
 def multiclass_hinge(onehot, logits, margin):
     """Per-example multi-class hinge (see ``MulticlassHinge``); one-hot labels."""
-    classes = tf.cast(tf.shape(logits)[-1], logits.dtype)
-    hinge = tf.nn.relu(margin / 2.0 - _sign(onehot) * logits)
+    classes = _classes(logits)
+    hinge = ops.relu(margin / 2.0 - _sign(onehot) * logits)
     weights = onehot * (classes - 2.0) + 1.0          # classes - 1 on the target
-    return tf.reduce_mean(weights * hinge, axis=-1)
+    return ops.mean(weights * hinge, axis=-1)
 
 
 def multiclass_kr(onehot, logits):
     """Per-example Kantorovich-Rubinstein term z_y - mean_{j != y} z_j; one-hot labels."""
-    classes = tf.cast(tf.shape(logits)[-1], logits.dtype)
-    target = tf.reduce_sum(onehot * logits, axis=-1)
-    others = tf.reduce_sum((1.0 - onehot) * logits, axis=-1) / (classes - 1.0)
+    classes = _classes(logits)
+    target = ops.sum(onehot * logits, axis=-1)
+    others = ops.sum((1.0 - onehot) * logits, axis=-1) / (classes - 1.0)
     return target - others
 
 
@@ -308,7 +325,7 @@ class MulticlassKR(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def call(self, y_true, y_pred):
-        y_pred = tf.convert_to_tensor(y_pred)
+        y_pred = ops.convert_to_tensor(y_pred)
         return -multiclass_kr(_one_hot_labels(y_true, y_pred), y_pred)
 
 
@@ -346,7 +363,7 @@ class MulticlassHingeKR(keras.losses.Loss):
             raise ValueError(f"margin must be > 0, got {margin!r}.")
 
     def call(self, y_true, y_pred):
-        y_pred = tf.convert_to_tensor(y_pred)
+        y_pred = ops.convert_to_tensor(y_pred)
         onehot = _one_hot_labels(y_true, y_pred)
         return (self.alpha * multiclass_hinge(onehot, y_pred, self.margin)
                 - multiclass_kr(onehot, y_pred))
