@@ -5,16 +5,28 @@ backward sensitivity matrix obeys ||d xi(T) / d xi(T - t)||_2 <= exp(-rho t / 2)
 ``bsm_norms`` measures that norm on the map a fixed-step layer computes, at
 given inputs: exactly (per-row Jacobians multiplied backwards) or by power
 iteration on Phi^T Phi with JVP / VJP (a lower estimate).
+
+Backends: TensorFlow only (it differentiates the solver steps with
+``tf.GradientTape`` and forward accumulators); on another Keras backend
+``bsm_norms`` refuses in one line (``backend.require_tensorflow``).
+TensorFlow is imported when it runs, not with the module.
 """
 
 import numpy as np
-import tensorflow as tf
 
+from contractive_keras import backend
 from contractive_keras import solvers
+
+
+def _tf():
+    import tensorflow  # pylint: disable=import-outside-toplevel
+    return tensorflow
 
 
 def _one_step(layer, field, y, k):
     """Step k of the layer's scheme from the rows y (P, n)."""
+    tf = _tf()
+
     def shifted(t, state, step):
         return field(t, state, step + k)
 
@@ -24,6 +36,7 @@ def _one_step(layer, field, y, k):
 
 
 def _trajectory(layer, rows, field):
+    tf = _tf()
     step = tf.function(lambda y, k: _one_step(layer, field, y, k))
     states = [rows]
     for k in range(layer.steps):
@@ -33,6 +46,7 @@ def _trajectory(layer, rows, field):
 
 def _step_jacobian_fn(layer, field):
     """A compiled (y, k) -> d step_k(y) / dy, per row: one trace for all k."""
+    tf = _tf()
 
     @tf.function
     def jacobian(y, k):
@@ -67,7 +81,13 @@ def bsm_norms(layer, inputs, method="auto", iterations=20, per_row=False,
     Returns:
         numpy array; entry k is the norm for xi(t_k), t_k = k h, so the last
         entry is 1 and Theorem 2 predicts entry k <= exp(-rho (T - t_k) / 2).
+
+    Raises:
+        NotImplementedError: on a Keras backend other than TensorFlow.
     """
+    backend.require_tensorflow("certify.bsm_norms (backward sensitivity by tf.GradientTape)",
+                               "certify.layer_certificate (a certified bound of the same norm)")
+    tf = _tf()
     n = layer.state_size
     if method == "auto":
         method = "exact" if n <= 64 else "power"

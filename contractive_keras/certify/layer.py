@@ -4,12 +4,17 @@ A layer describes its field (``layer.jacobian_structure()``, a
 ``bounds.JacobianStructure``); the certificate is computed here from that
 description alone (``bounds.map_certificate`` / ``bounds.flow_certificate``),
 so anyone can verify a trained layer without trusting its training code.
+
+Backends: the certificates are NumPy float64 computations on the weights,
+the same whichever Keras backend built the layer; ``step_lipschitz_bounds``
+takes NumPy arrays or backend tensors.
 """
 
 import warnings
 
 import numpy as np
 
+from contractive_keras import backend
 from contractive_keras.bounds import block_certificate
 from contractive_keras.bounds import step_bound
 from contractive_keras.bounds.jacobian_structure import JacobianStructure
@@ -91,8 +96,8 @@ def step_lipschitz_bounds(A0, U, V, slope_bound, step_size, solver="euler"):
         raise ValueError(f"no discrete certificate for solver={solver!r}; fixed-step "
                          "schemes: euler, midpoint, rk4.")
     structure = JacobianStructure(
-        offset=np.asarray(A0, np.float64), left=np.asarray(U, np.float64),
-        right=np.asarray(V, np.float64), slopes=(0.0, float(slope_bound)),
+        offset=backend.to_numpy(A0, np.float64), left=backend.to_numpy(U, np.float64),
+        right=backend.to_numpy(V, np.float64), slopes=(0.0, float(slope_bound)),
         step_size=float(step_size), scheme=solver)
     bound = step_bound.StepBound(structure)
     return bound(structure.step_size), bound.largest(structure.step_size), bound.vertex

@@ -6,11 +6,17 @@ map they compute (``certify.layer_certificate``), linear layers through
 their operator norms (``bounds.operator_norms``).  For a linear read-out
 W the model's logit differences are bounded pairwise by
 L_body ||w_i - w_j||_2 (``body_and_readout``), tighter than sqrt(2) Lip.
+
+Backends: the weights are read as NumPy float64 arrays (``backend.to_numpy``)
+and every bound is computed in NumPy, so a model built or trained under
+``KERAS_BACKEND=tensorflow``, ``jax`` or ``torch`` gets the same certificate,
+to float64 rounding.
 """
 
 import keras
 import numpy as np
 
+from contractive_keras import backend
 from contractive_keras.bounds import certificate
 from contractive_keras.bounds.operator_norms import conv_operator_norm
 from contractive_keras.bounds.operator_norms import spectral_norm
@@ -45,7 +51,8 @@ def _conv_factor(layer):
     if layer.activation not in _LINEAR or tuple(layer.strides) != (1, 1) or \
             tuple(layer.dilation_rate) != (1, 1):
         raise ValueError(f"{layer.name}: only linear stride-1 Conv2D layers are certified.")
-    return conv_operator_norm(np.asarray(applied_kernel(layer), np.float64), conv_input_grid(layer)), \
+    return conv_operator_norm(backend.to_numpy(applied_kernel(layer), np.float64),
+                              conv_input_grid(layer)), \
         "conv2d (circulant bound)"
 
 
@@ -65,11 +72,11 @@ def layer_factor(layer):
     if isinstance(layer, (keras.layers.Flatten, keras.layers.Reshape)):
         return 1.0, "reshape (isometry)"
     if isinstance(layer, keras.layers.Rescaling):
-        return float(np.max(np.abs(np.asarray(layer.scale, np.float64)))), "rescaling"
+        return float(np.max(np.abs(backend.to_numpy(layer.scale, np.float64)))), "rescaling"
     if isinstance(layer, keras.layers.Dense):
         if layer.activation not in _LINEAR:
             raise ValueError(f"{layer.name}: only linear Dense layers are certified.")
-        return spectral_norm(np.asarray(applied_kernel(layer), np.float64)), "dense"
+        return spectral_norm(backend.to_numpy(applied_kernel(layer), np.float64)), "dense"
     if isinstance(layer, keras.layers.Conv2D):
         return _conv_factor(layer)
     raise ValueError(f"cannot certify layer {layer.name} of type {type(layer).__name__}; "
@@ -113,5 +120,5 @@ def body_and_readout(model):
         value, kind = layer_factor(layer)
         factors.append((layer.name, kind, value))
     body = certificate.product(factors, "map")
-    kernel = None if readout is None else np.asarray(readout.kernel, np.float64)
+    kernel = None if readout is None else backend.to_numpy(readout.kernel, np.float64)
     return body, kernel

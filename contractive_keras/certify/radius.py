@@ -10,6 +10,10 @@ bound L_body, z_y - z_j can drop by at most eps L_body ||w_y - w_j||_2, so
 and, with only a bound L of the whole logit map,
 radius(x) = (z_y - max_{j != y} z_j) / (sqrt(2) L)                     ("global").
 The pairwise radius is never smaller: ||w_y - w_j|| <= sqrt(2) ||W||_2.
+
+Backends: the radii are NumPy float64 computations; logits, inputs, labels
+and kernels may be NumPy arrays or tensors of any Keras backend, and a model
+built under TensorFlow, JAX or torch is run by ``compiled_forward``.
 """
 
 import dataclasses
@@ -17,49 +21,64 @@ import math
 import weakref
 
 import numpy as np
-import tensorflow as tf
 
+from contractive_keras import backend
 from contractive_keras.bounds.threads import single_threaded_blas
 from contractive_keras.certify.model import body_and_readout
 from contractive_keras.certify.model import linear_readout
 
 BOUNDS = ("pairwise", "global")
 
-#: model -> its inference pass as one tf.function (``compiled_forward``)
+#: model -> its inference pass, compiled once (``compiled_forward``)
 _FORWARD = weakref.WeakKeyDictionary()
 
 
 def compiled_forward(model):
-    """``model(x, training=False)`` as a ``tf.function``, one per model.
+    """``model(x, training=False)`` compiled once per model, for the backend in use.
 
-    With ``reduce_retracing`` a second batch size gets a graph with a free
-    batch axis, which every later size reuses. In eager mode the
-    ODE layers' solver loops run step by step in Python; a graph does not.
+    The one backend dispatch of the certified radius: on TensorFlow a
+    ``tf.function`` with ``reduce_retracing`` (a second batch size gets a
+    graph with a free batch axis, which every later size reuses; in eager
+    mode the ODE layers' solver loops would run step by step in Python); on
+    JAX and torch Keras's own ``model.predict_on_batch`` (a jitted stateless
+    call on JAX, a no-grad call on torch; ``_logits`` pads the batches to one
+    size so that JAX traces once).  The result is array-like.
     """
     forward = _FORWARD.get(model)
     if forward is None:
         held = weakref.ref(model)  # the cache must not keep the model alive
-        forward = tf.function(lambda x: held()(x, training=False), reduce_retracing=True)
+        if backend.is_tensorflow():
+            import tensorflow as tf  # pylint: disable=import-outside-toplevel
+            forward = tf.function(lambda x: held()(x, training=False), reduce_retracing=True)
+        else:
+            forward = lambda x: held().predict_on_batch(x)  # noqa: E731
         _FORWARD[model] = forward
     return forward
 
 
 def _logits(model, inputs, batch_size):
+    """float64 logits of ``model`` at ``inputs`` (a NumPy array), ``batch_size`` rows at a time."""
     forward = compiled_forward(model)
-    outputs = [np.asarray(forward(tf.convert_to_tensor(inputs[i:i + batch_size])), np.float64)
-               for i in range(0, len(inputs), batch_size)]
+    size = min(batch_size, len(inputs))
+    outputs = []
+    for start in range(0, len(inputs), size):
+        chunk = inputs[start:start + size]
+        rows = len(chunk)
+        if rows < size and not backend.is_tensorflow():     # one input shape: one JAX trace
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - rows, axis=0)])
+        outputs.append(backend.to_numpy(forward(chunk), np.float64)[:rows])
     return np.concatenate(outputs, axis=0)
 
 
 def pairwise_norms(kernel):
     """(C, C) matrix of ||w_i - w_j||_2 over the read-out's columns (no cancellation)."""
-    kernel = np.asarray(kernel, np.float64)
+    kernel = backend.to_numpy(kernel, np.float64)
     return np.linalg.norm(kernel[:, :, None] - kernel[:, None, :], axis=0)
 
 
 def pairwise_radius(logits, kernel, body_bound):
     """min_{j != y} (z_y - z_j) / (L_body ||w_y - w_j||_2) for the predicted y (per row)."""
-    logits = np.asarray(logits, np.float64)
+    logits = backend.to_numpy(logits, np.float64)
     pred = logits.argmax(axis=1)
     norms = pairwise_norms(kernel)[pred] * body_bound                     # (N, classes)
     gaps = logits[np.arange(len(pred)), pred][:, None] - logits
@@ -71,7 +90,7 @@ def pairwise_radius(logits, kernel, body_bound):
 
 def global_radius(logits, lipschitz):
     """(z_y - max_{j != y} z_j) / (sqrt(2) L) for the predicted y (per row)."""
-    top2 = np.sort(np.asarray(logits, np.float64), axis=1)[:, -2:]
+    top2 = np.sort(backend.to_numpy(logits, np.float64), axis=1)[:, -2:]
     return (top2[:, 1] - top2[:, 0]) / (math.sqrt(2.0) * lipschitz)
 
 
@@ -185,11 +204,11 @@ def certified_radius(model=None, inputs=None, labels=None, *, logits=None, lipsc
             raise ValueError("a model needs inputs")
         if not (lipschitz_constant is None and body_bound is None and readout_kernel is None):
             raise ValueError("a model is bounded by certify itself: pass logits to use a given bound")
-        logits = _logits(model, np.asarray(inputs), batch_size)
+        logits = _logits(model, backend.to_numpy(inputs), batch_size)
         body, readout_kernel = body_and_readout(model)
         body_bound = body.value
-    logits = np.asarray(logits, np.float64)
+    logits = backend.to_numpy(logits, np.float64)
     form, radius = _form_and_radius(logits, bound, lipschitz_constant, body_bound, readout_kernel)
     pred = logits.argmax(axis=1)
-    correct = np.ones_like(pred, bool) if labels is None else pred == np.asarray(labels)
+    correct = np.ones_like(pred, bool) if labels is None else pred == backend.to_numpy(labels)
     return CertifiedRadius(np.where(correct, np.maximum(radius, 0.0), 0.0), correct, form)

@@ -25,6 +25,12 @@ The float64 product is rounded up to float32, and inflated by
 ``bounds.operator_norms.F64_SLACK`` per factor for the eigensolver's
 rounding, so the loss trains against a value at or above the certificate.
 
+Backends: written with ``keras.ops``; the bound is differentiable in the
+kernels under ``KERAS_BACKEND=tensorflow``, ``jax`` and ``torch``.  It is
+computed in float64 where the backend keeps float64 in graphs
+(``backend.wide_float``); on JAX without ``jax_enable_x64`` the products
+run in float32, their rounding covered by an outward factor.
+
 Example:
 
 >>> import keras, numpy as np
@@ -40,8 +46,9 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from contractive_keras import backend
 from contractive_keras.bounds.operator_norms import F64_SLACK
 from contractive_keras.bounds.operator_norms import conv_operator_norm_tf
 from contractive_keras.bounds.operator_norms import spectral_norm_tf
@@ -100,7 +107,7 @@ def ode_guarantee(layer):
         if layer.gamma == "auto" or layer.dissipation_trainable:
             raise ValueError(f"{layer.name}: gamma='auto' or a trainable L changes the worst-case "
                              "step with the weights; fix gamma and L for a training bound.")
-        L = np.asarray(layer.L, np.float64)
+        L = backend.to_numpy(layer.L, np.float64)
         c1 = layer.kappa + float(np.min(np.linalg.eigvalsh(np.einsum("kpi,kpj->kij", L, L))))
         c1 *= 1.0 - F64_SLACK
         c2 = layer.max_ratio * c1 * (1.0 + F64_SLACK)
@@ -188,11 +195,16 @@ def body_bound_fn(model, mode="exact"):
         else:
             constant *= factor
     constant *= (1.0 + F64_SLACK) ** len(layers)
+    wide = backend.wide_float()
+    if wide != "float64":
+        # Each float32 product (and the constant's conversion) rounds by at
+        # most 2^-24 relative: an outward factor keeps the result above.
+        constant *= (1.0 + 2.0 ** -22) ** (len(variable) + 2)
 
     def bound():
-        total = tf.constant(constant, tf.float64)
+        total = ops.convert_to_tensor(constant, wide)
         for factor in variable:
-            total = total * factor()
-        return round_up(total, tf.float32)
+            total = total * ops.cast(factor(), wide)
+        return round_up(total, "float32")
 
     return bound
