@@ -32,23 +32,34 @@ Example:
 >>> model = zoo.load("chnode_mnist_n8")                       # doctest: +SKIP
 >>> table = robustness.evaluate(model, data.load("mnist", "test", 500))  # doctest: +SKIP
 >>> print(table.to_markdown())                                # doctest: +SKIP
+
+The attacks are TensorFlow code (they differentiate the model with
+``tf.GradientTape`` inside ``tf.function``s): on another Keras backend,
+importing this package refuses in one line. Certified accuracy on any
+backend: ``certify.certified_radius`` on the model's logits.
 """
 
-from contractive_keras.certify.radius import certified_radius
-from contractive_keras.robustness.apgd import apgd, apgd_targeted, dlr_loss, targeted_dlr_loss
-from contractive_keras.robustness.attacks import LOSSES, attack_loss, fgsm, pgd
-from contractive_keras.robustness.certified import certified_accuracy, margins
-from contractive_keras.robustness.evaluation import ATTACKS, SINGLE_ATTACKS, evaluate
-from contractive_keras.robustness.masking import MASKED, NOT_MASKED, MaskingReport, diagnose
-from contractive_keras.robustness.loading import ModelSourceError, load_model, logit_function, source_kind
-from contractive_keras.robustness.noise import (
+from contractive_keras import backend
+
+backend.require_tensorflow(
+    "contractive_keras.robustness (noise, attacks and their tables)",
+    "certify.certified_radius for certified accuracy")
+
+from contractive_keras.certify.radius import certified_radius  # noqa: E402
+from contractive_keras.robustness.apgd import apgd, apgd_targeted, dlr_loss, targeted_dlr_loss  # noqa: E402
+from contractive_keras.robustness.attacks import LOSSES, attack_loss, fgsm, pgd  # noqa: E402
+from contractive_keras.robustness.certified import certified_accuracy, margins  # noqa: E402
+from contractive_keras.robustness.evaluation import ATTACKS, SINGLE_ATTACKS, evaluate  # noqa: E402
+from contractive_keras.robustness.masking import MASKED, NOT_MASKED, MaskingReport, diagnose  # noqa: E402
+from contractive_keras.robustness.loading import ModelSourceError, load_model, logit_function, source_kind  # noqa: E402
+from contractive_keras.robustness.noise import (  # noqa: E402
     NOISE_KINDS, REFERENCE_NOISE, REFERENCE_NORMALIZATION, NoiseSpec, apply_noise, gaussian_noise,
     model_normalization, reference_noise, salt_and_pepper_noise)
-from contractive_keras.robustness.norms import NORMS
-from contractive_keras.robustness.solver_variants import transfer_suite, with_solver
-from contractive_keras.robustness.square import square
-from contractive_keras.robustness.standard import SUITES, AttackSpec, SuiteResult, run_suite
-from contractive_keras.robustness.table import RobustnessTable, Row
+from contractive_keras.robustness.norms import NORMS  # noqa: E402
+from contractive_keras.robustness.solver_variants import transfer_suite, with_solver  # noqa: E402
+from contractive_keras.robustness.square import square  # noqa: E402
+from contractive_keras.robustness.standard import SUITES, AttackSpec, SuiteResult, run_suite  # noqa: E402
+from contractive_keras.robustness.table import RobustnessTable, Row  # noqa: E402
 
 __all__ = [
     "ATTACKS", "LOSSES", "MASKED", "NOT_MASKED", "AttackSpec", "MaskingReport",
