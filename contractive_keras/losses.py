@@ -207,7 +207,8 @@ class LipschitzMarginCrossEntropy(keras.losses.Loss):
         if len(bound.shape) == 0:
             raise_by = bound * (1.0 - onehot)
         else:
-            raise_by = ops.matmul(onehot, bound)
+            # einsum, not matmul: Keras's torch matmul returns float32 for float64 operands
+            raise_by = ops.einsum("bi,ij->bj", onehot, bound)
         return y_pred + eps * raise_by
 
     def call(self, y_true, y_pred):

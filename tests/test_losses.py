@@ -1,30 +1,48 @@
-"""Certified-training losses (contractive_keras.losses): properties, not figures."""
+"""Certified-training losses (contractive_keras.losses): properties, not figures.
+
+The tests marked ``backends`` run under every Keras backend (numpy and
+keras.ops; gradients by the backend's autodiff, ``tests/certify/gradients``);
+those that need float64 tensors skip where JAX has none; the trained-network
+tests at the end are TensorFlow's.
+"""
 
 import math
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from keras import ops
 
+from contractive_keras import backend
 from contractive_keras import losses
 from contractive_keras.constraints import SpectralNormClip
 from contractive_keras.layers.group_sort import GroupSort
+from tests.certify.gradients import gradients
+
+#: float64 where the backend keeps it (TensorFlow, torch; JAX only with x64)
+DTYPE = backend.wide_float()
+needs_float64 = pytest.mark.skipif(not backend.float64_in_graph(),
+                                   reason="compares to float64 rounding; JAX without x64")
 
 
-def _problem(seed=0, batch=64, features=12, classes=5, dtype="float64"):
+def _problem(seed=0, batch=64, features=12, classes=5, dtype=DTYPE):
     rng = np.random.default_rng(seed)
     kernel = rng.normal(size=(features, classes))
     logits = rng.normal(size=(batch, classes)) * 3.0
     labels = rng.integers(0, classes, size=batch)
-    return (tf.Variable(kernel.astype(dtype)), tf.constant(logits.astype(dtype)),
+    return (keras.Variable(kernel.astype(dtype)), ops.convert_to_tensor(logits.astype(dtype)),
             labels.astype("int32"))
+
+
+def _numpy(value):
+    return ops.convert_to_numpy(value)
 
 
 def _plain_ce(labels, logits):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, logits)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("form", ["pairwise", "global"])
 def test_eps_zero_is_the_plain_cross_entropy(form):
     kernel, logits, labels = _problem()
@@ -32,11 +50,12 @@ def test_eps_zero_is_the_plain_cross_entropy(form):
     loss = losses.LipschitzMarginCrossEntropy(eps=0.0, **kwargs)
     np.testing.assert_allclose(float(loss(labels, logits)), float(_plain_ce(labels, logits)),
                                rtol=1e-6)
-    onehot = tf.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+    onehot = np.eye(logits.shape[-1], dtype=DTYPE)[labels]
     np.testing.assert_allclose(float(loss(onehot, logits)), float(_plain_ce(labels, logits)),
                                rtol=1e-6)
 
 
+@pytest.mark.backends
 def test_temperature_matches_the_scaled_cross_entropy_at_eps_zero():
     kernel, logits, labels = _problem(seed=1)
     loss = losses.LipschitzMarginCrossEntropy(eps=0.0, readout=kernel, temperature=0.1)
@@ -44,28 +63,32 @@ def test_temperature_matches_the_scaled_cross_entropy_at_eps_zero():
     np.testing.assert_allclose(float(loss(labels, logits)), expected, rtol=1e-6)
 
 
+@pytest.mark.backends
+@needs_float64
 @pytest.mark.parametrize("form", ["pairwise", "global"])
 def test_loss_is_above_the_plain_one_and_increases_with_eps(form):
     kernel, logits, labels = _problem(seed=2)
     kwargs = ({"readout": kernel, "body_lipschitz": 0.7} if form == "pairwise"
               else {"lipschitz": 1.3})
     reduction = dict(reduction=None, dtype="float64")
-    plain = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)(
-        labels, logits).numpy()
+    plain = _numpy(keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)(
+        labels, logits))
     previous = plain
     for eps in (0.05, 0.1, 0.5, 1.0, 2.0):
-        value = losses.LipschitzMarginCrossEntropy(eps=eps, **kwargs, **reduction)(
-            labels, logits).numpy()
+        value = _numpy(losses.LipschitzMarginCrossEntropy(eps=eps, **kwargs, **reduction)(
+            labels, logits))
         assert np.all(value >= plain - 1e-12)
         assert np.all(value > previous)          # per example, strictly
         previous = value
 
 
+@pytest.mark.backends
+@needs_float64
 def test_pairwise_bound_is_body_times_column_distances():
     kernel, _, _ = _problem(seed=3)
     loss = losses.LipschitzMarginCrossEntropy(eps=1.0, readout=kernel, body_lipschitz=0.5)
-    bound = loss.pairwise_bound("float64").numpy()
-    w = kernel.numpy()
+    bound = _numpy(loss.pairwise_bound("float64"))
+    w = _numpy(kernel)
     expected = 0.5 * np.linalg.norm(w[:, :, None] - w[:, None, :], axis=0)
     np.testing.assert_allclose(bound, expected, rtol=1e-9, atol=1e-9)
     assert np.all(np.diag(bound) == 0.0)
@@ -73,50 +96,61 @@ def test_pairwise_bound_is_body_times_column_distances():
     assert np.all(bound >= expected)
 
 
+@pytest.mark.backends
+@needs_float64
 def test_global_form_raises_each_other_logit_by_sqrt2_L_eps():
     _, logits, labels = _problem(seed=4)
     loss = losses.LipschitzMarginCrossEntropy(eps=0.3, lipschitz=2.0, dtype="float64")
-    raised = loss.margin_logits(labels, logits).numpy() - logits.numpy()
+    raised = _numpy(loss.margin_logits(labels, logits)) - _numpy(logits)
     onehot = np.eye(logits.shape[-1])[labels]
     np.testing.assert_allclose(raised, (1 - onehot) * math.sqrt(2) * 2.0 * 0.3, rtol=1e-12)
 
 
-def _finite_difference(fn, variable, eps=1e-6):
-    base = np.array(variable.numpy(), copy=True)
+def _finite_difference(fn, arrays, index_of, eps=1e-6):
+    """Central differences of fn(*arrays) in arrays[index_of] (float64 NumPy arrays)."""
+    base = np.array(arrays[index_of], copy=True)
     grad = np.zeros_like(base)
     for index in np.ndindex(base.shape):
         for sign in (1, -1):
-            shifted = base.copy()
-            shifted[index] += sign * eps
-            variable.assign(shifted)
-            grad[index] += sign * float(fn()) / (2 * eps)
-    variable.assign(base)
+            shifted = list(arrays)
+            shifted[index_of] = base.copy()
+            shifted[index_of][index] += sign * eps
+            grad[index] += sign * float(fn(*shifted)) / (2 * eps)
     return grad
 
 
+@pytest.mark.backends
+@needs_float64
 @pytest.mark.parametrize("wrt", ["logits", "kernel", "body"])
 def test_gradient_matches_finite_differences(wrt):
     kernel, logits, labels = _problem(seed=5, batch=6, features=4, classes=3)
-    logits = tf.Variable(logits)
-    body = tf.Variable(0.8, dtype="float64")
-    loss = losses.LipschitzMarginCrossEntropy(eps=0.7, readout=kernel, body_lipschitz=body,
-                                              temperature=0.5, dtype="float64")
-    target = {"logits": logits, "kernel": kernel, "body": body}[wrt]
-    with tf.GradientTape() as tape:
-        value = loss(labels, logits)
-    analytic = tape.gradient(value, target).numpy()
-    numeric = _finite_difference(lambda: loss(labels, logits), target)
+    arrays = [_numpy(logits), _numpy(kernel), np.array(0.8)]
+
+    def value(z, w, body):
+        # reduction "sum": Keras's torch divide_no_nan (the batch mean) returns float32
+        loss = losses.LipschitzMarginCrossEntropy(eps=0.7, readout=w, body_lipschitz=body,
+                                                  temperature=0.5, dtype="float64",
+                                                  reduction="sum")
+        return loss(labels, z)
+
+    index = ["logits", "kernel", "body"].index(wrt)
+    analytic = gradients(value, *arrays)[index]
+    numeric = _finite_difference(value, arrays, index)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.backends
 def test_gradient_is_finite_where_two_readout_columns_coincide():
-    kernel = tf.Variable(np.zeros((4, 3)))
-    loss = losses.LipschitzMarginCrossEntropy(eps=1.0, readout=kernel)
-    with tf.GradientTape() as tape:
-        value = loss(np.array([0, 1]), tf.constant(np.ones((2, 3))))
-    assert np.all(np.isfinite(tape.gradient(value, kernel).numpy()))
+    def value(kernel):
+        loss = losses.LipschitzMarginCrossEntropy(eps=1.0, readout=kernel)
+        return loss(np.array([0, 1]), np.ones((2, 3), "float32"))
+
+    (grad,) = gradients(value, np.zeros((4, 3), "float32"))
+    assert np.all(np.isfinite(grad))
 
 
+@pytest.mark.backends
+@needs_float64
 def test_margin_logits_certify_exactly_the_linear_worst_case():
     """z = W^T x + c: y ranked first by z + eps K[y]  <=>  no x' within eps changes y.
 
@@ -131,11 +165,12 @@ def test_margin_logits_certify_exactly_the_linear_worst_case():
     x = rng.normal(size=(400, features)) * 2.0
     z = x @ w + c
     y = z.argmax(1)
-    loss = losses.LipschitzMarginCrossEntropy(eps=0.0, readout=tf.constant(w), dtype="float64")
+    loss = losses.LipschitzMarginCrossEntropy(eps=0.0, readout=ops.convert_to_tensor(w),
+                                              dtype="float64")
     seen = set()
     for eps in (0.1, 0.5, 1.0, 2.0):
         loss.eps = eps
-        certified = loss.margin_logits(y, tf.constant(z)).numpy().argmax(1) == y
+        certified = _numpy(loss.margin_logits(y, ops.convert_to_tensor(z))).argmax(1) == y
         for i in range(len(x)):
             broken = False
             for j in range(classes):
@@ -150,6 +185,7 @@ def test_margin_logits_certify_exactly_the_linear_worst_case():
     assert seen == {True, False}             # both outcomes occur
 
 
+@pytest.mark.backends
 def test_config_round_trip_and_bind():
     readout = keras.layers.Dense(3, name="head")
     model = keras.Sequential([keras.Input((4,)), readout])
@@ -171,6 +207,7 @@ def test_config_round_trip_and_bind():
     np.testing.assert_allclose(float(again(labels, logits)), float(global_loss(labels, logits)))
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("cls,kwargs", [(losses.MulticlassHinge, {"margin": 0.7}),
                                         (losses.MulticlassKR, {}),
                                         (losses.MulticlassHingeKR, {"alpha": 5.0,
@@ -182,6 +219,7 @@ def test_hinge_family_config_round_trip(cls, kwargs):
     np.testing.assert_allclose(float(rebuilt(labels, logits)), float(loss(labels, logits)))
 
 
+@pytest.mark.backends
 def test_arguments_are_checked():
     with pytest.raises(ValueError, match="exactly one"):
         losses.LipschitzMarginCrossEntropy(eps=0.1)
@@ -195,12 +233,13 @@ def test_arguments_are_checked():
         losses.MulticlassHinge(margin=0.0)
 
 
+@pytest.mark.backends
 def test_hinge_is_zero_exactly_when_every_margin_holds():
     rng = np.random.default_rng(8)
     logits = rng.normal(size=(500, 4)) * 2
     labels = rng.integers(0, 4, 500)
-    values = losses.MulticlassHinge(margin=1.0, reduction=None, dtype="float64")(
-        labels, logits).numpy()
+    values = _numpy(losses.MulticlassHinge(margin=1.0, reduction=None, dtype=DTYPE)(
+        labels, logits.astype(DTYPE)))
     target = logits[np.arange(500), labels]
     others = np.where(np.eye(4)[labels] > 0, -np.inf, logits).max(1)
     satisfied = (target >= 0.5) & (others <= -0.5)
@@ -208,17 +247,109 @@ def test_hinge_is_zero_exactly_when_every_margin_holds():
     assert satisfied.any() and not satisfied.all()
 
 
+@pytest.mark.backends
+@needs_float64
 def test_hinge_kr_is_alpha_hinge_minus_kr():
     _, logits, labels = _problem(seed=9)
     f64 = dict(reduction=None, dtype="float64")
-    hinge = losses.MulticlassHinge(margin=0.5, **f64)(labels, logits).numpy()
-    kr = losses.MulticlassKR(**f64)(labels, logits).numpy()
-    hkr = losses.MulticlassHingeKR(alpha=3.0, margin=0.5, **f64)(labels, logits).numpy()
+    hinge = _numpy(losses.MulticlassHinge(margin=0.5, **f64)(labels, logits))
+    kr = _numpy(losses.MulticlassKR(**f64)(labels, logits))
+    hkr = _numpy(losses.MulticlassHingeKR(alpha=3.0, margin=0.5, **f64)(labels, logits))
     np.testing.assert_allclose(hkr, 3.0 * hinge + kr, rtol=1e-12)
-    z = logits.numpy()
+    z = _numpy(logits)
     onehot = np.eye(z.shape[1])[labels]
     expected_kr = (onehot * z).sum(1) - ((1 - onehot) * z).sum(1) / (z.shape[1] - 1)
     np.testing.assert_allclose(-kr, expected_kr, rtol=1e-12)
+
+
+# --- every backend: NumPy float64 references and closed-form gradients -------
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _margin_ce_reference(labels, z, w, body, eps, temperature):
+    """Per-example T * CE(y, (z + eps K[y]) / T), K_yj = body sqrt(||w_y - w_j||^2 + floor)."""
+    onehot = np.eye(z.shape[1])[labels]
+    squared = np.sum((w[:, :, None] - w[:, None, :]) ** 2, axis=0)
+    K = body * np.sqrt(squared + losses._DISTANCE_FLOOR) * (1 - np.eye(z.shape[1]))
+    m = (z + eps * onehot @ K) / temperature
+    log_p = m - m.max(1, keepdims=True) - np.log(np.exp(m - m.max(1, keepdims=True)).sum(1, keepdims=True))
+    return -temperature * np.sum(onehot * log_p, axis=1), onehot, m
+
+
+def _hinge_kr_reference(labels, z, alpha, margin):
+    classes = z.shape[1]
+    onehot = np.eye(classes)[labels]
+    sign = 2 * onehot - 1
+    hinge = np.mean((onehot * (classes - 2) + 1) * np.maximum(margin / 2 - sign * z, 0), axis=1)
+    kr = (onehot * z).sum(1) - ((1 - onehot) * z).sum(1) / (classes - 1)
+    return hinge, kr
+
+
+def _float32_problem(seed, batch=16, features=6, classes=4):
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, classes, size=batch), (rng.normal(size=(batch, classes)) * 2).astype("float32"),
+            rng.normal(size=(features, classes)).astype("float32"))
+
+
+@pytest.mark.backends
+def test_every_loss_matches_its_numpy_reference_in_float32():
+    labels, z, w = _float32_problem(10)
+    z64, w64 = z.astype(np.float64), w.astype(np.float64)
+    none = dict(reduction=None)
+    margin_ce = losses.LipschitzMarginCrossEntropy(eps=0.4, readout=w, body_lipschitz=0.9,
+                                                   temperature=0.5, **none)
+    expected, _, _ = _margin_ce_reference(labels, z64, w64, 0.9, 0.4, 0.5)
+    np.testing.assert_allclose(_numpy(margin_ce(labels, z)), expected, rtol=1e-5, atol=1e-6)
+    global_ce = losses.LipschitzMarginCrossEntropy(eps=0.4, lipschitz=1.5, **none)
+    onehot = np.eye(4)[labels]
+    raised = z64 + 0.4 * math.sqrt(2) * 1.5 * (1 - onehot)
+    expected = -np.sum(onehot * np.log(_softmax(raised)), axis=1)
+    np.testing.assert_allclose(_numpy(global_ce(labels, z)), expected, rtol=1e-5, atol=1e-6)
+    hinge, kr = _hinge_kr_reference(labels, z64, 3.0, 0.7)
+    np.testing.assert_allclose(_numpy(losses.MulticlassHinge(0.7, **none)(labels, z)), hinge,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_numpy(losses.MulticlassKR(**none)(labels, z)), -kr, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_numpy(losses.MulticlassHingeKR(3.0, 0.7, **none)(labels, z)),
+                               3.0 * hinge - kr, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_numpy(losses.pairwise_distances(w)),
+                               np.linalg.norm(w64[:, :, None] - w64[:, None, :], axis=0),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.backends
+def test_gradients_in_the_logits_match_the_closed_forms():
+    labels, z, w = _float32_problem(11)
+    z64, w64 = z.astype(np.float64), w.astype(np.float64)
+    batch = len(labels)
+    loss = losses.LipschitzMarginCrossEntropy(eps=0.3, readout=w, body_lipschitz=1.2, temperature=0.5)
+    (grad,) = gradients(lambda logits: loss(labels, logits), z)
+    _, onehot, m = _margin_ce_reference(labels, z64, w64, 1.2, 0.3, 0.5)
+    np.testing.assert_allclose(grad, (_softmax(m) - onehot) / batch, rtol=1e-4, atol=1e-6)
+    alpha, margin, classes = 2.0, 0.8, z.shape[1]
+    hkr = losses.MulticlassHingeKR(alpha=alpha, margin=margin)
+    (grad,) = gradients(lambda logits: hkr(labels, logits), z)
+    sign = 2 * onehot - 1
+    active = (margin / 2 - sign * z64) > 0
+    d_hinge = -(onehot * (classes - 2) + 1) * sign * active / classes
+    d_kr = onehot - (1 - onehot) / (classes - 1)
+    np.testing.assert_allclose(grad, (alpha * d_hinge - d_kr) / batch, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.backends
+def test_gradient_in_the_readout_kernel_matches_numpy_finite_differences():
+    """The backend's autodiff (float32 on JAX) against central differences of the float64 reference."""
+    labels, z, w = _float32_problem(12, batch=8, features=3, classes=3)
+    loss = losses.LipschitzMarginCrossEntropy(eps=0.6, readout=w, body_lipschitz=0.7)
+    (grad,) = gradients(lambda kernel: loss.bind(readout=kernel)(labels, z), w)
+
+    def reference(kernel):
+        return np.mean(_margin_ce_reference(labels, z.astype(np.float64), kernel, 0.7, 0.6, 1.0)[0])
+
+    numeric = _finite_difference(reference, [w.astype(np.float64)], 0)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=1e-5)
 
 
 # --- a small trained Lipschitz network: fit, certify, attack -----------------
@@ -262,6 +393,8 @@ def _pairwise_radius(model, x, y, body):
 
 
 def _pgd_l2(model, x, y, eps, steps=60):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     x = tf.constant(x)
     onehot = tf.one_hot(y, model.output_shape[-1])
     rng = np.random.default_rng(0)
@@ -286,6 +419,8 @@ def trained_mlp():
     for layer in model.layers:
         if getattr(layer, "kernel", None) is not None and layer.kernel.constraint is not None:
             layer.kernel.assign(layer.kernel.constraint(layer.kernel))
+
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     def body_lipschitz():
         # Differentiable and certified: the exact spectral norms of the current kernels.

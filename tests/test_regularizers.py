@@ -1,11 +1,18 @@
-"""PiecewiseSmoothness: the reference smoothness penalty and PyTorch-style weight decay."""
+"""PiecewiseSmoothness: the reference smoothness penalty and PyTorch-style weight decay.
+
+Every test runs under each Keras backend (gradients by the backend's own
+autodiff, ``tests/certify/gradients``).
+"""
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
+from contractive_keras import backend
 from contractive_keras.regularizers import PiecewiseSmoothness
+from tests.certify.gradients import gradients
+
+pytestmark = pytest.mark.backends
 
 
 def test_value_matches_the_reference_sum():
@@ -18,12 +25,25 @@ def test_value_matches_the_reference_sum():
     assert float(PiecewiseSmoothness(smoothness=1.0)(K[:1])) == 0.0   # shared weights
 
 
+@pytest.mark.skipif(not backend.float64_in_graph(), reason="float64 gradients; JAX without x64")
 def test_l2_gradient_is_pytorch_weight_decay():
-    w = tf.Variable(np.random.default_rng(1).standard_normal((4, 2, 2)))
+    w = np.random.default_rng(1).standard_normal((4, 2, 2))
     wd = 4e-3
-    with tf.GradientTape() as tape:
-        loss = PiecewiseSmoothness(l2=wd / 2)(w)
-    np.testing.assert_allclose(tape.gradient(loss, w).numpy(), wd * w.numpy(), rtol=1e-12)
+    (grad,) = gradients(PiecewiseSmoothness(l2=wd / 2), w)
+    np.testing.assert_allclose(grad, wd * w, rtol=1e-12)
+
+
+def test_gradient_matches_the_closed_form_in_float32():
+    """d/dW_j of s/2 sum ||W_{j+1} - W_j||^2 + l2 ||W||^2 = s (2 W_j - W_{j-1} - W_{j+1}) + 2 l2 W_j
+    (one neighbour at the ends)."""
+    w = np.random.default_rng(2).standard_normal((5, 3, 2)).astype("float32")
+    smoothness, l2 = 0.3, 0.02
+    (grad,) = gradients(PiecewiseSmoothness(smoothness=smoothness, l2=l2), w)
+    w64 = w.astype(np.float64)
+    diff = np.zeros_like(w64)
+    diff[:-1] += w64[:-1] - w64[1:]
+    diff[1:] += w64[1:] - w64[:-1]
+    np.testing.assert_allclose(grad, smoothness * diff + 2 * l2 * w64, rtol=1e-5, atol=1e-6)
 
 
 def test_appears_in_model_losses_and_round_trips():

@@ -3,9 +3,12 @@
 import inspect
 
 import numpy as np
+import pytest
 
 from contractive_keras import stability
 from contractive_keras.bounds.min_perturbation import MIN_PERTURBATION_EXACT_DIM
+
+pytestmark = pytest.mark.backends   # NumPy float64 on every backend, TensorFlow not needed
 
 
 def test_stability_defines_no_function_or_class_of_its_own():
