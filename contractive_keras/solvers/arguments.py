@@ -1,14 +1,19 @@
-"""Argument checks shared by ``solve`` and ``odeint``.
+"""Argument checks shared by ``solve`` and ``odeint`` (every Keras backend).
 
 Each check raises a ``ValueError`` that names the offending value and what
 is allowed; the vector-field check runs at trace time, so it costs nothing
-inside a compiled function.
+inside a compiled function.  Values "known at trace time" are those
+:func:`~contractive_keras.solvers.dispatch.static_value` can read: Python
+and NumPy numbers, eager tensors, TensorFlow graph constants (not JAX
+tracers).
 """
 
 import math
 
+import keras
 import numpy as np
-import tensorflow as tf
+
+from contractive_keras.solvers import dispatch
 
 
 def static_float(value, name):
@@ -16,7 +21,7 @@ def static_float(value, name):
     if isinstance(value, (int, float, np.number)) and not isinstance(
             value, bool):
         return float(value)
-    static = tf.get_static_value(value)
+    static = dispatch.static_value(value)
     if static is None:
         return None
     static = np.asarray(static)
@@ -31,16 +36,31 @@ def check_positive(value, name):
         raise ValueError(f"{name} must be > 0, got {static!r}.")
 
 
+def dtype_name(value):
+    """The standardized dtype name ("float32", ...) of a tensor."""
+    return keras.backend.standardize_dtype(value.dtype)
+
+
 def state_dtype(y0):
-    leaves = tf.nest.flatten(y0)
+    """The one floating dtype name of the leaves of ``y0``."""
+    leaves = keras.tree.flatten(y0)
     if not leaves:
         raise ValueError("y0 must contain at least one tensor.")
-    dtypes = {leaf.dtype for leaf in leaves}
-    if len(dtypes) != 1 or not leaves[0].dtype.is_floating:
+    dtypes = {dtype_name(leaf) for leaf in leaves}
+    if len(dtypes) != 1 or not keras.backend.is_float_dtype(dtype_name(leaves[0])):
         raise ValueError(
             f"All leaves of y0 must share one floating dtype, got "
-            f"{sorted(d.name for d in dtypes)}.")
-    return leaves[0].dtype
+            f"{sorted(dtypes)}.")
+    return dtype_name(leaves[0])
+
+
+def _shape(value):
+    return tuple(None if d is None else int(d) for d in value.shape)
+
+
+def _compatible(first, second):
+    return len(first) == len(second) and all(
+        a is None or b is None or a == b for a, b in zip(first, second))
 
 
 def checked_field(fn, y0):
@@ -49,45 +69,47 @@ def checked_field(fn, y0):
     def checked_fn(t, y, *step):
         dy = fn(t, y, *step)
         try:
-            tf.nest.assert_same_structure(y, dy, check_types=False)
+            keras.tree.assert_same_paths(y, dy)
         except (ValueError, TypeError) as error:
             raise ValueError(
                 f"fn(t, y) must return the structure of the state; state "
-                f"{tf.nest.map_structure(lambda x: x.shape, y)}, got "
+                f"{keras.tree.map_structure(_shape, y)}, got "
                 f"{dy!r}: {error}") from None
-        dy = tf.nest.map_structure(tf.convert_to_tensor, dy)
+        dy = keras.tree.map_structure(keras.ops.convert_to_tensor, dy)
         for index, (leaf, d_leaf) in enumerate(
-                zip(tf.nest.flatten(y), tf.nest.flatten(dy))):
-            if d_leaf.dtype != leaf.dtype:
+                zip(keras.tree.flatten(y), keras.tree.flatten(dy))):
+            if dtype_name(d_leaf) != dtype_name(leaf):
                 raise ValueError(
-                    f"fn(t, y) returned dtype {d_leaf.dtype.name} for state "
-                    f"leaf {index} of dtype {leaf.dtype.name}; they must "
-                    f"match (cast in fn, or pass y0 in {d_leaf.dtype.name}).")
-            if not d_leaf.shape.is_compatible_with(leaf.shape):
+                    f"fn(t, y) returned dtype {dtype_name(d_leaf)} for state "
+                    f"leaf {index} of dtype {dtype_name(leaf)}; they must "
+                    f"match (cast in fn, or pass y0 in {dtype_name(d_leaf)}).")
+            if not _compatible(_shape(d_leaf), _shape(leaf)):
                 raise ValueError(
-                    f"fn(t, y) returned shape {d_leaf.shape} for state leaf "
-                    f"{index} of shape {leaf.shape}; they must match.")
-        return tf.nest.pack_sequence_as(y, tf.nest.flatten(dy))
+                    f"fn(t, y) returned shape {_shape(d_leaf)} for state leaf "
+                    f"{index} of shape {_shape(leaf)}; they must match.")
+        return keras.tree.pack_sequence_as(y, keras.tree.flatten(dy))
 
     return checked_fn
 
 
 def as_time(value, dtype):
     """``value`` as a scalar tensor of ``dtype``, without a float32 detour."""
-    if isinstance(value, (tf.Tensor, tf.Variable)):
-        return tf.cast(value, dtype)
-    return tf.constant(value, dtype)
+    if isinstance(value, keras.Variable):
+        value = value.value
+    if isinstance(value, (int, float, np.number, np.ndarray)):
+        return keras.ops.convert_to_tensor(np.asarray(value, np.float64), dtype)
+    return keras.ops.cast(value, dtype)
 
 
 def as_times(times, dtype):
     """1-D tensor of output times in ``dtype`` (no float32 detour)."""
-    if isinstance(times, (tf.Tensor, tf.Variable)):
-        times = tf.cast(times, dtype)
+    if isinstance(times, (list, tuple, np.ndarray)):
+        times = keras.ops.convert_to_tensor(np.asarray(times, dtype=np.float64), dtype)
     else:
-        times = tf.constant(np.asarray(times, dtype=np.float64), dtype)
-    if times.shape.rank != 1 or times.shape[0] == 0:
+        times = as_time(times, dtype)
+    if len(times.shape) != 1 or times.shape[0] == 0:
         raise ValueError(
-            f"times must be a non-empty 1-D sequence, got shape {times.shape}.")
+            f"times must be a non-empty 1-D sequence, got shape {_shape(times)}.")
     return times
 
 
@@ -121,8 +143,7 @@ def fixed_step_count(t0, t1, steps, step_size, method):
 
 
 def static_times(times, t0, t1):
-    values = tf.get_static_value(times) if isinstance(
-        times, (tf.Tensor, tf.Variable)) else times
+    values = dispatch.static_value(times)
     if values is None:
         raise ValueError(
             "times must be known at trace time for fixed-step methods "

@@ -2,10 +2,18 @@
 
 The grid is t_k = t0 + k h, h = (t1 - t0) / steps, k = 0..steps. The loop
 is written once, either unrolled in Python (small step counts: no loop
-overhead, XLA fuses across steps) or as a ``tf.while_loop`` with
-``maximum_iterations`` (large step counts: the graph stays small). Both
-compile under ``jit_compile=True`` and run in eager mode, in a
-``tf.function`` and in ``tf.distribute`` replica contexts.
+overhead, XLA fuses across steps) or as a loop with a static trip count
+(large step counts: the graph stays small), which
+:func:`~contractive_keras.solvers.dispatch.loop` makes a
+``tf.while_loop`` with ``maximum_iterations`` on TensorFlow (eager,
+``tf.function``, ``jit_compile=True``, ``tf.distribute`` replicas) and a
+``keras.ops.fori_loop`` on JAX (``lax.scan``: jit-compiled and
+reverse-differentiable) and PyTorch (a Python loop that autograd records).
+
+The step index handed to ``fn(t, y, step)`` is an int32 scalar tensor on
+TensorFlow and inside JAX's loop, and a Python int in an unrolled loop
+on JAX and PyTorch and in PyTorch's loop: ``keras.ops.take(K, step)``
+and ``K[step]`` accept both.
 
 How gradients are taken through the loop is decided by
 :mod:`contractive_keras.solvers.gradients`, which calls :func:`take_steps`.
@@ -13,9 +21,10 @@ How gradients are taken through the loop is decided by
 
 import math
 
-import tensorflow as tf
-from tensorflow.python.eager import record  # pylint: disable=g-direct-tensorflow-import
-from tensorflow.python.ops import control_flow_util  # pylint: disable=g-direct-tensorflow-import
+import keras
+
+from contractive_keras import backend
+from contractive_keras.solvers import dispatch
 
 # unroll="auto": the largest step count that is unrolled, by context
 # (compiled with XLA or not, gradient tape recording or not). Measured with
@@ -23,15 +32,18 @@ from tensorflow.python.ops import control_flow_util  # pylint: disable=g-direct-
 # under XLA with a gradient, unrolling 16 steps was 1.6x slower than the
 # while loop; without a gradient it was faster up to 32 steps; in plain
 # graphs unrolling was as fast or faster up to 32 steps with a gradient.
+# JAX always compiles (its context is "xla", a gradient always possible);
+# on PyTorch both loops are Python loops.
 UNROLL_THRESHOLDS = {
     ("xla", True): 8,
     ("xla", False): 32,
     ("graph", True): 32,
     ("graph", False): 16,
 }
-# Steps per while-loop iteration when no gradient tape is recording: the
-# loop's own per-iteration cost is amortized (1.9x faster for 100 RK4 steps
-# under XLA); with a tape one step per iteration gave the faster gradient.
+# Steps per while-loop iteration when no gradient tape is recording
+# (TensorFlow): the loop's own per-iteration cost is amortized (1.9x
+# faster for 100 RK4 steps under XLA); with a tape one step per iteration
+# gave the faster gradient.
 LOOP_BLOCK = 4
 
 
@@ -44,17 +56,22 @@ def bind_step_index(fn, with_step_index, step_index):
 
 def in_xla_context():
     """Whether the code being traced will be compiled by XLA."""
-    return control_flow_util.GraphOrParentsInXlaContext(
-        tf.compat.v1.get_default_graph())
+    return dispatch.in_xla_context()
 
 
 def use_unrolled_loop(unroll, count):
     """Whether ``count`` steps are unrolled in Python for this ``unroll``."""
     if unroll == "auto":
         context = "xla" if in_xla_context() else "graph"
-        return count <= UNROLL_THRESHOLDS[(context,
-                                           record.could_possibly_record())]
+        return count <= UNROLL_THRESHOLDS[(context, dispatch.could_record())]
     return bool(unroll)
+
+
+def unrolled_index(k):
+    """The step index of an unrolled step: an int32 tensor on TensorFlow, else k."""
+    if backend.is_tensorflow():
+        return keras.ops.convert_to_tensor(k, "int32")
+    return k
 
 
 def take_steps(scheme, fn, y, t0, h, start, count, *, unroll="auto",
@@ -64,7 +81,8 @@ def take_steps(scheme, fn, y, t0, h, start, count, *, unroll="auto",
     Args:
         scheme: an :class:`~contractive_keras.solvers.runge_kutta.ExplicitRungeKutta`.
         fn: vector field ``fn(t, y)`` or, with ``with_step_index``,
-            ``fn(t, y, step)`` with ``step`` an int32 scalar tensor.
+            ``fn(t, y, step)`` with ``step`` an int32 scalar tensor or a
+            Python int (see the module docstring).
         y: nested structure of tensors, the state at node ``start``
             (at node ``start + count`` when ``reverse``).
         t0: scalar tensor, the time of node 0.
@@ -83,43 +101,30 @@ def take_steps(scheme, fn, y, t0, h, start, count, *, unroll="auto",
     """
     if count == 0:
         return y
+    dtype = keras.backend.standardize_dtype(t0.dtype)
 
     def one_step(k, y):
-        step_index = tf.cast(k, tf.int32)
-        stage_fn = bind_step_index(fn, with_step_index, step_index)
+        stage_fn = bind_step_index(fn, with_step_index, k)
+        node = k if isinstance(k, int) else keras.ops.cast(k, dtype)
         if reverse:
-            t = t0 + tf.cast(k + 1, t0.dtype) * h
-            return scheme.step(stage_fn, t, y, -h)
-        t = t0 + tf.cast(k, t0.dtype) * h
-        return scheme.step(stage_fn, t, y, h)
+            return scheme.step(stage_fn, t0 + (node + 1) * h, y, -h)
+        return scheme.step(stage_fn, t0 + node * h, y, h)
 
     order = range(start, start + count)
     if reverse:
         order = reversed(order)
     if use_unrolled_loop(unroll, count):
         for k in order:
-            y = one_step(tf.constant(k, tf.int32), y)
+            y = one_step(unrolled_index(k), y)
         return y
 
     # Several steps per iteration amortize the loop's own cost (measured
     # in benchmarks/solvers.py); when a tape may record, one step per
     # iteration keeps the gradient's accumulators simplest (and fastest).
-    block = 1 if record.could_possibly_record() else LOOP_BLOCK
-    blocks, remainder = divmod(count, block)
+    block = 1 if dispatch.could_record() else LOOP_BLOCK
     direction = -1 if reverse else 1
     first = start + count - 1 if reverse else start
-
-    def body(k, y):
-        for j in range(block):
-            y = one_step(k + direction * j, y)
-        return k + direction * block, y
-
-    k, y = tf.while_loop(
-        lambda k, y: True, body, (tf.constant(first, tf.int32), y),
-        maximum_iterations=blocks)
-    for j in range(remainder):
-        y = one_step(k + direction * j, y)
-    return y
+    return dispatch.loop(one_step, first, direction, count, y, block=block)
 
 
 def output_plan(times, t0, t1, steps):

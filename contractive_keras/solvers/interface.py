@@ -10,14 +10,21 @@ instance) is this package's Dormand-Prince pair
 gradient); "tfp_dopri5" (tfp's ``DormandPrince``), "bdf" (tfp's ``BDF``)
 and any ``tfp.math.ode.Solver`` instance go through tfp
 (:mod:`~contractive_keras.solvers.adaptive`; not XLA-compilable).
+
+Backends: the fixed-step methods with gradient "backprop" or "checkpoint"
+and "dopri5" with "backprop" run on TensorFlow, JAX and PyTorch (on JAX
+and PyTorch "dopri5" runs :mod:`~contractive_keras.solvers.embedded_loop`).
+The tfp solvers and gradient="adjoint" are TensorFlow code: elsewhere they
+refuse in one line naming the alternative. TensorFlow and tfp are imported
+only when those are used.
 """
 
+import sys
 import typing
 
-import tensorflow as tf
+import keras
 
-from contractive_keras.solvers import adaptive
-from contractive_keras.solvers import adaptive_loop
+from contractive_keras import backend
 from contractive_keras.solvers import arguments
 from contractive_keras.solvers import fixed_step
 from contractive_keras.solvers.dopri5 import Dopri5
@@ -33,6 +40,9 @@ FIXED_STEP_METHODS = {"euler": Euler, "midpoint": Midpoint, "rk4": RK4}
 # compiles it, and its gradient); tfp's solvers have explicit names.
 OWN_ADAPTIVE_METHODS = {"dopri5": Dopri5}
 TFP_METHODS = ("bdf", "tfp_dopri5")
+# What to use instead of tfp's solvers off TensorFlow.
+TFP_ALTERNATIVE = ("method='dopri5' (this package's Dormand-Prince) or a fixed-step "
+                   "method ('euler', 'midpoint', 'rk4')")
 ADAPTIVE_METHODS = tuple(OWN_ADAPTIVE_METHODS) + TFP_METHODS
 KNOWN_METHODS = tuple(FIXED_STEP_METHODS) + ADAPTIVE_METHODS
 
@@ -61,9 +71,24 @@ class Solution(typing.NamedTuple):
     @property
     def y1(self):
         """The state at the last output time."""
-        if self.ts.shape.rank == 0:
+        if len(self.ts.shape) == 0:
             return self.ys
-        return tf.nest.map_structure(lambda leaf: leaf[-1], self.ys)
+        return keras.tree.map_structure(lambda leaf: leaf[-1], self.ys)
+
+
+def is_tfp_solver(solver):
+    """Whether ``solver`` is a ``tfp.math.ode.Solver`` (False where tfp is not loaded)."""
+    if sys.modules.get("tensorflow_probability") is None:
+        return False
+    from contractive_keras.solvers import adaptive  # pylint: disable=import-outside-toplevel
+    return adaptive.is_tfp_solver(solver)
+
+
+def tfp_adapters(what):
+    """The tfp adapter module, after refusing (one line) off TensorFlow."""
+    backend.require_tensorflow(what, TFP_ALTERNATIVE)
+    from contractive_keras.solvers import adaptive  # pylint: disable=import-outside-toplevel
+    return adaptive
 
 
 def get(method):
@@ -97,12 +122,13 @@ def get(method):
         if key in OWN_ADAPTIVE_METHODS:
             return OWN_ADAPTIVE_METHODS[key]()
         if key in TFP_METHODS:
-            return adaptive.make_tfp_solver(key, rtol=1e-6, atol=1e-6)
+            return tfp_adapters(f"the {key!r} solver (tfp)").make_tfp_solver(
+                key, rtol=1e-6, atol=1e-6)
         raise ValueError(
             f"Unknown solver {method!r}; known solvers are "
             f"{', '.join(KNOWN_METHODS)}, or pass a tfp.math.ode.Solver "
             f"instance.")
-    if adaptive.is_tfp_solver(method):
+    if is_tfp_solver(method):
         return method
     raise ValueError(
         f"solver must be a name ({', '.join(KNOWN_METHODS)}), an "
@@ -118,8 +144,8 @@ def solve(fn, y0, t1, *, t0=0.0, method="rk4", steps=None, step_size=None,
     Args:
         fn: the vector field, ``fn(t, y)`` returning a structure like ``y``
             (same shapes and dtypes); with ``with_step_index``,
-            ``fn(t, y, step)``. It may read ``tf.Variable``s (Keras
-            variables), which receive gradients.
+            ``fn(t, y, step)``. It may read Keras variables (and, on
+            TensorFlow, ``tf.Variable``s), which receive gradients.
         y0: initial state, a tensor or a nested structure of tensors of one
             floating dtype (float32 or float64). Time has the same dtype.
         t1: final time, > t0.
@@ -146,7 +172,10 @@ def solve(fn, y0, t1, *, t0=0.0, method="rk4", steps=None, step_size=None,
             under XLA), tfp's solvers differentiate through their loop (not
             under XLA); "adjoint" is tfp's own adjoint for tfp solvers and
             the continuous adjoint for ``Dopri5``; "checkpoint" is
-            fixed-step only.
+            fixed-step only. Off TensorFlow: "backprop" and "checkpoint"
+            (fixed step), "backprop" ("dopri5"; see
+            :mod:`~contractive_keras.solvers.embedded_loop`); "adjoint"
+            refuses.
         times: optional non-decreasing output times in [t0, t1]. Fixed-step
             methods integrate on the same uniform grid and reach an output
             time between grid nodes by one partial step of the same scheme
@@ -155,12 +184,15 @@ def solve(fn, y0, t1, *, t0=0.0, method="rk4", steps=None, step_size=None,
             that crosses an output time to land on it; tfp solvers
             interpolate.
         with_step_index: fixed-step methods only: call ``fn(t, y, step)``
-            with ``step`` the int32 scalar index (0..steps-1) of the step the
-            stage belongs to, e.g. to use weights K[step] per step.
+            with ``step`` the index (0..steps-1) of the step the stage
+            belongs to, e.g. to use weights ``keras.ops.take(K, step)`` or
+            ``K[step]`` per step: an int32 scalar tensor, or on JAX and
+            PyTorch a Python int in unrolled steps.
         unroll: fixed-step methods: True (a Python loop, best for few steps),
-            False (``tf.while_loop``), or "auto": unrolled up to a step
-            count measured per context (``fixed_step.UNROLL_THRESHOLDS``:
-            8 under XLA with a gradient tape, 32 under XLA without, 32 in
+            False (``tf.while_loop``; ``keras.ops.fori_loop`` on JAX and
+            PyTorch), or "auto": unrolled up to a step count measured per
+            context (``fixed_step.UNROLL_THRESHOLDS``: 8 under XLA with a
+            gradient tape -- and on JAX --, 32 under XLA without, 32 in
             graphs with a tape, 16 otherwise).
 
     Returns:
@@ -171,6 +203,8 @@ def solve(fn, y0, t1, *, t0=0.0, method="rk4", steps=None, step_size=None,
             ``atol``, ``t1 <= t0``, an unknown method or gradient, options
             that do not apply to the method, or a vector field whose output
             does not match the state in structure, shape or dtype.
+        NotImplementedError: off TensorFlow, for tfp's solvers and
+            gradient="adjoint" (one line naming the alternative).
 
     Example:
 
@@ -187,7 +221,9 @@ def solve(fn, y0, t1, *, t0=0.0, method="rk4", steps=None, step_size=None,
                                          and unroll == "auto")):
         raise ValueError(
             f"unroll must be True, False or 'auto', got {unroll!r}.")
-    y0 = tf.nest.map_structure(tf.convert_to_tensor, y0)
+    if gradient_method.name == "adjoint":
+        gradient_method.require_backend()
+    y0 = keras.tree.map_structure(keras.ops.convert_to_tensor, y0)
     dtype = arguments.state_dtype(y0)
     start = arguments.static_float(t0, "t0")
     end = arguments.static_float(t1, "t1")
@@ -213,6 +249,7 @@ def solve(fn, y0, t1, *, t0=0.0, method="rk4", steps=None, step_size=None,
         return _solve_embedded(solver, checked_fn, y0, t0, t1, dtype,
                                rtol=rtol, atol=atol,
                                gradient=gradient_method, times=times)
+    adaptive = tfp_adapters("a tfp solver")
     if isinstance(method, str):
         solver = adaptive.make_tfp_solver(method.lower(), rtol, atol)
     ys, ts, stats = adaptive.solve_adaptive(
@@ -222,7 +259,7 @@ def solve(fn, y0, t1, *, t0=0.0, method="rk4", steps=None, step_size=None,
 
 
 def _stack_outputs(outputs):
-    return tf.nest.map_structure(lambda *leaves: tf.stack(leaves), *outputs)
+    return keras.tree.map_structure(lambda *leaves: keras.ops.stack(leaves), *outputs)
 
 
 def _solve_fixed_step(solver, fn, y0, t0, t1, dtype, *, steps, step_size,
@@ -251,9 +288,9 @@ def _solve_fixed_step(solver, fn, y0, t0, t1, dtype, *, steps, step_size,
             continue
         partial_steps += 1
         stage_fn = fixed_step.bind_step_index(
-            fn, with_step_index, tf.constant(node, tf.int32))
+            fn, with_step_index, fixed_step.unrolled_index(node))
         outputs.append(solver.step(stage_fn, t0_tensor + node * h, y,
-                                   tf.constant(offset, dtype)))
+                                   arguments.as_time(offset, dtype)))
 
     backward = gradient.backward_evaluations(stages, node)
     backward["vjp"] += stages * partial_steps
@@ -265,12 +302,13 @@ def _solve_fixed_step(solver, fn, y0, t0, t1, dtype, *, steps, step_size,
         "num_fn_evals_backward": backward["fn"],
         "num_vjp_evals_backward": backward["vjp"],
     }
-    stats = {key: tf.constant(value, tf.int32) for key, value in stats.items()}
+    stats = {key: keras.ops.convert_to_tensor(value, "int32")
+             for key, value in stats.items()}
     if times is None:
         return Solution(ys=outputs[0], ts=arguments.as_time(t1, dtype),
                         stats=stats)
     return Solution(ys=_stack_outputs(outputs),
-                    ts=tf.constant(output_times, dtype), stats=stats)
+                    ts=arguments.as_times(output_times, dtype), stats=stats)
 
 
 def _solve_embedded(solver, fn, y0, t0, t1, dtype, *, rtol, atol, gradient,
@@ -285,8 +323,15 @@ def _solve_embedded(solver, fn, y0, t0, t1, dtype, *, rtol, atol, gradient,
             raise ValueError(
                 f"times must have a static length for {solver!r}, got shape "
                 f"{ts.shape}.")
-        output_times = tf.unstack(ts)
-    states, stats = adaptive_loop.solve_embedded(
+        output_times = keras.ops.unstack(ts)
+    # The adaptive loop of each backend (see solvers.dispatch for the rest).
+    if backend.is_tensorflow():
+        from contractive_keras.solvers import adaptive_loop as loop  # pylint: disable=import-outside-toplevel
+    elif backend.name() == "jax":
+        from contractive_keras.solvers import embedded_jax as loop  # pylint: disable=import-outside-toplevel
+    else:
+        from contractive_keras.solvers import embedded_loop as loop  # pylint: disable=import-outside-toplevel
+    states, stats = loop.solve_embedded(
         solver, fn, y0, arguments.as_time(t0, dtype), output_times,
         rtol=rtol, atol=atol, gradient=gradient)
     ys = states[0] if times is None else _stack_outputs(states)

@@ -11,13 +11,14 @@ For a tableau (a, b, c) with s stages, one step of size h from (t, y) is
     k_i = f(t + c_i h, y + h sum_{j<i} a_ij k_j),   i = 1..s
     y_next = y + h sum_i b_i k_i
 
-States may be any nested structure of tensors (``tf.nest``); every leaf
-moves with the same scalar time and step size.
+States may be any nested structure of tensors (``keras.tree``); every
+leaf moves with the same scalar time and step size.  Written with
+``keras.ops``: the schemes run on every Keras backend.
 """
 
 import dataclasses
 
-import tensorflow as tf
+import keras
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,15 +89,18 @@ def _weighted_sum(y, scale, coefficients, ks):
         for coefficient, members in groups.items():
             parts = k_leaves[start:start + len(members)]
             start += len(members)
-            summed = parts[0] if len(parts) == 1 else tf.add_n(list(parts))
+            summed = parts[0]
+            for part in parts[1:]:
+                summed = summed + part
             factor = scale * coefficient
-            if isinstance(factor, tf.Tensor) and factor.dtype != total.dtype:
-                factor = tf.cast(factor, total.dtype)
+            if hasattr(factor, "dtype") and (keras.backend.standardize_dtype(factor.dtype)
+                                             != keras.backend.standardize_dtype(total.dtype)):
+                factor = keras.ops.cast(factor, total.dtype)
             total = total + factor * summed
         return total
 
     ordered = [k for members in groups.values() for k in members]
-    return tf.nest.map_structure(leaf, y, *ordered)
+    return keras.tree.map_structure(leaf, y, *ordered)
 
 
 class ExplicitRungeKutta:
@@ -177,6 +181,6 @@ class EmbeddedRungeKutta(ExplicitRungeKutta):
             y_stage = _weighted_sum(y, h, tableau.a[i - 1], ks)
             ks.append(fn(t + tableau.c[i] * h, y_stage))
         # FSAL: the last stage's state is the new state, its slope f_next.
-        zeros = tf.nest.map_structure(tf.zeros_like, y)
+        zeros = keras.tree.map_structure(keras.ops.zeros_like, y)
         error = _weighted_sum(zeros, h, tableau.b_error, ks)
         return y_stage, ks[-1], error

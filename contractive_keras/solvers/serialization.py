@@ -35,9 +35,9 @@ Example:
 """
 
 import numpy as np
-import tensorflow as tf
 
-from contractive_keras.solvers import adaptive
+from contractive_keras.solvers import dispatch
+from contractive_keras.solvers import interface
 from contractive_keras.solvers.dopri5 import Dopri5
 from contractive_keras.solvers.euler import Euler
 from contractive_keras.solvers.interface import FIXED_STEP_METHODS
@@ -74,7 +74,9 @@ SUPPORTED = (
 
 def _tfp_class_name(solver):
     """"DormandPrince" / "BDF" for exact instances of those classes, else None."""
-    ode = adaptive.tfp_ode()
+    if not interface.is_tfp_solver(solver):
+        return None
+    ode = interface.tfp_adapters("a tfp solver").tfp_ode()
     for name in _TFP_ARGUMENTS:
         if type(solver) is getattr(ode, name):  # pylint: disable=unidiomatic-typecheck
             return name
@@ -87,7 +89,7 @@ def _plain(value, solver, key):
         return value
     if isinstance(value, (tuple, list)):
         return [_plain(v, solver, key) for v in value]
-    static = tf.get_static_value(value) if tf.is_tensor(value) else value
+    static = dispatch.static_value(value)
     if static is None:
         raise ValueError(
             f"cannot serialize {type(solver).__name__}: its {key} is not known "
@@ -167,7 +169,8 @@ def deserialize(config):
     if name in _TFP_ARGUMENTS:
         if "bdf_coefficients" in arguments:
             arguments["bdf_coefficients"] = tuple(arguments["bdf_coefficients"])
-        return getattr(adaptive.tfp_ode(), name)(**arguments)
+        ode = interface.tfp_adapters(f"the {name} solver (tfp)").tfp_ode()
+        return getattr(ode, name)(**arguments)
     raise ValueError(
         f"unknown solver class {name!r}; serializable classes: "
         f"{', '.join(SERIALIZABLE_CLASSES)}.")
@@ -213,7 +216,7 @@ def layer_solver(solver, allow_custom_schemes=False):
                 f"solver={solver!r}: this layer certifies the named fixed-step "
                 f"schemes only; allowed: {SUPPORTED}.")
     else:
-        if not adaptive.is_tfp_solver(solver):
+        if not interface.is_tfp_solver(solver):
             raise ValueError(
                 f"solver={solver!r} of type {type(solver).__name__} is not a "
                 f"solver; allowed: {SUPPORTED}, or any other "

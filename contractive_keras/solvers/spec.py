@@ -19,8 +19,9 @@ True
 
 import math
 
-import tensorflow as tf
-
+from contractive_keras import backend
+from contractive_keras.solvers import interface
+from contractive_keras.solvers.gradients import ALTERNATIVE
 from contractive_keras.solvers.gradients import get_gradient
 from contractive_keras.solvers.interface import odeint
 from contractive_keras.solvers.serialization import layer_solver
@@ -57,6 +58,8 @@ class SolverSpec:
         t1: final time T (then h = T / N).
         gradient: "backprop", "checkpoint" or "adjoint" (or an instance of
             ``solvers.Backprop``, ``Checkpoint``, ``Adjoint``).
+            Off TensorFlow, "adjoint" and tfp's solvers refuse here, in one
+            line naming the alternative.
         rtol, atol: tolerances of the adaptive solvers (> 0).
         allow_custom_schemes: accept explicit Runge-Kutta schemes other than
             the named ones (not serializable).
@@ -88,7 +91,12 @@ class SolverSpec:
         self.steps = steps
         self._step_size = None if step_size is None else _positive_float(step_size, "step_size")
         self._t1 = None if t1 is None else _positive_float(t1, "t1")
-        get_gradient(gradient)
+        if get_gradient(gradient).name == "adjoint":
+            backend.require_tensorflow("gradient='adjoint'", ALTERNATIVE)
+        if (self.method in interface.TFP_METHODS
+                or interface.is_tfp_solver(self.method)):
+            backend.require_tensorflow(f"the solver {self.method!r} (tfp)",
+                                       interface.TFP_ALTERNATIVE)
         self.gradient = gradient
         self.rtol = _positive_float(rtol, "rtol")
         self.atol = _positive_float(atol, "atol")
@@ -163,11 +171,8 @@ class SolverSpec:
             if with_step_index:
                 field = fn
                 fn = lambda t, y: field(t, y, 0)  # noqa: E731  (shared weights)
-        dtype = tf.convert_to_tensor(tf.nest.flatten(y0)[0]).dtype
-        t1 = tf.constant(self.t1, dtype)
-        if times is not None:
-            times = tf.constant(times, dtype)
-        return odeint(fn, y0, t1, times=times, **kwargs)
+        # Python numbers: solve makes them tensors of the state's dtype.
+        return odeint(fn, y0, self.t1, times=times, **kwargs)
 
     def get_config(self):
         """``{"class_name": "SolverSpec", "config": {...}}`` of plain values."""

@@ -3,10 +3,12 @@
 ``Solution.stats`` (see :func:`~contractive_keras.solvers.solve`) is a dict
 of int32 scalar tensors; :func:`write_summaries` writes each as a scalar
 summary, so that the number of function evaluations and accepted/rejected
-steps appear in TensorBoard next to the losses.
+steps appear in TensorBoard next to the losses.  TensorFlow only (``tf.summary``); on another backend
+it refuses in one line: log ``Solution.stats`` with the backend's own
+tools.
 """
 
-import tensorflow as tf
+from contractive_keras import backend
 
 
 def write_summaries(stats, step, prefix="solver"):
@@ -32,6 +34,10 @@ def write_summaries(stats, step, prefix="solver"):
     >>> bool(write_summaries(solution.stats, step=0))  # no writer set
     False
     """
+    backend.require_tensorflow(
+        "solvers.write_summaries (tf.summary)",
+        "the numbers in Solution.stats with this backend's own logging")
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     written = [tf.summary.scalar(f"{prefix}/{key}", stats[key], step=step)
                for key in sorted(stats)]
     return tf.reduce_all(tf.stack(written))

@@ -15,17 +15,37 @@ with q = order of the propagated solution, min_factor replaced by 1 after
 an accepted step (never shrink after success). The first step follows the
 algorithm of section II.4 ("Starting step size"), at the cost of one
 evaluation of the vector field.
+
+Written with ``keras.ops``: the same controller drives the TensorFlow loop
+(:mod:`~contractive_keras.solvers.adaptive_loop`) and the JAX / PyTorch
+one (:mod:`~contractive_keras.solvers.embedded_loop`).  Constants become
+tensors of the time's dtype directly (no float32 detour).
 """
 
-import tensorflow as tf
+import keras
+import numpy as np
+
+ops = keras.ops
+
+
+def _const(value, dtype):
+    """``value`` as a tensor of ``dtype``, from its float64 value."""
+    return ops.convert_to_tensor(np.asarray(value, np.float64), dtype)
+
+
+def _dtype(value):
+    return keras.backend.standardize_dtype(value.dtype)
 
 
 def rms_norm(structure):
     """Root mean square over every element of a nested structure."""
-    leaves = tf.nest.flatten(structure)
-    total = tf.add_n([tf.reduce_sum(tf.square(leaf)) for leaf in leaves])
-    count = tf.add_n([tf.cast(tf.size(leaf), total.dtype) for leaf in leaves])
-    return tf.sqrt(total / count)
+    leaves = keras.tree.flatten(structure)
+    total = ops.sum(ops.square(leaves[0]))
+    count = ops.cast(ops.size(leaves[0]), _dtype(total))
+    for leaf in leaves[1:]:
+        total = total + ops.sum(ops.square(leaf))
+        count = count + ops.cast(ops.size(leaf), _dtype(total))
+    return ops.sqrt(total / count)
 
 
 class IController:
@@ -54,45 +74,48 @@ class IController:
         self.max_factor = max_factor
 
     def _scale(self, y0, y1):
-        return tf.nest.map_structure(
-            lambda a, b: self.atol + self.rtol * tf.maximum(tf.abs(a),
-                                                            tf.abs(b)),
-            y0, y1)
+        def leaf(a, b):
+            dtype = _dtype(a)
+            return _const(self.atol, dtype) + _const(self.rtol, dtype) * ops.maximum(
+                ops.abs(a), ops.abs(b))
+        return keras.tree.map_structure(leaf, y0, y1)
 
     def error_ratio(self, y0, y1, error):
         """The RMS error relative to the tolerance (accept when <= 1)."""
         scale = self._scale(y0, y1)
-        return rms_norm(tf.nest.map_structure(tf.divide, error, scale))
+        return rms_norm(keras.tree.map_structure(lambda e, s: e / s, error, scale))
 
     def next_step_size(self, h, ratio, accepted):
         """The step after a step of size ``h`` with error ``ratio``."""
-        h = tf.convert_to_tensor(h)
-        ratio = tf.cast(ratio, h.dtype)
-        lower = tf.where(accepted, tf.ones_like(h),
-                         tf.cast(self.min_factor, h.dtype))
-        optimal = self.safety * tf.math.divide_no_nan(
-            tf.ones_like(ratio), ratio ** (1.0 / self.order))
-        factor = tf.where(ratio > 0, optimal, self.max_factor)
-        return h * tf.clip_by_value(factor, lower, self.max_factor)
+        h = ops.convert_to_tensor(h)
+        dtype = _dtype(h)
+        ratio = ops.cast(ratio, dtype)
+        lower = ops.where(accepted, ops.ones_like(h), _const(self.min_factor, dtype))
+        optimal = _const(self.safety, dtype) * ops.divide_no_nan(
+            ops.ones_like(ratio), ratio ** (1.0 / self.order))
+        largest = _const(self.max_factor, dtype)
+        factor = ops.where(ratio > 0, optimal, largest)
+        return h * ops.minimum(ops.maximum(factor, lower), largest)
 
     def initial_step_size(self, fn, t0, y0, f0):
         """Hairer's starting step; evaluates ``fn`` once more."""
-        dtype = t0.dtype
+        dtype = _dtype(t0)
         scale = self._scale(y0, y0)
-        d0 = tf.cast(rms_norm(tf.nest.map_structure(tf.divide, y0, scale)),
-                     dtype)
-        d1 = tf.cast(rms_norm(tf.nest.map_structure(tf.divide, f0, scale)),
-                     dtype)
-        tiny = tf.constant(1e-5, dtype)
-        h0 = tf.where((d0 < tiny) | (d1 < tiny), tf.constant(1e-6, dtype),
-                      0.01 * d0 / tf.maximum(d1, tiny))
-        y1 = tf.nest.map_structure(lambda y, f: y + tf.cast(h0, y.dtype) * f,
-                                   y0, f0)
+        d0 = ops.cast(rms_norm(keras.tree.map_structure(lambda y, s: y / s, y0, scale)),
+                      dtype)
+        d1 = ops.cast(rms_norm(keras.tree.map_structure(lambda f, s: f / s, f0, scale)),
+                      dtype)
+        tiny = _const(1e-5, dtype)
+        h0 = ops.where(ops.logical_or(d0 < tiny, d1 < tiny), _const(1e-6, dtype),
+                       _const(0.01, dtype) * d0 / ops.maximum(d1, tiny))
+        y1 = keras.tree.map_structure(lambda y, f: y + ops.cast(h0, _dtype(y)) * f,
+                                      y0, f0)
         f1 = fn(t0 + h0, y1)
-        d2 = tf.cast(rms_norm(tf.nest.map_structure(
+        d2 = ops.cast(rms_norm(keras.tree.map_structure(
             lambda a, b, s: (a - b) / s, f1, f0, scale)), dtype) / h0
-        largest = tf.maximum(d1, d2)
-        h1 = tf.where(
-            largest <= 1e-15, tf.maximum(tf.constant(1e-6, dtype), h0 * 1e-3),
-            (0.01 / tf.maximum(largest, 1e-15)) ** (1.0 / self.order))
-        return tf.minimum(100.0 * h0, h1)
+        largest = ops.maximum(d1, d2)
+        floor = _const(1e-15, dtype)
+        h1 = ops.where(
+            largest <= floor, ops.maximum(_const(1e-6, dtype), h0 * _const(1e-3, dtype)),
+            (_const(0.01, dtype) / ops.maximum(largest, floor)) ** (1.0 / self.order))
+        return ops.minimum(_const(100.0, dtype) * h0, h1)
