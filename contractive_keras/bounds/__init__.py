@@ -1,4 +1,4 @@
-"""Guarantees as pure mathematics on arrays (NumPy / TensorFlow): no layer here.
+"""Guarantees as pure mathematics on arrays (NumPy, and keras.ops on any backend): no layer here.
 
 The tier below the layers (shared/DESIGN.md, "Layout and public API"):
 
@@ -13,7 +13,8 @@ The tier below the layers (shared/DESIGN.md, "Layout and public API"):
 * ``min_perturbation``: the smallest Frobenius Delta with
   delta(A + Delta) = delta_bar (``two_level`` method, ``weighted_ball``
   projection); ``delta_bar_set``: the certified sets the training-time
-  projection uses (TensorFlow);
+  projection uses (keras.ops, any backend); ``backend_ops``: the one
+  dispatch of the few operations that differ per Keras backend;
 * ``step_bound``: one engine for the Lipschitz bound of one explicit
   Runge-Kutta step of any field whose Jacobian is A0 + U diag(s) V^T, s in a
   box (``jacobian_structure``), for both families;

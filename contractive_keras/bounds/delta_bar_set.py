@@ -1,4 +1,4 @@
-"""The certified delta_bar sets and the projection onto them (TensorFlow, float64, graph mode).
+"""The certified delta_bar sets and the projection onto them (any backend, in the graph).
 
 The math behind ``constraints.DeltaBarProjection``.  For a fixed positive
 diagonal T the certified sets of ``bounds.relaxation`` are weighted
@@ -31,12 +31,39 @@ Before any of that, a certified test without an eigendecomposition
 squarings of a d x d matrix, tight to a factor d^(2^-k) (1.016 in ||Y||_2
 for d = 64, k = 7).  When it proves ||Y||_2 <= 1 the kernel is kept as it
 is and nothing else runs; otherwise the projection above runs.
+
+Backends: written with ``keras.ops`` (``ops.while_loop`` / ``ops.cond``), it
+runs in float64 on TensorFlow (graph, XLA), PyTorch and JAX with x64.  On
+JAX without x64 it runs in float32: every "certified" test and every aim
+inside the ball then uses ``tolerance(float32, d)``, four times the
+``backend_ops.eig_slack`` of a d x d Gram matrix (forming Y and Y^T Y and the
+symmetric eigensolver each err by less than that, relative to ||Y||^2), in
+place of float64's 1e-12, and the trace-power bound its float32 rounding
+allowance (``trace_power_rounding``); the projected kernel stays inside
+the certified set, deeper by about that tolerance.
 """
 
+import keras
 import numpy as np
-import tensorflow as tf
 
-_F64 = tf.float64
+from contractive_keras.bounds import backend_ops
+
+ops = keras.ops
+
+
+def _tiny(dtype):
+    return 1e-300 if backend_ops.dtype_name(dtype) == "float64" else 1e-30
+
+
+def tolerance(dtype, d):
+    """Relative slack of the ball tests in ``dtype`` (float64: 1e-12, see the module docstring)."""
+    if backend_ops.dtype_name(dtype) == "float64":
+        return 1e-12
+    return 4.0 * backend_ops.eig_slack(dtype, d, d)
+
+
+def _norm(x):
+    return ops.sqrt(ops.sum(ops.square(x)))
 
 
 class Geometry:
@@ -56,53 +83,55 @@ class Geometry:
         """(L, W, B0, R) as float64 vectors for scaling t."""
         if self.h is None:
             R = self.delta_bar + self.alpha * t / (2 * self.r)
-            return tf.sqrt(self.r / (2 * t)), tf.math.rsqrt(tf.maximum(R, 1e-300)), -(self.c / self.r) * t, R
+            return (ops.sqrt(self.r / (2 * t)), ops.rsqrt(backend_ops.maximum(R, _tiny(R.dtype))),
+                    -(self.c / self.r) * t, R)
         h, a = self.h, self.alpha
         k = h * (1 + a)
         P = h * h * (1 + a * a) / 2 + h * (1 - a) / 4 * (t + k * k / t)
         N = k * (1 + h * (1 - a) / t)
         C0 = 1 + h * (1 - a) / t
         R = (1 + h * self.delta_bar) ** 2 - C0 + N * N / (4 * P)
-        return tf.sqrt(P), tf.math.rsqrt(tf.maximum(R, 1e-300)), -N / (2 * P), R
+        return ops.sqrt(P), ops.rsqrt(backend_ops.maximum(R, _tiny(R.dtype))), -N / (2 * P), R
 
     def relaxation(self, B, t):
         """The relaxation matrix S0 + w (P^T T P + Q^T T^-1 Q) and (P, Q)."""
-        d = B.shape[-1]
-        eye = tf.eye(d, dtype=_F64)
-        sym = 0.5 * (B + tf.transpose(B))
+        d = int(B.shape[-1])
+        eye = ops.eye(d, dtype=B.dtype)
+        sym = 0.5 * (B + ops.transpose(B))
         if self.h is None:
             S0, w, P, Q = self.c * sym, self.r / 2, eye, B
         else:
             h, a = self.h, self.alpha
             k = h * (1 + a)
-            S0 = eye + k * sym + h * h * (1 + a * a) / 2 * tf.matmul(B, B, transpose_a=True)
+            S0 = eye + k * sym + h * h * (1 + a * a) / 2 * backend_ops.matmul(ops.transpose(B), B)
             w, P, Q = h * (1 - a) / 4, B, 2 * eye + k * B
-        M = S0 + w * (tf.matmul(P, t[:, None] * P, transpose_a=True)
-                      + tf.matmul(Q, Q / t[:, None], transpose_a=True))
+        M = S0 + w * (backend_ops.matmul(ops.transpose(P), t[:, None] * P)
+                      + backend_ops.matmul(ops.transpose(Q), Q / t[:, None]))
         return M, w, P, Q
 
     def valid(self, t):
-        return tf.reduce_all(self.ball(t)[3] > 0) & tf.reduce_all(t > 0)
+        return ops.logical_and(ops.all(self.ball(t)[3] > 0), ops.all(t > 0))
 
     def initial_scaling(self, B):
         """A scalar t (as a vector) with R > 0, from a log grid around ||B||."""
-        d = B.shape[-1]
-        scale = tf.maximum(tf.norm(B) / np.sqrt(d), 1e-3) + abs(self.delta_bar)
-        grid = scale * tf.constant(np.logspace(-3, 4, 141), _F64)
+        d = int(B.shape[-1])
+        scale = backend_ops.maximum(_norm(B) / np.sqrt(d), 1e-3) + abs(self.delta_bar)
+        grid = scale * ops.convert_to_tensor(np.logspace(-3, 4, 141), B.dtype)
         R = self.ball(grid)[3]
         if self.h is None:
             # Smallest grid point with R > 0 and t >= ||B||-scale (the cheap bound's t).
             ok = (R > 0) & (grid >= scale)
         else:
-            ok = R >= tf.reduce_max(R) * 0.5
-        index = tf.argmax(tf.cast(ok, tf.int32))
-        return tf.fill([d], tf.gather(grid, index))   # gather: no compile-time constant for XLA
+            ok = R >= ops.max(R) * 0.5
+        index = ops.argmax(ops.cast(ok, "int32"))
+        # take: no compile-time constant for XLA
+        return ops.ones((d,), B.dtype) * ops.take(grid, index)
 
 
 def _top_weights(values, beta):
     z = beta * (values - values[-1])
-    p = tf.exp(z)
-    return p / tf.reduce_sum(p)
+    p = ops.exp(z)
+    return p / ops.sum(p)
 
 
 def scaling_bounds(geometry, A):
@@ -112,8 +141,8 @@ def scaling_bounds(geometry, A):
     coordinates well conditioned (a zero kernel with delta_bar = 0 would
     otherwise drive t to 0 and the ball to a point).
     """
-    d = A.shape[-1]
-    scale = tf.norm(A) / np.sqrt(d) + abs(geometry.delta_bar) + 1e-6
+    d = int(A.shape[-1])
+    scale = _norm(A) / np.sqrt(d) + abs(geometry.delta_bar) + 1e-6
     return scale * 1e-6, scale * 1e6
 
 
@@ -123,35 +152,48 @@ def optimize_scaling(geometry, B, t, iterations, bounds=None):
 
     def value_and_direction(t):
         M, w, P, Q = geometry.relaxation(B, t)
-        values, V = tf.linalg.eigh(M)
-        scale = tf.maximum(tf.reduce_max(tf.abs(values)), 1e-12)
+        values, V = ops.eigh(M)
+        scale = backend_ops.maximum(ops.max(ops.abs(values)), 1e-12)
         p = _top_weights(values, 1e3 / scale)
-        PV, QV = tf.matmul(P, V), tf.matmul(Q, V)
-        grad = w * (tf.linalg.matvec(PV ** 2, p) * t - tf.linalg.matvec(QV ** 2, p) / t)
+        PV, QV = backend_ops.matmul(P, V), backend_ops.matmul(Q, V)
+        grad = w * (backend_ops.matmul(PV ** 2, p) * t - backend_ops.matmul(QV ** 2, p) / t)
         return values[-1], grad
 
     value, grad = value_and_direction(t)
 
     def body(i, t, value, grad, step):
-        direction = grad / tf.maximum(tf.reduce_max(tf.abs(grad)), 1e-300)
-        trial = tf.clip_by_value(t * tf.exp(-step * direction), lo, hi)
+        direction = grad / backend_ops.maximum(ops.max(ops.abs(grad)), _tiny(grad.dtype))
+        trial = backend_ops.minimum(backend_ops.maximum(t * ops.exp(-step * direction), lo), hi)
         trial_value, trial_grad = value_and_direction(trial)
-        accept = (trial_value < value) & geometry.valid(trial)
-        t = tf.where(accept, trial, t)
-        value = tf.where(accept, trial_value, value)
-        grad = tf.where(accept, trial_grad, grad)
-        step = tf.where(accept, tf.minimum(step * 1.5, 2.0), step * 0.5)
+        accept = ops.logical_and(trial_value < value, geometry.valid(trial))
+        t = ops.where(accept, trial, t)
+        value = ops.where(accept, trial_value, value)
+        grad = ops.where(accept, trial_grad, grad)
+        step = ops.where(accept, backend_ops.minimum(step * 1.5, 2.0), step * 0.5)
         return i + 1, t, value, grad, step
 
-    _, t, _, _, _ = tf.while_loop(
+    _, t, _, _, _ = ops.while_loop(
         lambda i, *_: i < iterations, body,
-        (tf.constant(0), t, value, grad, tf.constant(0.5, _F64)))
+        (ops.convert_to_tensor(0, "int32"), t, value, grad,
+         ops.convert_to_tensor(0.5, t.dtype)))
     return t
 
 
-# Squarings of the trace-power bound and its relative rounding allowance.
+# Squarings of the trace-power bound and its relative rounding allowance (float64).
 TRACE_POWER_SQUARINGS = 7
 _TRACE_POWER_ROUNDING = 1e-10
+
+
+def trace_power_rounding(dtype, d, squarings=TRACE_POWER_SQUARINGS):
+    """Relative rounding allowance of ``trace_power_bound`` (float64: 1e-10).
+
+    float32: 2 d^1.5 u per squaring (``trace_power_bound``'s docstring),
+    doubled, plus the ``tolerance`` of forming Y^T Y.
+    """
+    if backend_ops.dtype_name(dtype) == "float64":
+        return _TRACE_POWER_ROUNDING
+    u = backend_ops.unit(dtype) / 2
+    return 4.0 * squarings * d ** 1.5 * u + tolerance(dtype, d)
 
 
 def trace_power_bound(G, squarings=TRACE_POWER_SQUARINGS):
@@ -170,15 +212,17 @@ def trace_power_bound(G, squarings=TRACE_POWER_SQUARINGS):
     (1.3e-13 at d = 64) to the relative error of the bound; callers allow
     1e-10 (``_TRACE_POWER_ROUNDING``), far above that sum for d <= 1024.
     """
-    c0 = tf.linalg.trace(G)
-    X = G / tf.maximum(c0, 1e-300)
-    log_factor = tf.zeros([], _F64)
+    G = ops.convert_to_tensor(G)
+    tiny = _tiny(G.dtype)
+    c0 = ops.trace(G)
+    X = G / backend_ops.maximum(c0, tiny)
+    log_factor = ops.zeros((), G.dtype)
     for j in range(1, squarings + 1):
-        c = tf.reduce_sum(tf.square(X))
-        log_factor += tf.math.log(tf.maximum(c, 1e-300)) / 2.0 ** j
+        c = ops.sum(ops.square(X))
+        log_factor += ops.log(backend_ops.maximum(c, tiny)) / 2.0 ** j
         if j < squarings:
-            X = tf.matmul(X, X) / c
-    return c0 * tf.exp(log_factor)
+            X = backend_ops.matmul(X, X) / c
+    return c0 * ops.exp(log_factor)
 
 
 def certified_inside(geometry, A, t):
@@ -189,27 +233,29 @@ def certified_inside(geometry, A, t):
     :func:`project`.  False means "not proved", not "outside".
     """
     L, W, B0, _ = geometry.ball(t)
-    Y = L[:, None] * (A - tf.linalg.diag(B0)) * W[None, :]
-    bound = trace_power_bound(tf.matmul(Y, Y, transpose_a=True))
-    return bound * (1.0 + _TRACE_POWER_ROUNDING) <= (1.0 - 1e-12) ** 2
+    d = int(A.shape[-1])
+    Y = L[:, None] * (A - ops.diag(B0)) * W[None, :]
+    bound = trace_power_bound(backend_ops.matmul(ops.transpose(Y), Y))
+    return (bound * (1.0 + trace_power_rounding(Y.dtype, d))
+            <= (1.0 - tolerance(Y.dtype, d)) ** 2)
 
 
 def project(geometry, A, t, dtype_eps):
     """Weighted projection of A onto the ball of t; returns (B, inside, sigma_max)."""
     L, W, B0, _ = geometry.ball(t)
-    Y = L[:, None] * (A - tf.linalg.diag(B0)) * W[None, :]
-    s2, V = tf.linalg.eigh(tf.matmul(Y, Y, transpose_a=True))
-    sigma = tf.sqrt(tf.maximum(s2, 0.0))
+    tol = tolerance(A.dtype, int(A.shape[-1]))
+    Y = L[:, None] * (A - ops.diag(B0)) * W[None, :]
+    s2, V = ops.eigh(backend_ops.matmul(ops.transpose(Y), Y))
+    sigma = ops.sqrt(backend_ops.maximum(s2, 0.0))
     # Rounding the result to the variable's dtype moves Y by at most
     # eps * max(L) max(W) ||B||_F in spectral norm: aim inside by twice that.
-    margin = 2 * dtype_eps * tf.reduce_max(L) * tf.reduce_max(W) * (
-        tf.norm(A) + tf.norm(B0)) + 1e-12
+    margin = 2 * dtype_eps * ops.max(L) * ops.max(W) * (_norm(A) + _norm(B0)) + tol
     radius = 1.0 - margin
-    shrink = tf.where(sigma > radius, 1.0 - radius / tf.maximum(sigma, 1e-300), 0.0)
-    Yc = Y - tf.matmul(tf.matmul(Y, V) * shrink[None, :], V, transpose_b=True)
-    B = tf.linalg.diag(B0) + Yc / L[:, None] / W[None, :]
+    shrink = ops.where(sigma > radius, 1.0 - radius / backend_ops.maximum(sigma, _tiny(sigma.dtype)), 0.0)
+    Yc = Y - backend_ops.matmul(backend_ops.matmul(Y, V) * shrink[None, :], ops.transpose(V))
+    B = ops.diag(B0) + Yc / L[:, None] / W[None, :]
     # A itself is stored exactly: it needs no rounding margin to be certified.
-    inside = sigma[-1] <= 1.0 - 1e-12
+    inside = sigma[-1] <= 1.0 - tol
     return B, inside, sigma[-1]
 
 
@@ -227,13 +273,16 @@ def projection(geometry, A, t, dtype, reopt_iterations=40, reopt_threshold=1e-2,
     descent steps that only accept a smaller relaxation value at B, so B
     stays certified by the returned t.
     """
-    A = tf.cast(A, _F64)
+    A = backend_ops.as_wide(A)
+    t = ops.cast(ops.convert_to_tensor(t), A.dtype)
+    initialized = ops.convert_to_tensor(initialized)
+    refresh = ops.convert_to_tensor(refresh)
     bounds = scaling_bounds(geometry, A)
-    t = tf.where(initialized, t, geometry.initial_scaling(A))
-    t = tf.where(geometry.valid(t), t, geometry.initial_scaling(A))
-    t = tf.clip_by_value(t, *bounds)
-    keep = tf.logical_and(tf.convert_to_tensor(initialized), certified_inside(geometry, A, t))
-    return tf.cond(keep, lambda: (A, t, tf.constant(False)),
+    t = ops.where(initialized, t, geometry.initial_scaling(A))
+    t = ops.where(geometry.valid(t), t, geometry.initial_scaling(A))
+    t = backend_ops.minimum(backend_ops.maximum(t, bounds[0]), bounds[1])
+    keep = ops.logical_and(initialized, certified_inside(geometry, A, t))
+    return ops.cond(keep, lambda: (A, t, ops.convert_to_tensor(False)),
                    lambda: _project_and_refresh(geometry, A, t, dtype, bounds, reopt_iterations,
                                                 reopt_threshold, initialized, refresh,
                                                 refresh_iterations, reopt_rounds))
@@ -242,9 +291,9 @@ def projection(geometry, A, t, dtype, reopt_iterations=40, reopt_threshold=1e-2,
 def _project_and_refresh(geometry, A, t, dtype, bounds, reopt_iterations, reopt_threshold,
                          initialized, refresh, refresh_iterations, reopt_rounds):
     """:func:`projection` when the cheap test does not prove A inside."""
-    eps = float(np.finfo(dtype.as_numpy_dtype).eps)
+    eps = backend_ops.unit(dtype)
     B, inside, sigma_max = project(geometry, A, t, eps)
-    stale = tf.logical_not(initialized) | (sigma_max > 1 + reopt_threshold)
+    stale = ops.logical_or(ops.logical_not(initialized), sigma_max > 1 + reopt_threshold)
 
     def reoptimized():
         # T for A itself, then rounds of: project A, improve T at the projection
@@ -257,12 +306,13 @@ def _project_and_refresh(geometry, A, t, dtype, bounds, reopt_iterations, reopt_
             return i + 1, optimize_scaling(geometry, B_round, t_round,
                                            max(reopt_iterations // 4, 1), bounds)
 
-        _, t_new = tf.while_loop(lambda i, _: i < reopt_rounds, round_, (tf.constant(0), t_new))
-        return (t_new,) + project(geometry, A, t_new, eps)
+        _, t_new = ops.while_loop(lambda i, _: i < reopt_rounds, round_,
+                                  (ops.convert_to_tensor(0, "int32"), t_new))
+        return (t_new,) + tuple(project(geometry, A, t_new, eps))
 
-    t, B, inside, sigma_max = tf.cond(stale, reoptimized, lambda: (t, B, inside, sigma_max))
-    B = tf.where(inside, A, B)
-    B = tf.cast(tf.cast(B, dtype), _F64)   # certify what will be stored
-    t = tf.cond(refresh, lambda: optimize_scaling(geometry, B, t, refresh_iterations, bounds),
-                lambda: t)
-    return B, t, tf.constant(True)
+    t, B, inside, sigma_max = ops.cond(stale, reoptimized, lambda: (t, B, inside, sigma_max))
+    B = ops.where(inside, A, B)
+    B = ops.cast(ops.cast(B, dtype), A.dtype)   # certify what will be stored
+    t = ops.cond(refresh, lambda: optimize_scaling(geometry, B, t, refresh_iterations, bounds),
+                 lambda: t)
+    return B, t, ops.convert_to_tensor(True)

@@ -4,6 +4,8 @@ import dataclasses
 
 import numpy as np
 
+from contractive_keras import backend
+
 
 @dataclasses.dataclass(frozen=True)
 class JacobianStructure:
@@ -73,7 +75,7 @@ class JacobianStructure:
     def of_kernel(cls, A, min_slope, *, t1=1.0, scheme=None, steps=None, scaling=None,
                   scaling_covers_euler=False, delta_bar=None):
         """The structure of u' = sigma(A u + b), sigma' in [min_slope, 1]: B = D A."""
-        A = np.asarray(A, np.float64)
+        A = backend.to_numpy(A, np.float64)   # NumPy, or any backend's tensor
         d = A.shape[0]
         return cls(offset=np.zeros((1, d, d)), left=np.eye(d)[None], right=A.T[None],
                    slopes=(float(min_slope), 1.0), steps=steps,

@@ -1,4 +1,4 @@
-"""Bjorck orthonormalisation: the polar factor of a matrix, differentiably (TensorFlow).
+"""Bjorck orthonormalisation: the polar factor of a matrix, differentiably (any backend).
 
 Anil, Lucas and Grosse 2019 ("Sorting out Lipschitz function approximation",
 eq. 5) orthonormalise a weight matrix with the Bjorck-Bowie iteration
@@ -29,9 +29,16 @@ diverges once the condition number exceeds 3.  The result
 is not exactly orthonormal after finitely many steps (tiny singular values
 converge slowly); a certificate must take the norm of the matrix the layer
 applies, never assume 1.
+
+Written with ``keras.ops``: it runs (and differentiates) under TensorFlow,
+JAX and PyTorch, in the input's dtype.
 """
 
-import tensorflow as tf
+import keras
+
+from contractive_keras.bounds import backend_ops
+
+ops = keras.ops
 
 
 def bjorck_orthonormalize(matrix, iterations=15):
@@ -55,18 +62,19 @@ def bjorck_orthonormalize(matrix, iterations=15):
     >>> bool(np.allclose(np.asarray(w).T @ np.asarray(w), np.eye(3), atol=1e-6))
     True
     """
-    w = tf.convert_to_tensor(matrix)
-    if w.shape.rank != 2:
-        raise ValueError(f"bjorck_orthonormalize takes a matrix, got shape {w.shape}.")
+    w = ops.convert_to_tensor(matrix)
+    if len(w.shape) != 2:
+        raise ValueError(f"bjorck_orthonormalize takes a matrix, got shape {tuple(w.shape)}.")
     if int(iterations) < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations!r}.")
     tall = w.shape[0] >= w.shape[1]
-    gram = tf.matmul(w, w, transpose_a=True) if tall else tf.matmul(w, w, transpose_b=True)
-    top = tf.linalg.eigvalsh(gram)[-1]
-    identity = tf.eye(tf.shape(gram)[0], dtype=w.dtype)
+    wt = ops.transpose(w)
+    gram = backend_ops.matmul(wt, w) if tall else backend_ops.matmul(w, wt)
+    top = backend_ops.eigvalsh(gram)[-1]
+    identity = ops.eye(int(gram.shape[0]), dtype=w.dtype)
     y, z = gram / top, identity
     for _ in range(int(iterations)):
-        t = 1.5 * identity - 0.5 * tf.matmul(z, y)
-        y, z = tf.matmul(y, t), tf.matmul(t, z)
-    product = tf.matmul(w, z) if tall else tf.matmul(z, w)
-    return product / tf.sqrt(top)
+        t = 1.5 * identity - 0.5 * backend_ops.matmul(z, y)
+        y, z = backend_ops.matmul(y, t), backend_ops.matmul(t, z)
+    product = backend_ops.matmul(w, z) if tall else backend_ops.matmul(z, w)
+    return product / ops.sqrt(top)

@@ -14,20 +14,30 @@ Everything is written through q = c2 / c1 and ``gap = 1 - alpha^2 = 4 q / (1 + q
 equivalent to ``gap >= g(gamma) = eps + j2 / (gamma^2 + j2)``, i.e. to
 ``q <= q_max(g) = (2 - g + 2 sqrt(1 - g)) / g``.  The same cap with g ~ 2 eps
 keeps the "auto" gamma finite (1 - alpha^2 - eps >= min(eps, (1 - eps) / 2)).
+
+The in-graph functions (``spectral_extremes``, ``c1_c2``, ``theorem1_gamma`` on
+tensors, ``K_scale_to_cap``, ``round_up``) are ``keras.ops`` and run on every
+Keras backend, in float64 where the backend keeps it
+(``backend.float64_in_graph()``); on JAX without x64 they run in float32
+with outward allowances (``backend_ops.eig_slack`` / ``arith_slack``):
+c1 rounded down, c2 and gamma up, the guarantee kept.  ``constants`` reads
+its weights as float64 NumPy arrays whatever the backend.
 """
 
 import dataclasses
 import math
 
+import keras
 import numpy as np
-import tensorflow as tf
 
+from contractive_keras import backend
+from contractive_keras.bounds import backend_ops
+from contractive_keras.bounds.backend_ops import F64_SLACK
+from contractive_keras.bounds.operator_norms import conv_operator_norm
 from contractive_keras.bounds.operator_norms import conv_operator_norm_tf
 from contractive_keras.bounds.operator_norms import rounding_unit
 
-# Relative slack for float64 eigenvalues of matrices up to a few hundred rows:
-# LAPACK's symmetric eigensolver is backward stable, errors ~ n * 2^-52 * norm.
-_F64_SLACK = 1e-13
+ops = keras.ops
 
 
 def max_ratio(g):
@@ -47,35 +57,65 @@ def ratio_threshold(eps, j2, gamma=None):
 
 
 def spectral_extremes(K, L, kappa, slope_bound, spatial=None):
-    """Per-step float64 extremes: (lam_max(K^T K), lam_min(L^T L), lam_max(L^T L)).
+    """Per-step extremes: (lam_max(K^T K), lam_min(L^T L), lam_max(L^T L)).
 
     Args: K (W, m, n) tensor, or with ``spatial = (H, W)`` stacked convolution
     kernels (W, kh, kw, n, m) whose lam_max(K^T K) is the squared circulant
     bound of their operator norm on that grid; L (W, p, n); kappa, S floats.
-    Returns float64 tensors of shape (W,), inflated / deflated by a relative
-    slack so that they bound the exact eigenvalues of the given weights.
+    Returns ``backend_ops.wide()`` tensors of shape (W,) (float64 unless JAX
+    runs without x64), inflated / deflated by a relative slack so that they
+    bound the exact eigenvalues of the given weights.
     """
-    L = tf.cast(L, tf.float64)
-    ll = tf.linalg.eigvalsh(tf.matmul(L, L, transpose_a=True))
+    L = backend_ops.as_wide(L)
+    p, n = int(L.shape[-2]), int(L.shape[-1])
+    ll = backend_ops.eigvalsh(backend_ops.matmul(ops.swapaxes(L, -1, -2), L))
+    l_slack = backend_ops.eig_slack(L.dtype, p, n)
     if spatial is None:
-        K = tf.cast(K, tf.float64)
-        k_max = tf.reduce_max(tf.linalg.eigvalsh(tf.matmul(K, K, transpose_a=True)), axis=-1)
+        K = backend_ops.as_wide(K)
+        m, n_k = int(K.shape[-2]), int(K.shape[-1])
+        k_max = ops.max(backend_ops.eigvalsh(backend_ops.matmul(ops.swapaxes(K, -1, -2), K)), axis=-1)
+        k_slack = backend_ops.eig_slack(K.dtype, m, n_k)
     else:
-        k_max = tf.square(conv_operator_norm_tf(K, spatial))
-    l_max = tf.reduce_max(ll, axis=-1)
-    l_min = tf.reduce_min(ll, axis=-1)
-    k_max = tf.maximum(k_max, 0.0) * (1.0 + _F64_SLACK)
-    l_max = tf.maximum(l_max, 0.0) * (1.0 + _F64_SLACK)
-    l_min = tf.maximum(l_min - _F64_SLACK * l_max, 0.0)
+        norm = conv_operator_norm_tf(K, spatial)   # already an upper bound
+        k_max = ops.square(norm)
+        k_slack = backend_ops.arith_slack(norm.dtype)
+    l_max = ops.max(ll, axis=-1)
+    l_min = ops.min(ll, axis=-1)
+    k_max = backend_ops.maximum(k_max, 0.0) * (1.0 + k_slack)
+    l_max = backend_ops.maximum(l_max, 0.0) * (1.0 + l_slack)
+    l_min = backend_ops.maximum(l_min - l_slack * l_max, 0.0)
     return k_max, l_min, l_max
 
 
 def c1_c2(K, L, kappa, slope_bound, spatial=None):
-    """(c1, c2) as float64 scalars, c1 rounded down and c2 up (``spectral_extremes``)."""
+    """(c1, c2) as wide-float scalars, c1 rounded down and c2 up (``spectral_extremes``)."""
     k_max, l_min, l_max = spectral_extremes(K, L, kappa, slope_bound, spatial)
-    kappa = tf.constant(kappa, tf.float64)
-    c1 = (kappa + tf.reduce_min(l_min)) * (1.0 - _F64_SLACK)
-    c2 = (kappa + tf.reduce_max(l_max + slope_bound * k_max)) * (1.0 + _F64_SLACK)
+    slack = backend_ops.arith_slack(k_max.dtype)
+    c1 = (kappa + ops.min(l_min)) * (1.0 - slack)
+    c2 = (kappa + ops.max(l_max + slope_bound * k_max)) * (1.0 + slack)
+    return c1, c2
+
+
+def c1_c2_numpy(K, L, kappa, slope_bound, spatial=None):
+    """``c1_c2`` in NumPy float64 on weights of any backend (``backend.to_numpy``).
+
+    The certificates' version: the same value whichever backend built the
+    weights (the graph version may run in float32 on JAX without x64).
+    """
+    L = backend.to_numpy(L, np.float64)
+    ll = np.linalg.eigvalsh(np.swapaxes(L, -1, -2) @ L)
+    if spatial is None:
+        K = backend.to_numpy(K, np.float64)
+        k_max = np.linalg.eigvalsh(np.swapaxes(K, -1, -2) @ K)[..., -1]
+    else:
+        K = backend.to_numpy(K, np.float64)
+        k_max = np.array([conv_operator_norm(k, spatial) for k in K]) ** 2
+    l_max, l_min = ll[..., -1], ll[..., 0]
+    k_max = np.maximum(k_max, 0.0) * (1.0 + F64_SLACK)
+    l_max = np.maximum(l_max, 0.0) * (1.0 + F64_SLACK)
+    l_min = np.maximum(l_min - F64_SLACK * l_max, 0.0)
+    c1 = (kappa + float(np.min(l_min))) * (1.0 - F64_SLACK)
+    c2 = (kappa + float(np.max(l_max + slope_bound * k_max))) * (1.0 + F64_SLACK)
     return c1, c2
 
 
@@ -84,20 +124,34 @@ def one_minus_alpha_sq(c1, c2):
     return 4.0 * c1 * c2 / (c1 + c2) ** 2
 
 
+def _is_number(value):
+    return isinstance(value, (float, int, np.floating, np.integer))
+
+
 def theorem1_gamma(c1, c2, eps, j2=1.0):
     """Smallest gamma of Theorem 1, rounded up: sqrt((alpha^2 + eps) j2 / (1 - alpha^2 - eps)).
 
-    Works on Python floats and on float64 tensors (inside ``CHNODE.call``).
+    Works on Python floats and on tensors of any backend (inside
+    ``CHNODE.call``).  The gap 1 - alpha^2 (four roundings) is lowered by
+    8 units of its dtype before eps is subtracted, so that gap - eps is
+    never overestimated however close gap is to eps; (1 - s) / s decreases
+    in s, so gamma only grows.  The result is then raised by the dtype's
+    ``arith_slack`` (float64: ``F64_SLACK``).
 
     Raises:
         ValueError: (floats) eps >= 1 - alpha^2: no gamma satisfies Theorem 1.
     """
     gap = one_minus_alpha_sq(c1, c2)
-    if not tf.is_tensor(gap) and not gap > eps:
-        raise ValueError(
-            f"eps={eps} must be < 1 - alpha^2 = {gap:.6g} (c1={c1:.6g}, c2={c2:.6g}).")
-    slack = gap - eps
-    return ((1.0 - slack) * j2 / slack) ** 0.5 * (1.0 + _F64_SLACK)
+    if _is_number(gap):
+        if not gap > eps:
+            raise ValueError(
+                f"eps={eps} must be < 1 - alpha^2 = {gap:.6g} (c1={c1:.6g}, c2={c2:.6g}).")
+        dtype = "float64"
+    else:
+        dtype = backend_ops.dtype_name(gap.dtype)
+    u = backend_ops.unit(dtype) / 2
+    slack = gap * (1.0 - 8.0 * u) - eps
+    return ((1.0 - slack) * j2 / slack) ** 0.5 * (1.0 + backend_ops.arith_slack(dtype))
 
 
 def log_norm_bound(c1, c2, gamma, j2=1.0):
@@ -180,8 +234,7 @@ def constants(K, L, kappa, slope_bound, eps, j2, gamma, max_ratio=None, spatial=
 
     With ``spatial``, K holds convolution kernels (see ``spectral_extremes``).
     """
-    c1, c2 = c1_c2(K, L, kappa, slope_bound, spatial)
-    c1, c2 = float(c1), float(c2)
+    c1, c2 = c1_c2_numpy(K, L, kappa, slope_bound, spatial)
     gap = one_minus_alpha_sq(c1, c2)
     gamma = float(gamma)
     beta = 0.5 * (c1 + c2)
@@ -200,42 +253,55 @@ def K_scale_to_cap(K, L, kappa, slope_bound, q_max, dtype, spatial=None):
     The budget of step k is q_max * c1 - kappa - lambda_max(L_k^T L_k); the
     factor is 1 wherever K_k is already inside (the normal case, since the
     Keras constraint projects K after every optimizer step), and is computed
-    with a margin covering the rounding of the product in ``dtype``.
+    with a margin covering the rounding of the product in ``dtype``.  Any
+    backend; computed in ``backend_ops.wide()`` (see the module docstring).
 
     Returns:
-        (factors of shape (W, 1, 1) in ``dtype``, (c1, c2) float64 of the
-        rescaled weights, c1 rounded down and c2 up) -- one eigenvalue
-        computation for both.
+        (factors of shape (W, 1, 1) in ``dtype``, (c1, c2) of the rescaled
+        weights in the wide dtype, c1 rounded down and c2 up) -- one
+        eigenvalue computation for both.
     """
     k_max, l_min, l_max = spectral_extremes(K, L, kappa, slope_bound, spatial)
-    c1 = (kappa + tf.reduce_min(l_min)) * (1.0 - _F64_SLACK)
+    slack = backend_ops.arith_slack(k_max.dtype)
+    c1 = (kappa + ops.min(l_min)) * (1.0 - slack)
     budget = (q_max * c1 - kappa - l_max) / slope_bound
     unit = rounding_unit(dtype)
+    shape = tuple(int(v) for v in K.shape)
     # Rounding each entry moves the operator norm by at most
     # sqrt(taps) (unit / 2) ||K_mat||_F <= (unit / 2) sqrt(taps min(n, m)) ||K||
     # (a convolution's Frobenius norm is at most sqrt(rank) times its norm).
-    taps = int(np.prod(K.shape[1:-2])) if spatial is not None else 1
-    rows = taps * min(K.shape[-2], K.shape[-1])
-    radius = tf.sqrt(tf.maximum(budget, 0.0))
+    taps = int(np.prod(shape[1:-2])) if spatial is not None else 1
+    rows = taps * min(shape[-2], shape[-1])
+    radius = ops.sqrt(backend_ops.maximum(budget, 0.0))
     # Trigger above a half margin (a K projected by the constraint, whose
     # target has the full margin, is left untouched), rescale to the full one.
     trigger = radius * (1.0 - 2.0 * unit * np.sqrt(rows))
     target = radius * (1.0 - 4.0 * unit * np.sqrt(rows))
-    norm = tf.sqrt(k_max)
+    norm = ops.sqrt(k_max)
     scaled = norm > trigger
-    factor = tf.where(scaled, target / tf.maximum(norm, 1e-300), tf.ones_like(norm))
+    tiny = 1e-300 if backend_ops.dtype_name(norm.dtype) == "float64" else 1e-30
+    factor = ops.where(scaled, target / backend_ops.maximum(norm, tiny), ops.ones_like(norm))
     # lambda_max of the rounded product fl(fl(factor) * K): exact when the
     # factor is 1; else sigma_max <= target (1 + unit/2) (1 + unit/2 sqrt(rows))
-    # (rounding of the factor, then of each entry: ||dK||_2 <= ||dK||_F).
-    k_eff = tf.where(scaled,
-                     tf.square(target) * (1.0 + 1.01 * unit * (1.0 + np.sqrt(rows))), k_max)
-    c2 = (kappa + tf.reduce_max(l_max + slope_bound * k_eff)) * (1.0 + _F64_SLACK)
-    factor = tf.reshape(tf.cast(factor, dtype), [-1] + [1] * (len(K.shape) - 1))
+    # (rounding of the factor, then of each entry: ||dK||_2 <= ||dK||_F);
+    # a float32 computation (JAX without x64) also rounds the factor and
+    # the square: its arith_slack covers both.
+    extra = 1.0 if backend_ops.dtype_name(k_max.dtype) == "float64" else 1.0 + slack
+    k_eff = ops.where(scaled,
+                      ops.square(target) * ((1.0 + 1.01 * unit * (1.0 + np.sqrt(rows))) * extra),
+                      k_max)
+    c2 = (kappa + ops.max(l_max + slope_bound * k_eff)) * (1.0 + slack)
+    factor = ops.reshape(ops.cast(factor, dtype), (-1,) + (1,) * (len(shape) - 1))
     return factor, (c1, c2)
 
 
 def round_up(value64, dtype):
-    """Casts a float64 tensor to ``dtype`` rounding toward +inf."""
-    low = tf.cast(value64, dtype)
-    up = tf.math.nextafter(low, tf.constant(np.inf, dtype))
-    return tf.where(tf.cast(low, tf.float64) < value64, up, low)
+    """Casts a wide-float tensor to ``dtype`` rounding toward +inf (any backend).
+
+    A float32 ``value64`` (JAX without x64) is returned as it is: the
+    functions producing it already round outward.
+    """
+    value64 = ops.convert_to_tensor(value64)
+    low = ops.cast(value64, dtype)
+    up = backend_ops.next_up(low)
+    return ops.where(ops.cast(low, value64.dtype) < value64, up, low)

@@ -4,11 +4,14 @@ import math
 
 import numpy as np
 
+from contractive_keras import backend
+
 
 def as_square(A, name="A"):
-    """``A`` as a finite float64 (d, d) array, or a ValueError naming it."""
+    """``A`` (NumPy, nested lists, or any Keras backend's tensor or variable) as a
+    finite float64 (d, d) array, or a ValueError naming it."""
     try:
-        array = np.array(A, dtype=np.float64)
+        array = np.array(backend.to_numpy(A, np.float64), dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name} must be a real square matrix: {error}") from None
     if array.ndim != 2 or array.shape[0] != array.shape[1] or array.shape[0] == 0:

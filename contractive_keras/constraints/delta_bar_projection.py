@@ -4,8 +4,9 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from contractive_keras import backend
+from contractive_keras.bounds import backend_ops
 from contractive_keras.bounds import delta_bar_set
 from contractive_keras.bounds import validation
 
@@ -24,7 +25,7 @@ class DeltaBarProjection(keras.constraints.Constraint):
     ||L (A - B0) W||_2 <= 1 (L, W, B0 diagonal, see ``_stability_tf``), and
     Delta is the exact projection onto it in the metric ||L Delta W||_F: one
     eigendecomposition of a d x d matrix per step, float64, in graph mode,
-    XLA-compatible, under any tf.distribute strategy.  (The Frobenius-minimal
+    XLA-compatible, under any tf.distribute strategy (TensorFlow).  (The Frobenius-minimal
     perturbation is ``stability.min_perturbation``; the benchmarks report the
     ratio of the two norms.)  T is improved at the current kernel every
     ``refresh_every`` calls by descent steps that keep the kernel certified,
@@ -39,6 +40,21 @@ class DeltaBarProjection(keras.constraints.Constraint):
     discretisation: the certified set becomes max_D ||I + h D A||_2 <=
     1 + h delta_bar, which bounds the Lipschitz constant of N Euler steps by
     (1 + h delta_bar)^N <= exp(delta_bar t1) and delta by delta_bar.
+
+    Backends: the projection is ``keras.ops`` and gives the same kernel on
+    TensorFlow, JAX and PyTorch (float64; float32 with wider margins on JAX
+    without x64, see ``bounds.delta_bar_set``).  The warm-start state (log T,
+    an initialised flag, a call count) lives in variables: on TensorFlow
+    ``tf.Variable``s synchronised ON_READ for ``tf.distribute``; on PyTorch
+    and on eager JAX calls non-trainable ``keras.Variable``s.  Inside JAX's
+    jitted (stateless) train step a constraint cannot assign a variable of
+    its own (the optimizer's ``stateless_apply`` keeps only the model's and
+    its own variables, and the state would be read as a trace-time
+    constant), so there each call starts from the default T and
+    re-optimises it for the kernel (``reoptimize_iterations`` plus the
+    rounds of ``delta_bar_set.projection``; ``refresh`` is not needed):
+    the same certified guarantee, more eigendecompositions per step, and
+    ``scaling()`` keeps whatever an eager call last stored.
 
     Args:
         min_slope: alpha, the slope lower bound of the activation, in (0, 1]
@@ -86,23 +102,32 @@ class DeltaBarProjection(keras.constraints.Constraint):
         self._state = None
 
     def build(self, shape):
-        """Creates the warm-start state (call under the strategy's scope)."""
+        """Creates the warm-start state (on TensorFlow, call under the strategy's scope)."""
         d = int(shape[-1])
         if len(shape) != 2 or int(shape[0]) != d:
             raise ValueError(f"DeltaBarProjection needs a square kernel, got shape {tuple(shape)}.")
-        if self._state is None:
+        if self._state is not None:
+            return
+        if backend.is_tensorflow():
+            import tensorflow as tf  # pylint: disable=import-outside-toplevel
             options = dict(trainable=False, synchronization=tf.VariableSynchronization.ON_READ,
                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self._state = (tf.Variable(tf.zeros([d], tf.float64), name="delta_bar_log_scaling",
                                        **options),
                            tf.Variable(False, name="delta_bar_initialized", **options),
                            tf.Variable(tf.zeros([], tf.int64), name="delta_bar_calls", **options))
+            return
+        self._state = (
+            keras.Variable(np.zeros([d]), dtype=backend_ops.wide(), trainable=False,
+                           name="delta_bar_log_scaling"),
+            keras.Variable(False, dtype="bool", trainable=False, name="delta_bar_initialized"),
+            keras.Variable(0, dtype="int32", trainable=False, name="delta_bar_calls"))
 
     def scaling(self):
-        """The current diagonal T of the certificate (NumPy), or None."""
-        if self._state is None or not bool(self._state[1].numpy()):
+        """The current diagonal T of the certificate (NumPy float64), or None."""
+        if self._state is None or not bool(backend.to_numpy(self._state[1])):
             return None
-        return np.exp(self._state[0].numpy())
+        return np.exp(backend.to_numpy(self._state[0], np.float64))
 
     def covers_euler(self):
         """Whether the certified set (and ``scaling``) is the Euler-step one."""
@@ -129,28 +154,54 @@ class DeltaBarProjection(keras.constraints.Constraint):
         self._state[0].assign(np.log(scaling))
         self._state[1].assign(True)
 
+    def _options(self):
+        return dict(reopt_iterations=self.reoptimize_iterations,
+                    refresh_iterations=self.refresh_iterations)
+
     def __call__(self, w):
-        value = tf.convert_to_tensor(w)
-        shape = value.shape
-        if shape.rank != 2 or shape[0] != shape[1] or shape[0] is None:
+        value = keras.ops.convert_to_tensor(w)
+        shape = tuple(value.shape)
+        if len(shape) != 2 or shape[0] != shape[1] or shape[0] is None:
             raise ValueError(f"DeltaBarProjection needs a square kernel, got shape {shape}.")
+        dtype = backend_ops.dtype_name(value.dtype)
+        geometry = delta_bar_set.Geometry(self.min_slope, self.delta_bar, self.step_size)
+        if backend.is_tensorflow():
+            return self._call_tensorflow(value, geometry)
+        if backend_ops.is_tracer(value) or backend_ops.in_stateless_scope():
+            # JAX's stateless step: no state (class docstring).
+            B, _, _ = delta_bar_set.projection(
+                geometry, value, np.ones([shape[0]]), dtype, initialized=False,
+                refresh=False, **self._options())
+            return keras.ops.cast(B, dtype)
+        self.build(shape)
+        log_t, initialized, calls = self._state
+        refresh = keras.ops.equal(calls.value % self.refresh_every, self.refresh_every - 1)
+        B, t, projected = delta_bar_set.projection(
+            geometry, value, keras.ops.exp(log_t.value), dtype,
+            initialized=initialized.value, refresh=refresh, **self._options())
+        log_t.assign(keras.ops.log(t))
+        initialized.assign(True)
+        calls.assign(calls.value + keras.ops.cast(projected, "int32"))
+        return keras.ops.cast(B, dtype)
+
+    def _call_tensorflow(self, value, geometry):
+        """The TensorFlow path: the state under ``tf.distribute`` (ON_READ, first replica)."""
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        shape = value.shape
         if self._state is None and (not tf.distribute.has_strategy()
                                     or tf.distribute.in_cross_replica_context()):
             with tf.init_scope():
                 self.build(shape)
-        geometry = delta_bar_set.Geometry(self.min_slope, self.delta_bar, self.step_size)
-        options = dict(reopt_iterations=self.reoptimize_iterations,
-                       refresh_iterations=self.refresh_iterations)
         if self._state is None:
             B, _, _ = delta_bar_set.projection(geometry, value, tf.ones([shape[0]], tf.float64),
                                                value.dtype, initialized=False,
-                                               refresh=tf.constant(False), **options)
+                                               refresh=tf.constant(False), **self._options())
             return tf.cast(B, value.dtype)
         log_t, initialized, calls = self._state
         refresh = tf.equal(calls % self.refresh_every, self.refresh_every - 1)
         B, t, projected = delta_bar_set.projection(
             geometry, value, tf.exp(log_t), value.dtype,
-            initialized=tf.convert_to_tensor(initialized), refresh=refresh, **options)
+            initialized=tf.convert_to_tensor(initialized), refresh=refresh, **self._options())
         # A kernel kept by the cheap test (warm state only) keeps T, which
         # certifies it; the refresh schedule counts the projecting calls.
         log_t.assign(tf.math.log(t))

@@ -1,7 +1,10 @@
-"""Norm clips: the layers around an ODE block, so that a whole network has a certified bound."""
+"""Norm clips: the layers around an ODE block, so that a whole network has a certified bound.
+
+Both run on every Keras backend (``keras.ops``; see
+``bounds.operator_norms.clip_singular_values``).
+"""
 
 import keras
-import tensorflow as tf
 
 from contractive_keras.bounds.operator_norms import clip_singular_values
 from contractive_keras.bounds.operator_norms import scale_conv_to_norms
@@ -67,7 +70,7 @@ class ConvNormClip(keras.constraints.Constraint):
 
     >>> import numpy as np
     >>> k = ConvNormClip(1.0)(np.ones((3, 3, 1, 4), "float32"))
-    >>> bool(3 * np.linalg.norm(k.numpy().reshape(9, 4), 2) <= 1.0)
+    >>> bool(3 * np.linalg.norm(keras.ops.convert_to_numpy(k).reshape(9, 4), 2) <= 1.0)
     True
     """
 
@@ -81,16 +84,16 @@ class ConvNormClip(keras.constraints.Constraint):
             raise ValueError(f"input_shape must be the (H, W) grid, got {input_shape!r}.")
 
     def __call__(self, w):
-        value = tf.convert_to_tensor(w)
-        if value.shape.rank != 4:
+        value = keras.ops.convert_to_tensor(w)
+        if len(value.shape) != 4:
             raise ValueError(f"ConvNormClip takes a (kh, kw, cin, cout) Conv2D kernel, "
-                             f"got shape {value.shape}.")
+                             f"got shape {tuple(value.shape)}.")
         if self.input_shape is not None:
             return scale_conv_to_norms(value[None], [self.max_norm], self.input_shape)[0]
-        kh, kw, cin, cout = value.shape
-        matrix = tf.reshape(value, (kh * kw * cin, cout))
+        kh, kw, cin, cout = (int(v) for v in value.shape)
+        matrix = keras.ops.reshape(value, (kh * kw * cin, cout))
         clipped = clip_singular_values(matrix, self.max_norm / (kh * kw) ** 0.5)
-        return tf.reshape(clipped, tf.shape(value))
+        return keras.ops.reshape(clipped, (kh, kw, cin, cout))
 
     def get_config(self):
         config = {"max_norm": self.max_norm}

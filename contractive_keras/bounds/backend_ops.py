@@ -1,0 +1,170 @@
+"""The few array operations of bounds/ that differ per Keras backend (the one dispatch).
+
+Everything else in bounds/ that runs inside a graph is written with
+``keras.ops`` and runs under TensorFlow, JAX and PyTorch.  Here sit:
+
+* ``wide()``: the dtype the guarantees compute in, "float64" wherever the
+  backend keeps it in graphs (TensorFlow, PyTorch, JAX with
+  ``jax_enable_x64``), else "float32"; the package never turns x64 on;
+* ``eigvalsh``: TensorFlow's eigenvalue-only kernel (faster than ``eigh``,
+  and the former TensorFlow code path), ``keras.ops.eigh`` elsewhere;
+* ``next_up``: the next float toward +inf in the tensor's own dtype
+  (``keras.ops.nextafter`` computes in float64 on TensorFlow and PyTorch
+  and so cannot step a float32 by one ulp);
+* ``eig_slack`` / ``unit``: the relative rounding allowances the
+  certified in-graph bounds use in each dtype (their justification below);
+* ``is_tracer``: whether a value is being traced by ``jax.jit`` (where a
+  Keras variable cannot be assigned from inside a constraint).
+
+TensorFlow is imported only on the TensorFlow backend, lazily.
+"""
+
+import keras
+import numpy as np
+
+from contractive_keras import backend
+
+# Relative slack of a float64 eigenvalue of a Gram matrix of a few hundred rows
+# at most (LAPACK's symmetric eigensolver is backward stable, errors ~ n 2^-52 ||A||).
+F64_SLACK = 1e-13
+
+
+def wide():
+    """"float64" where the backend keeps float64 in graphs, else "float32"."""
+    return backend.wide_float()
+
+
+def dtype_name(dtype):
+    """A dtype of any backend (or NumPy, or a string) as Keras's string name."""
+    if hasattr(dtype, "as_numpy_dtype"):          # tf.DType
+        dtype = dtype.as_numpy_dtype
+    return keras.backend.standardize_dtype(dtype)
+
+
+def unit(dtype):
+    """Machine epsilon (2 u) of a floating dtype of any backend."""
+    return float(np.finfo(np.dtype(dtype_name(dtype))).eps)
+
+
+def as_wide(value):
+    """A tensor, variable or array as a backend tensor in the ``wide()`` dtype."""
+    return keras.ops.cast(keras.ops.convert_to_tensor(value), wide())
+
+
+def eig_slack(dtype, rows, cols):
+    """Relative allowance on lambda_max(X^T X) of an (rows, cols) X, computed in ``dtype``.
+
+    float64: ``F64_SLACK`` (the package's float64 allowance, unchanged).
+    float32 (JAX without x64): forming G = X^T X errs by at most
+    gamma_rows |X|^T |X| entrywise, of spectral norm <= rows * min(rows, cols)
+    u ||X||_2^2 (||X||_F^2 <= rank ||X||_2^2); a backward-stable symmetric
+    eigensolver adds p(cols) u ||G||, p(n) <= 8 n taken; Weyl's inequality
+    sums them.  The allowance is that sum, with 10 % and 16 u to spare for
+    the few operations around it.
+    """
+    if dtype_name(dtype) == "float64":
+        return F64_SLACK
+    u = unit(dtype) / 2
+    return 1.1 * u * (rows * min(rows, cols) + 8 * cols + 16)
+
+
+def arith_slack(dtype):
+    """Relative allowance for a short chain (< 16) of roundings in ``dtype``.
+
+    float64 keeps the package's ``F64_SLACK`` (far above 16 u); other
+    dtypes get 16 u.
+    """
+    if dtype_name(dtype) == "float64":
+        return F64_SLACK
+    return 16 * unit(dtype) / 2
+
+
+def eigvalsh(matrix):
+    """Ascending eigenvalues of symmetric matrices (..., n, n)."""
+    if backend.is_tensorflow():
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        return tf.linalg.eigvalsh(matrix)
+    return keras.ops.eigh(matrix)[0]
+
+
+def next_up(x):
+    """The next representable value toward +inf, elementwise, in x's own dtype."""
+    name = backend.name()
+    if name == "tensorflow":
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        return tf.math.nextafter(x, tf.constant(np.inf, x.dtype))
+    if name == "jax":
+        import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+        return jnp.nextafter(x, jnp.asarray(np.inf, x.dtype))
+    if name == "torch":
+        import torch  # pylint: disable=import-outside-toplevel
+        return torch.nextafter(x, torch.full_like(x, np.inf))
+    return np.nextafter(x, np.asarray(np.inf, x.dtype))
+
+
+def is_tracer(value):
+    """Whether ``value`` is a JAX tracer (inside ``jax.jit`` / a stateless train step)."""
+    if backend.name() != "jax":
+        return False
+    import jax  # pylint: disable=import-outside-toplevel
+    return isinstance(value, jax.core.Tracer)
+
+
+def in_stateless_scope():
+    """Whether Keras runs a stateless step (JAX's trainer) where assignments to
+    variables outside the trainer's state are dropped."""
+    try:
+        from keras.src.backend.common import stateless_scope  # pylint: disable=import-outside-toplevel
+    except ImportError:   # pragma: no cover - a Keras without the private module
+        return False
+    return stateless_scope.in_stateless_scope()
+
+
+# Keras 3's dtype promotion (``keras.src.backend.common.dtypes.result_type``)
+# maps float64 to float32 on every backend but TensorFlow, so ``keras.ops``
+# ``matmul``, ``maximum`` and ``minimum`` silently return float32 for float64
+# inputs on PyTorch and JAX; these three call the backend's own function there.
+def _native(name):
+    if name == "jax":
+        import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+        return jnp
+    import torch  # pylint: disable=import-outside-toplevel
+    return torch
+
+
+def _torch_pair(torch, x, y):
+    ref = x if torch.is_tensor(x) else y
+    x = x if torch.is_tensor(x) else torch.as_tensor(x, dtype=ref.dtype, device=ref.device)
+    y = y if torch.is_tensor(y) else torch.as_tensor(y, dtype=ref.dtype, device=ref.device)
+    return x, y
+
+
+def matmul(a, b):
+    """``keras.ops.matmul`` that keeps float64 (see above)."""
+    name = backend.name()
+    if name not in ("jax", "torch"):
+        return keras.ops.matmul(a, b)
+    a, b = keras.ops.convert_to_tensor(a), keras.ops.convert_to_tensor(b)
+    return _native(name).matmul(a, b)
+
+
+def maximum(x, y):
+    """``keras.ops.maximum`` that keeps float64 (see above); y may be a Python float."""
+    name = backend.name()
+    if name == "jax":
+        return _native(name).maximum(x, y)
+    if name == "torch":
+        torch = _native(name)
+        return torch.maximum(*_torch_pair(torch, x, y))
+    return keras.ops.maximum(x, y)
+
+
+def minimum(x, y):
+    """``keras.ops.minimum`` that keeps float64 (see above); y may be a Python float."""
+    name = backend.name()
+    if name == "jax":
+        return _native(name).minimum(x, y)
+    if name == "torch":
+        torch = _native(name)
+        return torch.minimum(*_torch_pair(torch, x, y))
+    return keras.ops.minimum(x, y)
