@@ -199,12 +199,15 @@ def body_bound_fn(model, mode="exact"):
     if wide != "float64":
         # Each float32 product (and the constant's conversion) rounds by at
         # most 2^-24 relative: an outward factor keeps the result above.
-        constant *= (1.0 + 2.0 ** -22) ** (len(variable) + 2)
+        constant *= (1.0 + 2.0 ** -23) ** (len(variable) + 2)
 
     def bound():
         total = ops.convert_to_tensor(constant, wide)
         for factor in variable:
             total = total * ops.cast(factor(), wide)
-        return round_up(total, "float32")
+        # Rounded up to float32, differentiated as the plain cast (nextafter has
+        # no derivative on JAX): low + (up - low) is exactly up in float32.
+        low = ops.cast(total, "float32")
+        return low + ops.stop_gradient(round_up(ops.stop_gradient(total), "float32") - low)
 
     return bound

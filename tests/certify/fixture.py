@@ -1,0 +1,78 @@
+"""The cross-backend certificate fixture: a tiny 1-Lipschitz-style CNN saved under TensorFlow.
+
+``tests/certify/data/lipschitz_cnn.keras`` holds the model and
+``lipschitz_cnn.json`` what TensorFlow's run certified (float64): the
+whole-model bound, the body bound and its factors, and the pairwise radii
+of a few fixed inputs.  ``tests/certify/test_backends.py`` loads the file
+under each Keras backend and checks the same certificate (to float64
+rounding) and the same radii (to float32 logits).  Regenerate with
+
+    KERAS_BACKEND=tensorflow python -m tests.certify.fixture
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+MODEL = os.path.join(DATA, "lipschitz_cnn.keras")
+RECORD = os.path.join(DATA, "lipschitz_cnn.json")
+
+
+def inputs():
+    """The fixed inputs whose radii are recorded (8 images, 6 x 6 x 1, in [0, 1])."""
+    return np.random.default_rng(20).uniform(size=(8, 6, 6, 1)).astype("float32")
+
+
+def build(seed=0):
+    """Conv2D -> GroupSort -> L2NormPooling2D -> Flatten -> Dense -> GroupSort -> Dense.
+
+    No ``Rescaling``: Keras's preprocessing layers ask ``"tensorflow" in
+    sys.modules``, which the tests' TensorFlow blocker makes true.
+    """
+    from contractive_keras.layers import GroupSort  # pylint: disable=import-outside-toplevel
+    from contractive_keras.layers import L2NormPooling2D  # pylint: disable=import-outside-toplevel
+
+    keras.utils.set_random_seed(seed)
+    x_in = keras.Input((6, 6, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same")(x_in)
+    x = L2NormPooling2D(2)(GroupSort(2)(x))
+    x = GroupSort(2)(keras.layers.Dense(8)(keras.layers.Flatten()(x)))
+    return keras.Model(x_in, keras.layers.Dense(3, name="logits")(x), name="lipschitz_cnn")
+
+
+def certificate_record(model):
+    """The float64 numbers the fixture pins: bounds, factors and radii at ``inputs()``."""
+    from contractive_keras import certify  # pylint: disable=import-outside-toplevel
+
+    whole = certify.lipschitz_bound(model)
+    body, _ = certify.body_and_readout(model)
+    result = certify.certified_radius(model, inputs())
+    return {
+        "lipschitz_bound": whole.value,
+        "body_bound": body.value,
+        "factors": [[name, kind, value] for name, kind, value in whole.factors],
+        "radius": result.radius.tolist(),
+        "bound": result.bound,
+    }
+
+
+def main():
+    """Writes the model and its record (run under TensorFlow)."""
+    from contractive_keras import backend  # pylint: disable=import-outside-toplevel
+
+    if not backend.is_tensorflow():
+        raise SystemExit("the fixture is recorded under KERAS_BACKEND=tensorflow")
+    os.makedirs(DATA, exist_ok=True)
+    model = build()
+    model.save(MODEL)
+    record = {"backend": backend.name(), "keras": keras.__version__, **certificate_record(model)}
+    with open(RECORD, "w", encoding="utf-8") as handle:
+        json.dump(record, handle, indent=1)
+        handle.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Certificates act on weights: the same certificate whichever Keras backend built the model.
+
+Every test here runs under each backend (``make test`` runs them under
+TensorFlow, JAX and torch): certificates against NumPy float64 values
+computed in the test from the same weights, radii from a model or from
+backend-tensor logits, the differentiable training bound and its gradient,
+and a model saved under TensorFlow (``tests/certify/fixture``) giving the
+recorded certificate.
+"""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from contractive_keras import backend
+from contractive_keras import certify
+from contractive_keras.layers import GroupSort
+from contractive_keras.layers import L2NormPooling2D
+from tests.certify import fixture
+from tests.certify.gradients import variable_gradient
+
+pytestmark = pytest.mark.backends
+
+
+def _weights(layer):
+    return [np.asarray(w, np.float64) for w in layer.get_weights()]
+
+
+def _dense_model(seed=0):
+    """Dense -> GroupSort -> Dense -> GroupSort -> Dense read-out."""
+    keras.utils.set_random_seed(seed)
+    x_in = keras.Input((6,))
+    x = GroupSort(2)(keras.layers.Dense(8, name="d1")(x_in))
+    x = GroupSort(2)(keras.layers.Dense(8, name="d2")(x))
+    return keras.Model(x_in, keras.layers.Dense(3, name="logits")(x))
+
+
+def _numpy_forward(model, x):
+    """The dense model's logits in float64 NumPy from its weights."""
+    def groupsort(h):
+        pairs = h.reshape(len(h), -1, 2)
+        return np.sort(pairs, axis=-1).reshape(len(h), -1)
+
+    h = x.astype(np.float64)
+    for name in ("d1", "d2"):
+        kernel, bias = _weights(model.get_layer(name))
+        h = groupsort(h @ kernel + bias)
+    kernel, bias = _weights(model.get_layer("logits"))
+    return h @ kernel + bias
+
+
+def _pairwise_radius(logits, kernel, body):
+    pred = logits.argmax(1)
+    radius = np.full(len(logits), np.inf)
+    for j in range(logits.shape[1]):
+        norm = np.linalg.norm(kernel[:, pred] - kernel[:, [j]], axis=0) * body
+        gap = logits[np.arange(len(pred)), pred] - logits[:, j]
+        radius = np.where(pred == j, radius, np.minimum(radius, gap / norm))
+    return radius
+
+
+def test_model_certificate_equals_the_numpy_float64_product_of_its_weights():
+    model = _dense_model()
+    norms = {name: np.linalg.norm(_weights(model.get_layer(name))[0], 2) for name in ("d1", "d2", "logits")}
+    whole = certify.lipschitz_bound(model)
+    assert whole.value == pytest.approx(norms["d1"] * norms["d2"] * norms["logits"], rel=1e-15)
+    body, kernel = certify.body_and_readout(model)
+    assert body.value == pytest.approx(norms["d1"] * norms["d2"], rel=1e-15)
+    assert kernel.dtype == np.float64
+    np.testing.assert_array_equal(kernel, _weights(model.get_layer("logits"))[0])
+
+
+def test_conv_rescaling_and_pooling_factors_are_numpy_float64():
+    from contractive_keras.bounds import conv_operator_norm
+
+    keras.utils.set_random_seed(1)
+    x_in = keras.Input((6, 6, 2))
+    x = keras.layers.Rescaling(0.5)(x_in)
+    conv = keras.layers.Conv2D(3, 3, padding="same")
+    x = L2NormPooling2D(2)(GroupSort(3)(conv(x)))
+    model = keras.Model(x_in, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    factors = {kind: value for _, kind, value in certify.lipschitz_bound(model).factors}
+    assert factors["rescaling"] == 0.5
+    kernel = _weights(conv)[0]
+    assert factors["conv2d (circulant bound)"] == conv_operator_norm(kernel, (6, 6))
+    # the circulant bound, recomputed here: max over the torus frequencies of ||K_hat||_2
+    transfer = np.fft.fft2(kernel, s=(8, 8), axes=(0, 1))
+    exact = np.max(np.linalg.norm(transfer, ord=2, axis=(-2, -1)))
+    assert factors["conv2d (circulant bound)"] == pytest.approx(exact, rel=1e-12)
+    assert factors["l2-norm pooling (disjoint windows)"] == factors["groupsort (a permutation)"] == 1.0
+
+
+def test_certified_radius_from_a_model_and_from_backend_tensor_logits():
+    model = _dense_model(seed=2)
+    x = np.random.default_rng(3).normal(size=(37, 6)).astype("float32")
+    body, kernel = certify.body_and_readout(model)
+    expected = np.maximum(_pairwise_radius(_numpy_forward(model, x), kernel, body.value), 0.0)
+    result = certify.certified_radius(model, x, batch_size=16)      # batches of 16, 16, 5
+    assert result.bound == "pairwise" and result.correct.all()
+    np.testing.assert_allclose(result.radius, expected, rtol=1e-4, atol=1e-6)
+    # logits computed by the backend and passed as its own tensors
+    logits = model(ops.convert_to_tensor(x))
+    from_tensors = certify.certified_radius(logits=logits, body_bound=body.value,
+                                            readout_kernel=model.get_layer("logits").kernel,
+                                            labels=ops.convert_to_tensor(result.radius * 0, "int32"))
+    from_numpy = certify.certified_radius(logits=ops.convert_to_numpy(logits), body_bound=body.value,
+                                          readout_kernel=kernel)
+    np.testing.assert_array_equal(from_tensors.radius[from_tensors.correct],
+                                  from_numpy.radius[from_tensors.correct])
+    # inputs as backend tensors: the same radii as NumPy inputs
+    again = certify.certified_radius(model, ops.convert_to_tensor(x), batch_size=16)
+    np.testing.assert_array_equal(again.radius, result.radius)
+    whole = certify.certified_radius(logits=logits, lipschitz_constant=certify.lipschitz_bound(model).value)
+    assert whole.bound == "global" and np.all(whole.radius <= from_numpy.radius + 1e-12)
+
+
+def test_bsm_norms_refuse_in_one_line_off_tensorflow():
+    if backend.is_tensorflow():
+        pytest.skip("bsm_norms runs on TensorFlow")
+    with pytest.raises(NotImplementedError, match="KERAS_BACKEND=tensorflow") as error:
+        certify.bsm_norms(object(), np.zeros((1, 4)))
+    assert "\n" not in str(error.value) and backend.name() in str(error.value)
+
+
+def test_training_bound_is_the_certificate_and_its_gradient_the_top_singular_pair():
+    model = _dense_model(seed=4)
+    bound = certify.body_bound_fn(model)
+    certified = certify.body_and_readout(model)[0].value
+    value = float(ops.convert_to_numpy(bound()))
+    # float64: tight to 1e-6; in float32 (JAX without x64) the eigenvalues' and the
+    # products' rounding is covered outwards (bounds.backend_ops.eig_slack, body_bound_fn)
+    assert certified <= value <= certified * (1 + (1e-6 if backend.float64_in_graph() else 1e-4))
+    d1 = model.get_layer("d1")
+    grad = variable_gradient(bound, d1.kernel)
+    w1, w2 = _weights(d1)[0], _weights(model.get_layer("d2"))[0]
+    u, s, vt = np.linalg.svd(w1)
+    # d ||W1||_2 ||W2||_2 / d W1 = ||W2||_2 u1 v1^T
+    np.testing.assert_allclose(grad, np.linalg.norm(w2, 2) * np.outer(u[:, 0], vt[0]),
+                               rtol=1e-3, atol=1e-5)
+
+
+def test_a_model_saved_under_tensorflow_gives_the_recorded_certificate():
+    from contractive_keras import saving
+
+    with open(fixture.RECORD, encoding="utf-8") as handle:
+        recorded = json.load(handle)
+    model = saving.load_keras_file(fixture.MODEL)
+    got = fixture.certificate_record(model)
+    assert got["lipschitz_bound"] == pytest.approx(recorded["lipschitz_bound"], rel=1e-14)
+    assert got["body_bound"] == pytest.approx(recorded["body_bound"], rel=1e-14)
+    assert [f[:2] for f in got["factors"]] == [f[:2] for f in recorded["factors"]]
+    np.testing.assert_allclose([f[2] for f in got["factors"]], [f[2] for f in recorded["factors"]],
+                               rtol=1e-14)
+    assert got["bound"] == recorded["bound"] == "pairwise"
+    # the radii come from float32 logits of each backend's kernels: float32 agreement
+    np.testing.assert_allclose(got["radius"], recorded["radius"], rtol=1e-4, atol=1e-6)
+    assert math.isfinite(got["lipschitz_bound"])
