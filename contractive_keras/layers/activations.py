@@ -7,7 +7,8 @@ a > 0.  ``SLOPE_INTERVALS`` is the one registry of named activations;
 leaky ReLU is parameterised by its negative slope.  Non-monotone activations
 (gelu, silu/swish, mish) have negative slopes somewhere and are refused.
 Leaky ReLU is computed as max(x, a x) (``leaky_relu``), which keeps the slope
-a exact in every dtype.
+a exact in every dtype.  Every function here is written with ``keras.ops``
+and runs on the TensorFlow, JAX and PyTorch backends.
 
 Example:
 
@@ -22,7 +23,8 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
+
+from contractive_keras import backend
 
 #: name -> (lo, hi): sigma' in [lo, hi] everywhere (Clarke derivative).
 #: "leaky_relu" and "smooth_leaky_relu" take their lower slope as a parameter.
@@ -56,7 +58,7 @@ def leaky_relu(x, negative_slope):
 
 def smooth_leaky_relu(x, negative_slope):
     """a x + (1 - a)(softplus(x) - log 2): slope a + (1 - a) sigmoid(x) in (a, 1), value 0 at 0."""
-    return negative_slope * x + (1.0 - negative_slope) * (tf.nn.softplus(x) - math.log(2.0))
+    return negative_slope * x + (1.0 - negative_slope) * (keras.ops.softplus(x) - math.log(2.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,12 +80,20 @@ class SlopedActivation:
 
 
 def _check_declared(fn, slopes, name):
-    """Secant slopes of ``fn`` on a grid over [-1e3, 1e3] must lie in ``slopes``."""
+    """Secant slopes of ``fn`` on a grid over [-1e3, 1e3] must lie in ``slopes``.
+
+    ``fn`` is called on a backend tensor, in float64 where the backend keeps
+    it (JAX without ``jax_enable_x64`` computes in float32: the secants are
+    then taken over the float32 grid points and allowed float32 rounding,
+    about 2 eps32 |x| / |dx| <= 2e-6 on this grid, so the tolerance is 1e-5).
+    """
     lo, hi = slopes
     grid = np.concatenate([-np.logspace(3, -4, 200), [0.0], np.logspace(-4, 3, 200)])
-    values = np.asarray(fn(tf.constant(grid, tf.float64)), np.float64)
+    dtype = backend.wide_float()
+    grid = grid.astype(dtype).astype(np.float64)
+    values = backend.to_numpy(fn(keras.ops.convert_to_tensor(grid, dtype)), np.float64)
     secants = np.diff(values) / np.diff(grid)
-    tol = 1e-6
+    tol = 1e-6 if dtype == "float64" else 1e-5
     if not np.all(np.isfinite(secants)) or np.any(secants < lo - tol) or np.any(secants > hi + tol):
         raise ValueError(
             f"activation {name!r} has secant slopes in [{secants.min():.4g}, {secants.max():.4g}] "

@@ -2,11 +2,11 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from contractive_keras.bounds import theorem1 as bounds
 from contractive_keras.bounds.jacobian_structure import JacobianStructure
 from contractive_keras.constraints.gamma_projection import GammaProjection
+from contractive_keras.layers import dispatch
 from contractive_keras.layers.initializers import StepwiseIdentity
 from contractive_keras.layers.kb_field import KbFieldOptions
 from contractive_keras.layers.kb_field import serialize
@@ -121,8 +121,8 @@ class CHNODE(KbFieldOptions, PerStepODE):
     >>> from contractive_keras.solvers import SolverSpec
     >>> layer = CHNODE(SolverSpec("euler", steps=4, step_size=0.1), gamma=2.0,
     ...                discrete_check="ignore")
-    >>> layer(np.zeros((2, 4), "float32")).shape
-    TensorShape([2, 4])
+    >>> tuple(layer(np.zeros((2, 4), "float32")).shape)
+    (2, 4)
     """
 
     legacy_names = {
@@ -216,7 +216,7 @@ class CHNODE(KbFieldOptions, PerStepODE):
         if not self.dissipation_trainable:
             constraint = GammaProjection(
                 kappa=self.kappa, eps=self.eps, slope_bound=self.slope_bound,
-                gamma=fixed, j2=self.j2, L=np.asarray(self.L.numpy()).tolist(),
+                gamma=fixed, j2=self.j2, L=dispatch.to_numpy(self.L).tolist(),
                 spatial_shape=self.spatial_shape)
         K_shape = (m, n) if self.kernel_size is None else self.kernel_size + (n, m)
         self.K = self.add_step_weight(
@@ -226,9 +226,10 @@ class CHNODE(KbFieldOptions, PerStepODE):
             "b", (m,), self.bias_initializer, self.bias_regularizer, self.bias_constraint)
         if fixed is not None:
             self.K.assign(constraint(self.K))
-        elif tf.executing_eagerly():
-            c1, c2 = bounds.c1_c2(self.K, self.L, self.kappa, self.slope_bound,
-                                  self.spatial_shape)
+            return
+        K, L = dispatch.concrete_numpy(self.K), dispatch.concrete_numpy(self.L)
+        if K is not None and L is not None:     # not inside a traced graph
+            c1, c2 = bounds.c1_c2(K, L, self.kappa, self.slope_bound, self.spatial_shape)
             gap = float(bounds.one_minus_alpha_sq(c1, c2))
             if not gap > self.eps:
                 raise ValueError(
@@ -239,34 +240,36 @@ class CHNODE(KbFieldOptions, PerStepODE):
     # -- Theorem 1 in the graph --------------------------------------------
     def _scale_and_gamma(self):
         """Constants of ``call`` (no gradient): per-step K factors and gamma."""
-        Ks = tf.stop_gradient(tf.convert_to_tensor(self.K))
-        Ls = tf.stop_gradient(tf.convert_to_tensor(self.L))
+        Ks = keras.ops.stop_gradient(keras.ops.convert_to_tensor(self.K))
+        Ls = keras.ops.stop_gradient(keras.ops.convert_to_tensor(self.L))
         dtype = self.compute_dtype
         factor, (c1, c2) = bounds.K_scale_to_cap(
-            Ks, Ls, self.kappa, self.slope_bound, self.max_ratio, Ks.dtype,
-            self.spatial_shape)
+            Ks, Ls, self.kappa, self.slope_bound, self.max_ratio,
+            keras.backend.standardize_dtype(Ks.dtype), self.spatial_shape)
         if self.gamma == "auto":
             gamma64 = bounds.theorem1_gamma(c1, c2, self.eps, self.j2)
-            gamma = tf.stop_gradient(bounds.round_up(gamma64, dtype))
+            gamma = keras.ops.stop_gradient(bounds.round_up(gamma64, dtype))
         else:
-            gamma = tf.constant(self.gamma, dtype)
-        return tf.stop_gradient(factor), gamma
+            gamma = keras.ops.convert_to_tensor(self.gamma, dtype)
+        return keras.ops.stop_gradient(factor), gamma
 
     def effective_weights(self):
         """(K, b, L, gamma) used by ``call``: K inside the Theorem 1 set, gamma."""
         factor, gamma = self._scale_and_gamma()
         dtype = self.compute_dtype
-        K = tf.convert_to_tensor(self.K) * factor
-        return (tf.cast(K, dtype), tf.cast(tf.convert_to_tensor(self.b), dtype),
-                tf.cast(tf.convert_to_tensor(self.L), dtype), gamma)
+        K = keras.ops.convert_to_tensor(self.K) * factor
+        b, L = (keras.ops.convert_to_tensor(w) for w in (self.b, self.L))
+        return (keras.ops.cast(K, dtype), keras.ops.cast(b, dtype), keras.ops.cast(L, dtype),
+                gamma)
 
     def _field_operators(self):
         """(K factors, A = J - gamma I, kappa I) in the compute dtype, for ``call``."""
         factor, gamma = self._scale_and_gamma()
         dtype = self.compute_dtype
         n = self.state_size
-        A = tf.constant(self.J_matrix, dtype) - gamma * tf.eye(n, dtype=dtype)
-        return factor, A, self.kappa * tf.eye(n, dtype=dtype)
+        A = (keras.ops.convert_to_tensor(self.J_matrix, dtype)
+             - gamma * keras.ops.eye(n, dtype=dtype))
+        return factor, A, self.kappa * keras.ops.eye(n, dtype=dtype)
 
     def field_closure(self):
         if self.kernel_size is not None:
@@ -278,24 +281,26 @@ class CHNODE(KbFieldOptions, PerStepODE):
         def matrices(K, b, L):
             # Column form on the state Xi (n, rows):
             #   f = (A K^T) sigma(K Xi + b) + (A M) Xi,  M = L^T L + kappa I.
-            K = tf.cast(K, dtype)
-            M = tf.matmul(tf.cast(L, dtype), tf.cast(L, dtype), transpose_a=True) + kappa_eye
-            return (K, tf.cast(b, dtype)[..., None],
-                    tf.matmul(A, K, transpose_b=True), tf.matmul(A, M))
+            K = keras.ops.cast(K, dtype)
+            L = keras.ops.cast(L, dtype)
+            M = dispatch.matmul(L, L, transpose_a=True) + kappa_eye
+            return (K, keras.ops.expand_dims(keras.ops.cast(b, dtype), -1),
+                    dispatch.matmul(A, K, transpose_b=True), keras.ops.matmul(A, M))
+
+        def apply(K, b, W_act, W_lin, y):
+            return (keras.ops.matmul(W_act, sigma(keras.ops.matmul(K, y) + b))
+                    + keras.ops.matmul(W_lin, y))
 
         if self.gradient == "backprop":
-            stacked = matrices(tf.convert_to_tensor(self.K) * factor, self.b, self.L)
+            stacked = matrices(keras.ops.convert_to_tensor(self.K) * factor, self.b, self.L)
 
             def field(t, y, step):
-                K, b, W_act, W_lin = (self.select(w, step) for w in stacked)
-                return tf.matmul(W_act, sigma(tf.matmul(K, y) + b)) + tf.matmul(W_lin, y)
+                return apply(*(self.select(w, step) for w in stacked), y)
         else:
             # "checkpoint" / "adjoint" differentiate only variables read inside fn.
             def field(t, y, step):
                 K = self.select(self.K, step) * self.select(factor, step)
-                K, b, W_act, W_lin = matrices(K, self.select(self.b, step),
-                                              self.select(self.L, step))
-                return tf.matmul(W_act, sigma(tf.matmul(K, y) + b)) + tf.matmul(W_lin, y)
+                return apply(*matrices(K, self.select(self.b, step), self.select(self.L, step)), y)
 
         return field
 
@@ -310,21 +315,23 @@ class CHNODE(KbFieldOptions, PerStepODE):
         sigma = self.activation_fn
 
         def field(t, y, step):
-            K = tf.cast(self.select(self.K, step) * self.select(factor, step), dtype)
-            b = tf.cast(self.select(self.b, step), dtype)
-            L = tf.cast(self.select(self.L, step), dtype)
-            M = tf.matmul(L, L, transpose_a=True) + kappa_eye
-            z = sigma(tf.nn.conv2d(y, K, 1, "SAME") + b)
-            back = tf.nn.conv2d_transpose(z, K, tf.shape(y), 1, "SAME")
+            K = keras.ops.cast(self.select(self.K, step) * self.select(factor, step), dtype)
+            b = keras.ops.cast(self.select(self.b, step), dtype)
+            L = keras.ops.cast(self.select(self.L, step), dtype)
+            M = dispatch.matmul(L, L, transpose_a=True) + kappa_eye
+            z = sigma(keras.ops.conv(y, K, strides=1, padding="same") + b)
+            # K^T, the adjoint of the stride-1 "same" convolution.
+            back = keras.ops.conv_transpose(z, K, strides=1, padding="same")
             # Per pixel: A (back + M y); M is symmetric.
-            return tf.einsum("...i,ji->...j", back + tf.einsum("...i,ji->...j", y, M), A)
+            return keras.ops.einsum("...i,ji->...j",
+                                    back + keras.ops.einsum("...i,ji->...j", y, M), A)
 
         return field
 
     def call(self, inputs):
         if self.kernel_size is None:
             return super().call(inputs)
-        x = tf.convert_to_tensor(inputs, dtype=self.compute_dtype)
+        x = keras.ops.convert_to_tensor(inputs, dtype=self.compute_dtype)
         field = self.field_closure()
         if not self.return_trajectory:
             return self.solver_spec.odeint(field, x, with_step_index=True)
@@ -366,8 +373,8 @@ class CHNODE(KbFieldOptions, PerStepODE):
                 offset=None, left=None, right=None, slopes=(0.0, self.slope_bound),
                 steps=self.steps, step_size=self.step_size, t1=self.t1, scheme=scheme,
                 theorem1=constants)
-        K = np.asarray(K, np.float64)
-        L = np.asarray(L, np.float64)
+        K = dispatch.to_numpy(K, np.float64)
+        L = dispatch.to_numpy(L, np.float64)
         n = self.state_size
         A = self.J_matrix - float(gamma) * np.eye(n)
         M = np.einsum("kpi,kpj->kij", L, L) + self.kappa * np.eye(n)

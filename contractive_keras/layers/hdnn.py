@@ -2,9 +2,9 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from contractive_keras.bounds.jacobian_structure import JacobianStructure
+from contractive_keras.layers import dispatch
 from contractive_keras.layers.kb_field import KbFieldOptions
 from contractive_keras.layers.per_step_ode import PerStepODE
 from contractive_keras.layers.structure_matrix import check_skew
@@ -43,8 +43,8 @@ class HDNN(KbFieldOptions, PerStepODE):
     >>> import numpy as np
     >>> from contractive_keras.solvers import SolverSpec
     >>> layer = HDNN(SolverSpec("euler", steps=2, step_size=0.25), units=6)
-    >>> layer(np.zeros((3, 4), "float32")).shape
-    TensorShape([3, 4])
+    >>> tuple(layer(np.zeros((3, 4), "float32")).shape)
+    (3, 4)
     """
 
     legacy_names = {**KbFieldOptions.legacy_names, "J": "structure_matrix"}
@@ -65,16 +65,18 @@ class HDNN(KbFieldOptions, PerStepODE):
 
     def field_closure(self):
         dtype = self.compute_dtype
-        J = tf.constant(self.J_matrix, dtype)
+        J = keras.ops.convert_to_tensor(self.J_matrix, dtype)
         sigma = self.activation_fn
 
         def matrices(K, b):
             # Column form on the state Xi (n, rows): f = (J K^T) sigma(K Xi + b).
-            K = tf.cast(K, dtype)
-            return K, tf.cast(b, dtype)[..., None], tf.matmul(J, K, transpose_b=True)
+            K = keras.ops.cast(K, dtype)
+            return (K, keras.ops.expand_dims(keras.ops.cast(b, dtype), -1),
+                    dispatch.matmul(J, K, transpose_b=True))
 
         if self.gradient == "backprop":
-            stacked = matrices(tf.convert_to_tensor(self.K), tf.convert_to_tensor(self.b))
+            stacked = matrices(keras.ops.convert_to_tensor(self.K),
+                               keras.ops.convert_to_tensor(self.b))
 
             def weights(step):
                 return [self.select(w, step) for w in stacked]
@@ -85,13 +87,13 @@ class HDNN(KbFieldOptions, PerStepODE):
 
         def field(t, y, step):
             K, b, W_out = weights(step)
-            return tf.matmul(W_out, sigma(tf.matmul(K, y) + b))
+            return keras.ops.matmul(W_out, sigma(keras.ops.matmul(K, y) + b))
 
         return field
 
     def jacobian_structure(self):
         """``JacobianStructure``: the Jacobian is (J K^T) diag(s) K, s in [0, S]^m."""
-        K = np.asarray(self.K, np.float64)
+        K = dispatch.to_numpy(self.K, np.float64)
         n = self.state_size
         Kt = np.transpose(K, (0, 2, 1))
         return JacobianStructure(

@@ -1,7 +1,6 @@
 """NeuralODE: any Keras layer or model as the vector field of an ODE layer."""
 
 import keras
-import tensorflow as tf
 
 from contractive_keras.layers.ode_block import ODEBlock
 
@@ -40,8 +39,8 @@ class NeuralODE(ODEBlock):
     >>> from contractive_keras.solvers import SolverSpec
     >>> layer = NeuralODE(SolverSpec("rk4", steps=4, t1=1.0),
     ...                   vector_field=keras.layers.Dense(3, activation="tanh"))
-    >>> layer(np.zeros((2, 3), "float32")).shape
-    TensorShape([2, 3])
+    >>> tuple(layer(np.zeros((2, 3), "float32")).shape)
+    (2, 3)
     """
 
     solver_defaults = dict(method="rk4", steps=10, t1=1.0)
@@ -79,12 +78,12 @@ class NeuralODE(ODEBlock):
 
     def _field(self, t, y):
         if self.time_input:
-            t_col = tf.fill(tf.concat([tf.shape(y)[:-1], [1]], 0), tf.cast(t, y.dtype))
-            return self.vector_field(tf.concat([y, t_col], -1))
+            t_col = keras.ops.ones_like(y[..., :1]) * keras.ops.cast(t, y.dtype)
+            return self.vector_field(keras.ops.concatenate([y, t_col], axis=-1))
         return self.vector_field(y)
 
     def call(self, inputs):
-        y0 = tf.convert_to_tensor(inputs, self.compute_dtype)
+        y0 = keras.ops.convert_to_tensor(inputs, self.compute_dtype)
         if not self.return_trajectory:
             return self.solver_spec.odeint(self._field, y0)
         traj = self.solver_spec.odeint(self._field, y0, times=self.solver_spec.times)

@@ -1,7 +1,6 @@
 """ODEBlock: the base of every ODE layer (one ``SolverSpec``, the description method)."""
 
 import keras
-import tensorflow as tf
 
 from contractive_keras.solvers.serialization import layer_solver
 from contractive_keras.solvers.spec import SolverSpec
@@ -13,6 +12,13 @@ SOLVER_ARGUMENTS = ("steps", "step_size", "t1", "gradient", "rtol", "atol")
 
 class ODEBlock(keras.layers.Layer):
     """A Keras layer that integrates an ODE with one ``solvers.SolverSpec``.
+
+    Backends: the ODE layers are written with ``keras.ops`` and run under
+    Keras's TensorFlow, JAX and PyTorch backends with the fixed-step methods
+    ("euler", "midpoint", "rk4") and gradient "backprop" (and the other
+    gradients and "dopri5" where ``contractive_keras.solvers`` supports them
+    on that backend); tfp's "tfp_dopri5" and "bdf" are TensorFlow-only and
+    refuse in one line elsewhere (``backend.require_tensorflow``).
 
     Subclasses set ``solver_defaults`` (the method and time grid used when the
     caller gives none or only a method name) and describe their vector field
@@ -48,10 +54,6 @@ class ODEBlock(keras.layers.Layer):
     legacy_names = {}
 
     def __init__(self, solver=None, **kwargs):
-        if keras.backend.backend() != "tensorflow":
-            raise NotImplementedError(
-                f"{type(self).__name__} runs on Keras's TensorFlow backend only for now; this process "
-                f"uses the {keras.backend.backend()!r} backend. Set KERAS_BACKEND=tensorflow.")
         self._refuse_old_arguments(solver, kwargs)
         super().__init__(**kwargs)
         self.solver_spec = SolverSpec.from_arguments(
@@ -164,7 +166,7 @@ class ODEBlock(keras.layers.Layer):
     def batch_major(trajectory):
         """(N + 1, batch, ...) states at the grid times -> (batch, N + 1, ...)."""
         rank = len(trajectory.shape)
-        return tf.transpose(trajectory, [1, 0] + list(range(2, rank)))
+        return keras.ops.transpose(trajectory, [1, 0] + list(range(2, rank)))
 
     # -- description ---------------------------------------------------------
     def jacobian_structure(self):

@@ -1,9 +1,9 @@
 """PerStepODE: the skeleton of the ODE layers with per-step weights on the last axis."""
 
 import keras
-import tensorflow as tf
 
 from contractive_keras import solvers
+from contractive_keras.layers import dispatch
 from contractive_keras.layers.ode_block import ODEBlock
 
 
@@ -72,11 +72,11 @@ class PerStepODE(ODEBlock):
 
     def to_state(self, rows):
         """(rows, n) -> the solver state (n, rows)."""
-        return tf.transpose(rows)
+        return keras.ops.transpose(rows)
 
     def from_state(self, state):
         """The solver state (n, rows) -> (rows, n)."""
-        return tf.transpose(state)
+        return keras.ops.transpose(state)
 
     def integrate(self, rows, times=None):
         """Integrates rows (P, n) to t1, or to ``times`` (stacked first)."""
@@ -85,16 +85,16 @@ class PerStepODE(ODEBlock):
                                        with_step_index=True)
         if times is None:
             return self.from_state(traj)
-        return tf.transpose(traj, [0, 2, 1])
+        return keras.ops.transpose(traj, (0, 2, 1))
 
     def call(self, inputs):
-        x = tf.convert_to_tensor(inputs, dtype=self.compute_dtype)
-        shape = tf.shape(x)
-        rows = tf.reshape(x, [-1, self.state_size])
+        x = keras.ops.convert_to_tensor(inputs, dtype=self.compute_dtype)
+        shape = tuple(keras.ops.shape(x))
+        rows = keras.ops.reshape(x, (-1, self.state_size))
         if not self.return_trajectory:
-            return tf.reshape(self.integrate(rows), shape)
+            return keras.ops.reshape(self.integrate(rows), shape)
         traj = self.integrate(rows, self.solver_spec.times)
-        traj = tf.reshape(traj, tf.concat([[self.steps + 1], shape], 0))
+        traj = keras.ops.reshape(traj, (self.steps + 1,) + shape)
         return self.batch_major(traj)
 
     def get_config(self):
@@ -115,11 +115,11 @@ class PerStepODE(ODEBlock):
             constraint=constraint, trainable=trainable)
 
     def select(self, stacked, step):
-        """The slice of a stacked weight used at solver step ``step``."""
+        """The slice of a stacked weight used at solver step ``step``.
+
+        ``step`` is a Python int or an int32 scalar tensor of the backend.
+        """
         if not self.time_varying:
             return stacked[0]
-        static = tf.get_static_value(step)
-        if static is not None:          # unrolled loop: a slice, dense gradient
-            return stacked[int(static)]
-        return tf.gather(stacked, step)
+        return dispatch.select_step(stacked, step)
 

@@ -2,9 +2,9 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from contractive_keras.bounds.jacobian_structure import JacobianStructure
+from contractive_keras.layers import dispatch
 from contractive_keras.layers.kb_field import KbFieldOptions
 from contractive_keras.layers.per_step_ode import PerStepODE
 
@@ -38,8 +38,8 @@ class ResNetODE(KbFieldOptions, PerStepODE):
     >>> import numpy as np
     >>> from contractive_keras.solvers import SolverSpec
     >>> layer = ResNetODE(SolverSpec("euler", steps=2, step_size=0.25))
-    >>> layer(np.zeros((3, 5), "float32")).shape
-    TensorShape([3, 5])
+    >>> tuple(layer(np.zeros((3, 5), "float32")).shape)
+    (3, 5)
     """
 
     def build_field(self, n):
@@ -54,10 +54,12 @@ class ResNetODE(KbFieldOptions, PerStepODE):
 
         def matrices(K, b):
             # Column form on the state Xi (n, rows): sigma(K^T Xi + b).
-            return tf.linalg.matrix_transpose(tf.cast(K, dtype)), tf.cast(b, dtype)[..., None]
+            return (keras.ops.swapaxes(keras.ops.cast(K, dtype), -1, -2),
+                    keras.ops.expand_dims(keras.ops.cast(b, dtype), -1))
 
         if self.gradient == "backprop":
-            stacked = matrices(tf.convert_to_tensor(self.K), tf.convert_to_tensor(self.b))
+            stacked = matrices(keras.ops.convert_to_tensor(self.K),
+                               keras.ops.convert_to_tensor(self.b))
 
             def weights(step):
                 return [self.select(w, step) for w in stacked]
@@ -68,13 +70,13 @@ class ResNetODE(KbFieldOptions, PerStepODE):
 
         def field(t, y, step):
             Kt, b = weights(step)
-            return sigma(tf.matmul(Kt, y) + b)
+            return sigma(keras.ops.matmul(Kt, y) + b)
 
         return field
 
     def jacobian_structure(self):
         """``JacobianStructure``: d/dxi sigma(K^T xi + b) = diag(s) K^T, s in [0, S]^n."""
-        K = np.asarray(self.K, np.float64)
+        K = dispatch.to_numpy(self.K, np.float64)
         W, n, _ = K.shape
         return JacobianStructure(
             offset=np.zeros((W, n, n)), left=np.broadcast_to(np.eye(n), (W, n, n)).copy(),

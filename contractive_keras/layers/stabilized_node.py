@@ -15,12 +15,12 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from contractive_keras.bounds import validation
 from contractive_keras.bounds.jacobian_structure import JacobianStructure
 from contractive_keras.constraints.delta_bar_projection import DeltaBarProjection
 from contractive_keras.layers import activations
+from contractive_keras.layers import dispatch
 from contractive_keras.layers.ode_block import ODEBlock
 
 
@@ -88,8 +88,8 @@ class StabilizedNODE(ODEBlock):
     >>> from contractive_keras.solvers import SolverSpec
     >>> layer = StabilizedNODE(SolverSpec("euler", steps=4, t1=1.0), min_slope=0.1,
     ...                        delta_bar=0.0)
-    >>> layer(np.zeros((2, 8), "float32")).shape
-    TensorShape([2, 8])
+    >>> tuple(layer(np.zeros((2, 8), "float32")).shape)
+    (2, 8)
     """
 
     solver_defaults = dict(method="euler", steps=10, t1=1.0)
@@ -178,14 +178,14 @@ class StabilizedNODE(ODEBlock):
 
     def call(self, inputs):
         dtype = self.compute_dtype
-        u0 = tf.cast(inputs, dtype)
-        A = tf.cast(tf.convert_to_tensor(self.kernel), dtype)
-        b = tf.cast(tf.convert_to_tensor(self.bias), dtype)
+        u0 = keras.ops.cast(inputs, dtype)
+        A = keras.ops.cast(keras.ops.convert_to_tensor(self.kernel), dtype)
+        b = keras.ops.cast(keras.ops.convert_to_tensor(self.bias), dtype)
         sigma = self._activation.fn
 
         def field(t, u):
             # Row form of sigma(A u + b): sigma(u A^T + b).
-            return sigma(tf.matmul(u, A, transpose_b=True) + b)
+            return sigma(dispatch.matmul(u, A, transpose_b=True) + b)
 
         return self.solver_spec.odeint(field, u0)
 
@@ -197,7 +197,7 @@ class StabilizedNODE(ODEBlock):
         """
         constraint = self.kernel_constraint
         return JacobianStructure.of_kernel(
-            np.asarray(self.kernel, np.float64), self.min_slope, t1=self.t1,
+            dispatch.to_numpy(self.kernel, np.float64), self.min_slope, t1=self.t1,
             scheme=self.solver if self.fixed_step else None, steps=self.steps,
             scaling=None if constraint is None else constraint.scaling(),
             scaling_covers_euler=constraint is not None and constraint.covers_euler(),
