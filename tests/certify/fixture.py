@@ -1,9 +1,11 @@
-"""The cross-backend certificate fixture: a tiny 1-Lipschitz-style CNN saved under TensorFlow.
+"""The cross-backend certificate fixtures: two tiny classifiers saved under TensorFlow.
 
-``tests/certify/data/lipschitz_cnn.keras`` holds the model and
-``lipschitz_cnn.json`` what TensorFlow's run certified (float64): the
-whole-model bound, the body bound and its factors, and the pairwise radii
-of a few fixed inputs.  ``tests/certify/test_backends.py`` loads the file
+``tests/certify/data/lipschitz_cnn.keras`` (convolution, GroupSort, l2-norm
+pooling, dense) and ``ode_classifier.keras`` (a CH-NODE and a stabilized
+NODE block) hold the models, the ``.json`` files what TensorFlow's run
+certified (float64): the whole-model bound, the body bound and its factors,
+the pairwise radii of a few fixed inputs and, for the ODE blocks, their map
+and flow certificates and ``certify.summary``.  ``tests/certify/test_backends.py`` loads the file
 under each Keras backend and checks the same certificate (to float64
 rounding) and the same radii (to float32 logits).  Regenerate with
 
@@ -19,6 +21,8 @@ import numpy as np
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 MODEL = os.path.join(DATA, "lipschitz_cnn.keras")
 RECORD = os.path.join(DATA, "lipschitz_cnn.json")
+ODE_MODEL = os.path.join(DATA, "ode_classifier.keras")
+ODE_RECORD = os.path.join(DATA, "ode_classifier.json")
 
 
 def inputs():
@@ -41,6 +45,38 @@ def build(seed=0):
     x = L2NormPooling2D(2)(GroupSort(2)(x))
     x = GroupSort(2)(keras.layers.Dense(8)(keras.layers.Flatten()(x)))
     return keras.Model(x_in, keras.layers.Dense(3, name="logits")(x), name="lipschitz_cnn")
+
+
+def build_ode(seed=0):
+    """Conv2D -> CHNODE (3 Euler steps) -> Flatten -> Dense -> StabilizedNODE (4 Euler steps) -> Dense."""
+    from contractive_keras.layers import CHNODE  # pylint: disable=import-outside-toplevel
+    from contractive_keras.layers import StabilizedNODE  # pylint: disable=import-outside-toplevel
+    from contractive_keras.solvers import SolverSpec  # pylint: disable=import-outside-toplevel
+
+    keras.utils.set_random_seed(seed)
+    x_in = keras.Input((6, 6, 1))
+    x = keras.layers.Conv2D(2, 3, padding="same")(x_in)
+    # A fixed gamma: gamma="auto" is computed in the graph, in float32 on JAX without
+    # x64, so the map (and its certificate) would differ there from TensorFlow's.
+    x = CHNODE(SolverSpec("euler", steps=3, step_size=0.05), kappa=0.1, gamma=0.06,
+               discrete_check="ignore", name="chnode")(x)
+    x = keras.layers.Dense(6)(keras.layers.Flatten()(x))
+    x = StabilizedNODE(SolverSpec("euler", steps=4, t1=1.0), min_slope=0.5, name="stabilized")(x)
+    return keras.Model(x_in, keras.layers.Dense(3, name="logits")(x), name="ode_classifier")
+
+
+def ode_record(model):
+    """``certificate_record`` plus each ODE block's map and flow certificates and ``summary``."""
+    from contractive_keras import certify  # pylint: disable=import-outside-toplevel
+
+    record = certificate_record(model)
+    for name in ("chnode", "stabilized"):
+        layer = model.get_layer(name)
+        record[name] = {"map": certify.layer_certificate(layer).value,
+                        "flow": certify.layer_certificate(layer, certifies="flow").value}
+    record["summary"] = {key: value for key, value in certify.summary(model, warn=False).items()
+                         if isinstance(value, float)}
+    return record
 
 
 def certificate_record(model):
@@ -66,12 +102,14 @@ def main():
     if not backend.is_tensorflow():
         raise SystemExit("the fixture is recorded under KERAS_BACKEND=tensorflow")
     os.makedirs(DATA, exist_ok=True)
-    model = build()
-    model.save(MODEL)
-    record = {"backend": backend.name(), "keras": keras.__version__, **certificate_record(model)}
-    with open(RECORD, "w", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=1)
-        handle.write("\n")
+    for make, record_of, path, record_path in ((build, certificate_record, MODEL, RECORD),
+                                               (build_ode, ode_record, ODE_MODEL, ODE_RECORD)):
+        model = make()
+        model.save(path)
+        record = {"backend": backend.name(), "keras": keras.__version__, **record_of(model)}
+        with open(record_path, "w", encoding="utf-8") as handle:
+            json.dump(record, handle, indent=1)
+            handle.write("\n")
 
 
 if __name__ == "__main__":

@@ -159,3 +159,24 @@ def test_a_model_saved_under_tensorflow_gives_the_recorded_certificate():
     # the radii come from float32 logits of each backend's kernels: float32 agreement
     np.testing.assert_allclose(got["radius"], recorded["radius"], rtol=1e-4, atol=1e-6)
     assert math.isfinite(got["lipschitz_bound"])
+
+
+def test_ode_blocks_saved_under_tensorflow_give_the_recorded_certificates():
+    """A CH-NODE and a stabilized NODE: map and flow certificates, summary, model bound."""
+    from contractive_keras import saving
+
+    with open(fixture.ODE_RECORD, encoding="utf-8") as handle:
+        recorded = json.load(handle)
+    model = saving.load_keras_file(fixture.ODE_MODEL)
+    got = fixture.ode_record(model)
+    for name in ("chnode", "stabilized"):
+        for certifies in ("map", "flow"):
+            assert got[name][certifies] == pytest.approx(recorded[name][certifies], rel=1e-13), \
+                (name, certifies)
+    assert got["summary"].keys() == recorded["summary"].keys()
+    for key, value in recorded["summary"].items():
+        assert got["summary"][key] == pytest.approx(value, rel=1e-13, abs=1e-300), key
+    assert got["lipschitz_bound"] == pytest.approx(recorded["lipschitz_bound"], rel=1e-13)
+    assert got["body_bound"] == pytest.approx(recorded["body_bound"], rel=1e-13)
+    # the ODE layers' float32 forward passes on each backend: float32 agreement of the radii
+    np.testing.assert_allclose(got["radius"], recorded["radius"], rtol=1e-4, atol=1e-6)
