@@ -8,15 +8,14 @@ also check that the package's backend-neutral parts never import it.
 """
 
 import os
-import sys
+import runpy
 
 import pytest
 
-if os.environ.get("CONTRACTIVE_KERAS_NO_TENSORFLOW") == "1":
-    for _blocked in ("tensorflow", "tensorflow_probability", "tf_keras", "tensorflow_datasets"):
-        sys.modules[_blocked] = None   # "import tensorflow" now raises ImportError
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.environ.get("CONTRACTIVE_KERAS_NO_TENSORFLOW") == "1":
+    # "import tensorflow" now raises ImportError (scripts/no_tensorflow's finder).
+    runpy.run_path(os.path.join(ROOT, "scripts", "no_tensorflow", "sitecustomize.py"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The certificates run many small float64 eigen-decompositions in NumPy;
 # multi-threaded OpenBLAS makes each 20-90x slower on a busy 2-core machine.
