@@ -180,3 +180,20 @@ def test_ode_blocks_saved_under_tensorflow_give_the_recorded_certificates():
     assert got["body_bound"] == pytest.approx(recorded["body_bound"], rel=1e-13)
     # the ODE layers' float32 forward passes on each backend: float32 agreement of the radii
     np.testing.assert_allclose(got["radius"], recorded["radius"], rtol=1e-4, atol=1e-6)
+
+
+def test_certified_training_under_model_fit_with_the_in_graph_bound():
+    """The margin loss against body_bound_fn trains in Keras's own step (jit on JAX)."""
+    from contractive_keras import losses
+
+    model = _dense_model(seed=5)
+    loss = losses.LipschitzMarginCrossEntropy(eps=0.3, readout=model.get_layer("logits"),
+                                              body_lipschitz=certify.body_bound_fn(model))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss)
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(64, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    history = model.fit(x, y, batch_size=16, epochs=3, verbose=0).history["loss"]
+    assert np.all(np.isfinite(history)) and history[-1] < history[0]
+    bound = float(ops.convert_to_numpy(certify.body_bound_fn(model)()))
+    assert bound >= certify.body_and_readout(model)[0].value
