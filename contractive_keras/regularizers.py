@@ -11,6 +11,8 @@ The reference adds, to the cross-entropy,
   ``keras.regularizers.L2(wd / 2)`` on the other layers.
 
 Both end up in ``model.losses`` and so in ``model.fit`` and custom loops.
+Written with ``keras.ops``: it runs and differentiates under every Keras
+backend (TensorFlow, JAX, torch).
 """
 
 import keras

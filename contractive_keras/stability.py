@@ -15,7 +15,8 @@ delta(A + Delta) = delta_bar; the certificates of a bare kernel's map, flow
 or single step).  The certificates of a layer or a model are
 ``contractive_keras.certify``'s (``layer_certificate``, ``lipschitz_bound``,
 ``summary``); the training-time projection is
-``contractive_keras.constraints.DeltaBarProjection``.
+``contractive_keras.constraints.DeltaBarProjection``.  NumPy float64
+throughout: the same numbers under every Keras backend, TensorFlow not needed.
 
 Example:
 

@@ -20,6 +20,14 @@ per-factor breakdown):
   ``worst_case_max_step_size``, ``contraction_constants``,
   ``contraction_rate``.
 
+Backends: every certificate acts on the weights, read as NumPy float64
+arrays, so a model built or trained under ``KERAS_BACKEND=tensorflow``,
+``jax`` or ``torch`` gets the same certificate to float64 rounding; inputs,
+logits and kernels may be NumPy arrays or any backend's tensors.
+``body_bound_fn`` is written with ``keras.ops`` and differentiable on every
+backend.  ``bsm_norms`` (a measurement by ``tf.GradientTape``) is
+TensorFlow-only and refuses in one line elsewhere.
+
 Example:
 
 >>> from contractive_keras import certify, models        # doctest: +SKIP
