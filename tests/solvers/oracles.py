@@ -1,8 +1,8 @@
-"""Problems with known solutions shared by the solver tests."""
+"""Problems with known solutions shared by the solver tests (no TensorFlow
+import at module level: the backends-marked tests use it too)."""
 
 import numpy as np
 import scipy.linalg
-import tensorflow as tf
 
 # A damped rotation: y' = A y, y(t) = expm(A t) y0.
 LINEAR_MATRIX = np.array([[-0.5, 2.0, 0.0],
@@ -11,8 +11,9 @@ LINEAR_MATRIX = np.array([[-0.5, 2.0, 0.0],
 LINEAR_Y0 = np.array([[1.0, -0.5, 0.25], [0.3, 0.2, -1.0]])
 
 
-def linear_field(dtype=tf.float64):
-    """fn(t, y) = y A^T for a batch of row vectors y."""
+def linear_field(dtype="float64"):
+    """fn(t, y) = y A^T for a batch of row vectors y (TensorFlow)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     matrix = tf.constant(LINEAR_MATRIX.T, dtype)
     return lambda t, y: tf.matmul(y, matrix)
 
