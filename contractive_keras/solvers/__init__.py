@@ -22,13 +22,24 @@ give a solver's config value in a layer's ``get_config``
 integrates with (scheme, time grid, gradient method, tolerances; ``spec.py``); :func:`write_summaries` puts solver
 statistics into TensorBoard (``statistics.py``).
 
+Backends (``KERAS_BACKEND``): the schemes, the fixed-step loop with
+gradient "backprop" or "checkpoint", and "dopri5" with "backprop" are
+written with ``keras.ops`` and run on TensorFlow, JAX and PyTorch; what
+differs by backend (loops with a gradient, checkpointing, static values)
+is in ``dispatch.py``, Dopri5's loop per backend in ``adaptive_loop.py``
+(TensorFlow), ``embedded_loop.py`` (PyTorch) and ``embedded_jax.py`` (JAX,
+a ``custom_vjp``).  TensorFlow only, refusing elsewhere in one line that
+names the alternative: tfp's "tfp_dopri5" and "bdf" (``adaptive.py``),
+gradient="adjoint" (``adjoint.py``) and :func:`write_summaries`.  This
+package imports without TensorFlow; those modules import it when used.
+
 Example:
 
->>> import tensorflow as tf
+>>> import keras
 >>> from contractive_keras import solvers
->>> y1 = solvers.odeint(lambda t, y: -y, tf.ones([2, 3]), 1.0, steps=8)
->>> y1.shape
-TensorShape([2, 3])
+>>> y1 = solvers.odeint(lambda t, y: -y, keras.ops.ones([2, 3]), 1.0, steps=8)
+>>> tuple(y1.shape)
+(2, 3)
 """
 
 from contractive_keras.solvers.dopri5 import Dopri5

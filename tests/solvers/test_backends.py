@@ -366,13 +366,15 @@ def test_only_tensorflow_only_modules_import_tensorflow_at_module_level():
 def test_solvers_import_and_run_without_tensorflow():
     if backend.name() != "jax":
         pytest.skip("one run is enough: JAX, TensorFlow blocked, the solvers package alone")
+    package_folder = os.path.dirname(os.path.dirname(solvers.__file__))
+    blocker = os.path.join(os.path.dirname(package_folder), "scripts", "no_tensorflow",
+                           "sitecustomize.py")
     script = (
-        "import sys, types\n"
-        "for name in ('tensorflow', 'tensorflow_probability', 'tf_keras'):\n"
-        "    sys.modules[name] = None\n"
+        "import runpy, sys, types\n"
+        f"runpy.run_path({blocker!r})\n"      # import tensorflow fails from here on
         # Only the solvers package: the rest of the package is not its business.
         "package = types.ModuleType('contractive_keras')\n"
-        f"package.__path__ = [{os.path.dirname(os.path.dirname(solvers.__file__))!r}]\n"
+        f"package.__path__ = [{package_folder!r}]\n"
         "sys.modules['contractive_keras'] = package\n"
         "from contractive_keras.solvers import (SolverSpec, odeint, solve, get, serialize,\n"
         "    deserialize, FIXED_STEP_METHODS, KNOWN_METHODS, Euler, Midpoint, RK4,\n"
@@ -381,7 +383,8 @@ def test_solvers_import_and_run_without_tensorflow():
         "y = SolverSpec('rk4', steps=4, t1=1.0).odeint(lambda t, y, k: -y,\n"
         "    keras.ops.ones([2]), with_step_index=True)\n"
         "y = odeint(lambda t, y: -y, y, 1.0, method='dopri5')\n"
-        "assert abs(float(keras.ops.convert_to_numpy(y)[0]) - 0.1353) < 1e-3\n")
+        "assert abs(float(keras.ops.convert_to_numpy(y)[0]) - 0.1353) < 1e-3\n"
+        "assert 'tensorflow' not in sys.modules\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             env=dict(os.environ, KERAS_BACKEND="jax"), check=False,
                             timeout=120)
