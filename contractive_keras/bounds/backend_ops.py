@@ -13,8 +13,11 @@ Everything else in bounds/ that runs inside a graph is written with
   and so cannot step a float32 by one ulp);
 * ``eig_slack`` / ``unit``: the relative rounding allowances the
   certified in-graph bounds use in each dtype (their justification below);
-* ``is_tracer``: whether a value is being traced by ``jax.jit`` (where a
-  Keras variable cannot be assigned from inside a constraint).
+* ``matmul`` / ``maximum`` / ``minimum``: ``keras.ops``'s, except that on
+  JAX and PyTorch they call the backend's own function, since Keras's dtype
+  promotion turns float64 into float32 there;
+* ``is_tracer`` / ``compile_eager``: whether a value is traced by
+  ``jax.jit``, and ``jax.jit`` for eager calls of loop-heavy functions.
 
 TensorFlow is imported only on the TensorFlow backend, lazily.
 """
@@ -110,16 +113,6 @@ def is_tracer(value):
     return isinstance(value, jax.core.Tracer)
 
 
-def in_stateless_scope():
-    """Whether Keras runs a stateless step (JAX's trainer) where assignments to
-    variables outside the trainer's state are dropped."""
-    try:
-        from keras.src.backend.common import stateless_scope  # pylint: disable=import-outside-toplevel
-    except ImportError:   # pragma: no cover - a Keras without the private module
-        return False
-    return stateless_scope.in_stateless_scope()
-
-
 # Keras 3's dtype promotion (``keras.src.backend.common.dtypes.result_type``)
 # maps float64 to float32 on every backend but TensorFlow, so ``keras.ops``
 # ``matmul``, ``maximum`` and ``minimum`` silently return float32 for float64
@@ -168,3 +161,12 @@ def minimum(x, y):
         torch = _native(name)
         return torch.minimum(*_torch_pair(torch, x, y))
     return keras.ops.minimum(x, y)
+
+
+def compile_eager(fn):
+    """``jax.jit(fn)`` on JAX (an eager call of a loop-heavy function would
+    dispatch op by op), ``fn`` itself elsewhere."""
+    if backend.name() != "jax":
+        return fn
+    import jax  # pylint: disable=import-outside-toplevel
+    return jax.jit(fn)

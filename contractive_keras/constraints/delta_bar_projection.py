@@ -44,17 +44,17 @@ class DeltaBarProjection(keras.constraints.Constraint):
     Backends: the projection is ``keras.ops`` and gives the same kernel on
     TensorFlow, JAX and PyTorch (float64; float32 with wider margins on JAX
     without x64, see ``bounds.delta_bar_set``).  The warm-start state (log T,
-    an initialised flag, a call count) lives in variables: on TensorFlow
-    ``tf.Variable``s synchronised ON_READ for ``tf.distribute``; on PyTorch
-    and on eager JAX calls non-trainable ``keras.Variable``s.  Inside JAX's
-    jitted (stateless) train step a constraint cannot assign a variable of
-    its own (the optimizer's ``stateless_apply`` keeps only the model's and
-    its own variables, and the state would be read as a trace-time
-    constant), so there each call starts from the default T and
-    re-optimises it for the kernel (``reoptimize_iterations`` plus the
-    rounds of ``delta_bar_set.projection``; ``refresh`` is not needed):
-    the same certified guarantee, more eigendecompositions per step, and
-    ``scaling()`` keeps whatever an eager call last stored.
+    an initialised flag, a call count) persists on every backend: on
+    TensorFlow in ``tf.Variable``s synchronised ON_READ for ``tf.distribute``;
+    on PyTorch in non-trainable ``keras.Variable``s.  On JAX a constraint
+    cannot assign a variable of its own inside the trainer's jitted,
+    stateless step (``optimizer.stateless_apply`` keeps only the model's and
+    the optimizer's variables, and any other variable is read as a
+    trace-time constant), so there the state lives on the host, read and
+    written by ordered ``jax.experimental.io_callback``s inside the step (a
+    transfer of d + 2 numbers per step; eager calls run the same function
+    under ``jax.jit``).  Sharded multi-device JAX steps (``keras.distribution``)
+    are not covered by that: use TensorFlow's strategies or one device.
 
     Args:
         min_slope: alpha, the slope lower bound of the activation, in (0, 1]
@@ -117,6 +117,9 @@ class DeltaBarProjection(keras.constraints.Constraint):
                            tf.Variable(False, name="delta_bar_initialized", **options),
                            tf.Variable(tf.zeros([], tf.int64), name="delta_bar_calls", **options))
             return
+        if backend.name() == "jax":
+            self._state = (_HostValue(np.zeros([d])), _HostValue(False), _HostValue(0))
+            return
         self._state = (
             keras.Variable(np.zeros([d]), dtype=backend_ops.wide(), trainable=False,
                            name="delta_bar_log_scaling"),
@@ -125,9 +128,9 @@ class DeltaBarProjection(keras.constraints.Constraint):
 
     def scaling(self):
         """The current diagonal T of the certificate (NumPy float64), or None."""
-        if self._state is None or not bool(backend.to_numpy(self._state[1])):
+        if self._state is None or not bool(_read(self._state[1])):
             return None
-        return np.exp(backend.to_numpy(self._state[0], np.float64))
+        return np.exp(np.asarray(_read(self._state[0]), np.float64))
 
     def covers_euler(self):
         """Whether the certified set (and ``scaling``) is the Euler-step one."""
@@ -167,22 +170,67 @@ class DeltaBarProjection(keras.constraints.Constraint):
         geometry = delta_bar_set.Geometry(self.min_slope, self.delta_bar, self.step_size)
         if backend.is_tensorflow():
             return self._call_tensorflow(value, geometry)
-        if backend_ops.is_tracer(value) or backend_ops.in_stateless_scope():
-            # JAX's stateless step: no state (class docstring).
-            B, _, _ = delta_bar_set.projection(
-                geometry, value, np.ones([shape[0]]), dtype, initialized=False,
-                refresh=False, **self._options())
-            return keras.ops.cast(B, dtype)
+        if backend.name() == "jax":
+            return self._call_jax(value, geometry, dtype)
         self.build(shape)
         log_t, initialized, calls = self._state
         refresh = keras.ops.equal(calls.value % self.refresh_every, self.refresh_every - 1)
-        B, t, projected = delta_bar_set.projection(
-            geometry, value, keras.ops.exp(log_t.value), dtype,
-            initialized=initialized.value, refresh=refresh, **self._options())
+        B, t, projected = self._eager_projection(geometry, dtype)(
+            value, keras.ops.exp(log_t.value), initialized.value, refresh)
         log_t.assign(keras.ops.log(t))
         initialized.assign(True)
         calls.assign(calls.value + keras.ops.cast(projected, "int32"))
         return keras.ops.cast(B, dtype)
+
+    def _call_jax(self, value, geometry, dtype):
+        """JAX: the state on the host, read and written by ordered ``io_callback``s,
+        so that it persists through the trainer's jitted, stateless step."""
+        import jax  # pylint: disable=import-outside-toplevel
+        from jax.experimental import io_callback  # pylint: disable=import-outside-toplevel
+        d = int(value.shape[0])
+        self.build(tuple(value.shape))
+        state, wide, every, options = self._state, backend_ops.wide(), self.refresh_every, \
+            self._options()
+        spec = (jax.ShapeDtypeStruct((d,), wide), jax.ShapeDtypeStruct((), "bool"),
+                jax.ShapeDtypeStruct((), "int32"))
+
+        def read():
+            return (np.asarray(state[0].value, wide), np.asarray(state[1].value, bool),
+                    np.asarray(state[2].value, np.int32))
+
+        def write(log_t, projected):
+            state[0].assign(np.asarray(log_t, np.float64))
+            state[1].assign(True)
+            state[2].assign(int(state[2].value) + int(projected))
+
+        def run(w):
+            log_t, initialized, calls = io_callback(read, spec, ordered=True)
+            B, t, projected = delta_bar_set.projection(
+                geometry, w, keras.ops.exp(log_t), dtype, initialized=initialized,
+                refresh=(calls % every) == every - 1, **options)
+            io_callback(write, None, keras.ops.log(t), projected, ordered=True)
+            return keras.ops.cast(B, dtype)
+
+        if backend_ops.is_tracer(value):
+            return run(value)
+        compiled = self.__dict__.setdefault("_compiled", {})
+        if ("jax", dtype) not in compiled:
+            compiled[("jax", dtype)] = jax.jit(run)
+        return compiled[("jax", dtype)](value)
+
+    def _eager_projection(self, geometry, dtype):
+        """``delta_bar_set.projection`` for eager calls, compiled once per dtype on JAX."""
+        compiled = self.__dict__.setdefault("_compiled", {})
+        if dtype not in compiled:
+            options = self._options()
+
+            def run(value, t, initialized, refresh):
+                return delta_bar_set.projection(geometry, value, t, dtype,
+                                                initialized=initialized, refresh=refresh,
+                                                **options)
+
+            compiled[dtype] = backend_ops.compile_eager(run)
+        return compiled[dtype]
 
     def _call_tensorflow(self, value, geometry):
         """The TensorFlow path: the state under ``tf.distribute`` (ON_READ, first replica)."""
@@ -225,3 +273,22 @@ class DeltaBarProjection(keras.constraints.Constraint):
                 raise ValueError(f"min_slope={config['min_slope']} and its old name "
                                  f"alpha={alpha} differ.")
         return cls(**config)
+
+
+class _HostValue:
+    """One piece of the JAX state, a NumPy value on the host (``assign`` like a variable)."""
+
+    def __init__(self, value):
+        self.value = np.asarray(value)
+
+    @property
+    def shape(self):
+        return self.value.shape
+
+    def assign(self, value):
+        self.value = np.asarray(value)
+
+
+def _read(piece):
+    """A state piece (a variable of any backend or a ``_HostValue``) as NumPy."""
+    return piece.value if isinstance(piece, _HostValue) else backend.to_numpy(piece)
