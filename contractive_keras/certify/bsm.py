@@ -6,12 +6,16 @@ backward sensitivity matrix obeys ||d xi(T) / d xi(T - t)||_2 <= exp(-rho t / 2)
 given inputs: exactly (per-row Jacobians multiplied backwards) or by power
 iteration on Phi^T Phi with JVP / VJP (a lower estimate).
 
-Backends: TensorFlow only (it differentiates the solver steps with
-``tf.GradientTape`` and forward accumulators); on another Keras backend
-``bsm_norms`` refuses in one line (``backend.require_tensorflow``).
-TensorFlow is imported when it runs, not with the module.
+Backends: on TensorFlow both methods run as compiled graphs
+(``tf.GradientTape``, forward accumulators); on JAX and torch the "exact"
+method takes each step's per-row Jacobian from n vector-Jacobian products
+of the backend (``_step_jacobians``, the one dispatch) and multiplies them
+in NumPy float64, while "power" refuses in one line
+(``backend.require_tensorflow``).  TensorFlow is imported when it runs,
+not with the module.
 """
 
+import keras
 import numpy as np
 
 from contractive_keras import backend
@@ -58,6 +62,59 @@ def _step_jacobian_fn(layer, field):
     return jacobian
 
 
+def _neutral_step(layer, field, y, k):
+    """Step k of the layer's scheme from the rows y (P, n), with ``keras.ops`` (any backend)."""
+    def shifted(t, state, step):
+        return field(t, state, step + k)
+
+    state = solvers.odeint(shifted, layer.to_state(y),
+                           keras.ops.convert_to_tensor(layer.step_size, y.dtype),
+                           method=layer.solver, steps=1, with_step_index=True)
+    return layer.from_state(state)
+
+
+def _step_jacobians(layer, field, y, k):
+    """(step_k(y), its per-row Jacobians (P, n, n) in float64) on JAX or torch.
+
+    The rows are independent, so the vector-Jacobian product with the i-th
+    unit vector in every row gives row i of every row's Jacobian: n VJPs.
+    """
+    rows, n = int(y.shape[0]), int(y.shape[1])
+    units = [keras.ops.convert_to_tensor(np.repeat(np.eye(n)[i:i + 1], rows, axis=0), y.dtype)
+             for i in range(n)]
+    if backend.name() == "jax":
+        import jax  # pylint: disable=import-outside-toplevel
+        out, pullback = jax.vjp(lambda v: _neutral_step(layer, field, v, k), y)
+        grads = [pullback(u)[0] for u in units]
+    elif backend.name() == "torch":
+        import torch  # pylint: disable=import-outside-toplevel
+        y = y.detach().requires_grad_(True)
+        out = _neutral_step(layer, field, y, k)
+        grads = [torch.autograd.grad(out, y, grad_outputs=u, retain_graph=True)[0] for u in units]
+        out = out.detach()
+    else:
+        raise NotImplementedError(f"bsm_norms has no Jacobian path for backend {backend.name()!r}")
+    jac = np.stack([backend.to_numpy(g, np.float64) for g in grads], axis=1)
+    return out, jac
+
+
+def _exact_neutral(layer, inputs):
+    """The "exact" method on JAX or torch: (N + 1, rows) norms, float64."""
+    n = layer.state_size
+    rows = keras.ops.reshape(keras.ops.convert_to_tensor(inputs, layer.compute_dtype), (-1, n))
+    field = layer.field_closure()
+    jacobians, state = [], rows
+    for k in range(layer.steps):
+        state, jac = _step_jacobians(layer, field, state, k)
+        jacobians.append(jac)
+    phi = np.broadcast_to(np.eye(n), (int(rows.shape[0]), n, n))
+    norms = [np.ones(int(rows.shape[0]))]
+    for jac in reversed(jacobians):
+        phi = phi @ jac
+        norms.append(np.linalg.svd(phi, compute_uv=False).max(axis=-1))
+    return np.stack(norms[::-1])
+
+
 def bsm_norms(layer, inputs, method="auto", iterations=20, per_row=False,
               power_steps=None):
     """Backward sensitivity norms ||d xi(T) / d xi(t_k)||_2, k = 0..N.
@@ -83,14 +140,21 @@ def bsm_norms(layer, inputs, method="auto", iterations=20, per_row=False,
         entry is 1 and Theorem 2 predicts entry k <= exp(-rho (T - t_k) / 2).
 
     Raises:
-        NotImplementedError: on a Keras backend other than TensorFlow.
+        NotImplementedError: method "power" (or "auto" with n > 64) on a
+            Keras backend other than TensorFlow.
     """
-    backend.require_tensorflow("certify.bsm_norms (backward sensitivity by tf.GradientTape)",
-                               "certify.layer_certificate (a certified bound of the same norm)")
-    tf = _tf()
     n = layer.state_size
     if method == "auto":
         method = "exact" if n <= 64 else "power"
+    if method not in ("exact", "power"):
+        raise ValueError(f"method must be 'auto', 'exact' or 'power', got {method!r}.")
+    if method == "power":
+        backend.require_tensorflow("certify.bsm_norms(method='power') (forward accumulators)",
+                                   "method='exact'")
+    if method == "exact" and not backend.is_tensorflow():
+        result = _exact_neutral(layer, inputs)
+        return result if per_row else result.max(axis=1)
+    tf = _tf()
     rows = tf.reshape(tf.convert_to_tensor(inputs, layer.compute_dtype), [-1, n])
     field = layer.field_closure()
     states = _trajectory(layer, rows, field)

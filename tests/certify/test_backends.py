@@ -118,12 +118,43 @@ def test_certified_radius_from_a_model_and_from_backend_tensor_logits():
     assert whole.bound == "global" and np.all(whole.radius <= from_numpy.radius + 1e-12)
 
 
-def test_bsm_norms_refuse_in_one_line_off_tensorflow():
+def test_bsm_power_method_refuses_in_one_line_off_tensorflow():
     if backend.is_tensorflow():
-        pytest.skip("bsm_norms runs on TensorFlow")
-    with pytest.raises(NotImplementedError, match="KERAS_BACKEND=tensorflow") as error:
-        certify.bsm_norms(object(), np.zeros((1, 4)))
-    assert "\n" not in str(error.value) and backend.name() in str(error.value)
+        pytest.skip("bsm_norms' power method runs on TensorFlow")
+
+    class Wide:                     # "auto" picks the power method above 64 units
+        state_size = 65
+
+    for method in ("power", "auto"):
+        with pytest.raises(NotImplementedError, match="KERAS_BACKEND=tensorflow") as error:
+            certify.bsm_norms(Wide(), np.zeros((1, 65)), method=method)
+        assert "\n" not in str(error.value) and backend.name() in str(error.value)
+    with pytest.raises(ValueError, match="method must be"):
+        certify.bsm_norms(Wide(), np.zeros((1, 65)), method="svd")
+
+
+def test_bsm_exact_norms_match_finite_differences_and_obey_theorem2():
+    from contractive_keras.layers import CHNODE
+    from contractive_keras.solvers import SolverSpec
+
+    keras.utils.set_random_seed(7)
+    layer = CHNODE(SolverSpec("rk4", steps=4, t1=1.0), kappa=0.2, eps=0.05, discrete_check="ignore",
+                   kernel_initializer=keras.initializers.RandomNormal(stddev=0.3),
+                   bias_initializer=keras.initializers.RandomNormal(stddev=1.0))
+    x = np.random.default_rng(8).normal(size=(6, 4)).astype("float32") * 2
+    layer(x)
+    exact = certify.bsm_norms(layer, x, method="exact", per_row=True)
+    assert exact.shape == (5, 6) and np.all(exact[-1] == 1.0)
+    c = certify.contraction_constants(layer)
+    sharper = np.exp(certify.log_norm_bound(c["c1"], c["c2"], c["gamma"]) * (1.0 - np.linspace(0, 1, 5)))
+    assert np.all(exact.max(axis=1) <= sharper * (1 + 1e-5))
+    assert exact[0].max() <= certify.layer_certificate(layer).value * (1 + 1e-5)
+    # the whole block's Jacobian by central differences of the layer, per row
+    h = 1e-2
+    columns = [(ops.convert_to_numpy(layer(x + h * e)) - ops.convert_to_numpy(layer(x - h * e))) / (2 * h)
+               for e in np.eye(4, dtype="float32")]
+    numeric = np.linalg.norm(np.stack(columns, axis=-1).astype(np.float64), 2, axis=(1, 2))
+    np.testing.assert_allclose(exact[0], numeric, rtol=2e-3)
 
 
 def test_training_bound_is_the_certificate_and_its_gradient_the_top_singular_pair():
