@@ -228,3 +228,26 @@ def test_certified_training_under_model_fit_with_the_in_graph_bound():
     assert np.all(np.isfinite(history)) and history[-1] < history[0]
     bound = float(ops.convert_to_numpy(certify.body_bound_fn(model)()))
     assert bound >= certify.body_and_readout(model)[0].value
+
+
+def test_ode_guarantees_bound_the_computed_map_on_every_backend():
+    """StabilizedNODE with a DeltaBarProjection and a fixed-gamma CHNODE, as in the TF tests."""
+    from contractive_keras.layers import CHNODE
+    from contractive_keras.layers import StabilizedNODE
+    from contractive_keras.layers import StepwiseIdentity
+    from contractive_keras.solvers import SolverSpec
+
+    keras.utils.set_random_seed(4)
+    block = StabilizedNODE(SolverSpec("euler", steps=4, t1=1.0), min_slope=0.5, delta_bar=-0.2)
+    x_in = keras.Input((6,))
+    model = keras.Model(x_in, keras.layers.Dense(3)(block(keras.layers.Dense(6)(x_in))))
+    block.kernel.assign(block.kernel.constraint(block.kernel))
+    assert certify.ode_guarantee(block) == pytest.approx((1 - 0.25 * 0.2) ** 4)
+    assert certify.layer_certificate(block).value <= certify.ode_guarantee(block) * (1 + 1e-9)
+    value = float(ops.convert_to_numpy(certify.body_bound_fn(model)()))
+    assert value >= certify.body_and_readout(model)[0].value
+    chnode = CHNODE(SolverSpec("euler", steps=4, step_size=0.25), gamma=2.0, eps=0.3, kappa=1e-6,
+                    dissipation_initializer=StepwiseIdentity(0.3), discrete_check="ignore")
+    keras.Model(x_in, keras.layers.Dense(3)(chnode(keras.layers.Dense(6)(x_in))))
+    assert certify.ode_guarantee(chnode) == 1.0
+    assert certify.layer_certificate(chnode).value <= 1.0 + 1e-12
