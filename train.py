@@ -8,9 +8,16 @@ defaults come from ``contractive_keras.models.REFERENCE_HPARAMS`` and every
 flag left unset keeps them. The allowed models, datasets, solvers and
 strategies, and which flag applies to which model, come from the package
 (``models``, ``data``, ``solvers``, ``training``); the loop is
-``contractive_keras.training.Trainer``. One custom loop serves every
-``tf.distribute`` strategy (one CPU, several GPUs, several hosts through
-``TF_CONFIG``, TPU). ``--validation_size=n`` trains on the first N - n
+``contractive_keras.training.Trainer``, on the Keras backend KERAS_BACKEND
+names. On TensorFlow one custom loop serves every ``tf.distribute`` strategy
+(one CPU, several GPUs, several hosts through ``TF_CONFIG``, TPU); on JAX the
+run is data parallel over the local devices (``keras.distribution``), on
+PyTorch it trains on one device; ``--strategy=multi_worker`` / ``tpu`` are
+TensorFlow's and refuse elsewhere, and ``--export`` writes the SavedModel on
+TensorFlow only (``export/model.keras`` on every backend). Checkpoints,
+resuming (also mid-epoch), TensorBoard logs, ``history.jsonl`` and
+``summary.json`` are the same on every backend; TensorFlow is imported only
+when Keras runs on it. ``--validation_size=n`` trains on the first N - n
 training images only and reports the accuracy on the last n after every
 epoch. ``--loss=lipschitz_margin --train_eps=1.58`` trains against the
 certificate (the recipe of the certified models ``lipschitz_cnn``,
@@ -36,10 +43,9 @@ import sys
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402  (after the environment settings above)
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags, logging  # noqa: E402  (after the environment settings above)
 
-from contractive_keras import data, models, solvers, training  # noqa: E402
+from contractive_keras import backend, data, models, solvers, training  # noqa: E402
 from contractive_keras.models import lipschitz_cnn  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -72,7 +78,7 @@ flags.DEFINE_float("train_eps", None, "L2 training radius of --loss=lipschitz_ma
 flags.DEFINE_float("temperature", None, "Softmax temperature T of the cross-entropy losses: T * CE(logits / T) (default 1).")
 flags.DEFINE_enum("loss_bound", None, training.LOSS_BOUNDS, "How --loss=lipschitz_margin bounds the body: exact (the current operator norms, differentiable) or constraint (the norm constraints' max_norm values).")
 flags.DEFINE_integer("seed", 0, "Random seed (initialisation and data order).")
-flags.DEFINE_enum("strategy", "auto", training.STRATEGIES, "tf.distribute strategy; auto picks TPU, several GPUs, multi-worker from TF_CONFIG, or one device.")
+flags.DEFINE_enum("strategy", "auto", training.STRATEGIES, "How to use the devices. TensorFlow: the tf.distribute strategy; auto picks TPU, several GPUs, multi-worker from TF_CONFIG, or one device. JAX: auto and mirrored are data parallel over the local devices (keras.distribution). PyTorch: one device. multi_worker and tpu need TensorFlow.")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, TensorBoard logs, summary.json and exports go (default runs/<model>_<dataset>[_n<depth>]).")
 flags.DEFINE_integer("steps_per_epoch", None, "Cap on the number of steps per epoch (default: one pass over the training set).")
 flags.DEFINE_integer("checkpoint_every", 100, "Save a checkpoint every this many steps (and at each epoch end); 0 = epoch ends only.")
@@ -83,7 +89,7 @@ flags.DEFINE_boolean("jit_compile", False, "Compile the forward and backward pas
 flags.DEFINE_integer("eval_batch_size", 500, "Global batch size for evaluation.")
 flags.DEFINE_string("init_from", None, "Fine-tune: start from the weights of a trained model of the same architecture (a .keras file, or a --model_dir run with --export), e.g. a node model for --model=stable_node; constraints are applied before the first step. Ignored when resuming from a checkpoint.")
 flags.DEFINE_integer("validation_size", 0, "Hold out the last this many training images as a validation split: training uses the first N - validation_size only; validation accuracy is reported after every epoch and in summary.json.")
-flags.DEFINE_integer("cpu_devices", None, "Split the CPU into this many logical devices (to run --strategy=mirrored without accelerators, e.g. in tests).")
+flags.DEFINE_integer("cpu_devices", None, "Split the CPU into this many logical devices (to run --strategy=mirrored without accelerators, e.g. in tests; TensorFlow and JAX).")
 flags.DEFINE_integer("verbose", 1, "0 = silent, 1 = progress bar, 2 = one line per epoch.")
 
 
@@ -147,23 +153,37 @@ def _parse_flags_or_exit(argv):
         sys.exit(2)
 
 
+def _split_cpu(count):
+    """Splits the CPU into ``count`` logical devices, before the backend first uses them."""
+    # pylint: disable=import-outside-toplevel
+    backend_name = backend.name()
+    if backend_name == "tensorflow":
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    elif backend_name == "jax":
+        import jax
+        jax.config.update("jax_num_cpu_devices", count)
+    else:
+        sys.stderr.write(f"train.py: error: --cpu_devices applies to Keras's TensorFlow and JAX "
+                         f"backends; this process uses {backend_name!r}\n")
+        sys.exit(2)
+
+
 def main(argv):
     if len(argv) > 1:
         sys.stderr.write(f"train.py: error: unexpected arguments {argv[1:]}\n")
         sys.exit(2)
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the progress bar
     if FLAGS.cpu_devices:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices
-        )
+        _split_cpu(FLAGS.cpu_devices)
     try:
         config = make_config()
         trainer = training.Trainer(config)
     except (data.DataSourceError, data.CorruptDataError) as e:
         sys.stderr.write(f"train.py: no usable data: {e}\n")
         sys.exit(1)
-    except ValueError as e:
+    except (ValueError, NotImplementedError) as e:
         sys.stderr.write(f"train.py: error: {e}\n")
         sys.exit(2)
     try:

@@ -5,15 +5,18 @@
 and the measured
 backward-sensitivity norm ||d xi(T) / d xi(0)||_2 (max over the given
 inputs' state vectors), into the epoch ``logs`` (hence ``History``), its own
-``history`` dict, and TensorBoard scalars when ``log_dir`` is given.
+``history`` dict, and TensorBoard scalars when ``log_dir`` is given
+(``training.summaries.scalar_writer``: ``tf.summary`` on TensorFlow, the
+``tensorboard`` package's writer on JAX and PyTorch). Backend-neutral: it
+runs wherever the watched layer and ``certify`` run.
 """
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from contractive_keras import certify
 from contractive_keras.layers import PerStepODE
+from contractive_keras.training.summaries import scalar_writer
 
 
 class BSMLogger(keras.callbacks.Callback):
@@ -78,12 +81,9 @@ class BSMLogger(keras.callbacks.Callback):
                 logs[self.prefix + key] = value
         if self.log_dir is not None:
             if self._writer is None:
-                self._writer = tf.summary.create_file_writer(self.log_dir)
-            with self._writer.as_default(step=epoch):
-                for key, value in values.items():
-                    if np.isfinite(value):
-                        tf.summary.scalar(self.prefix + key, value)
-            self._writer.flush()
+                self._writer = scalar_writer(self.log_dir)
+            self._writer.scalars(epoch, {self.prefix + key: value for key, value in values.items()
+                                         if np.isfinite(value)})
 
     def on_train_end(self, logs=None):
         if self._writer is not None:

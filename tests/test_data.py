@@ -252,3 +252,42 @@ def test_split_validation_refuses_sizes_outside_the_data(size, match):
     images = np.zeros((10, 28, 28), np.uint8)
     with pytest.raises(ValueError, match=match):
         data.split_validation(images, np.zeros(10, np.int64), size)
+
+
+# --- NumPy batches (every backend, no TensorFlow) -----------------------------------
+
+
+@pytest.mark.backends
+def test_numpy_batches_are_deterministic_resumable_and_scaled():
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (50, 28, 28)).astype(np.uint8)
+    labels = rng.integers(0, 10, 50)
+    def order(**kw):
+        return np.concatenate([y for _, y in data.batches(images, labels, 8, shuffle=True, **kw)])
+    np.testing.assert_array_equal(order(seed=7), order(seed=7))
+    assert not np.array_equal(order(seed=7), order(seed=8))
+    np.testing.assert_array_equal(order(seed=7), labels[data.epoch_order(50, 7)])
+    whole = list(data.batches(images, labels, 8, shuffle=True, seed=7, drop_remainder=True, steps=5))
+    tail = list(data.batches(images, labels, 8, shuffle=True, seed=7, drop_remainder=True, start=2, steps=5))
+    assert len(whole) == 5 and len(tail) == 3
+    for (x, y), (xt, yt) in zip(whole[2:], tail):
+        np.testing.assert_array_equal(x, xt)
+        np.testing.assert_array_equal(y, yt)
+    x, y = next(data.batches(images, labels, 50, normalization=(0.5, 0.25)))
+    assert x.shape == (50, 28, 28, 1) and x.dtype == np.float32 and y.dtype == np.int32
+    np.testing.assert_allclose(x[..., 0], (images / np.float32(255) - 0.5) / 0.25, rtol=1e-6)
+    assert [len(y) for _, y in data.batches(images, labels, 8, take=20)] == [8, 8, 4]
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        next(data.batches(images, labels, 0))
+
+
+def test_numpy_batches_equal_the_tf_data_pipeline_without_shuffling(tmp_path):
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (30, 28, 28)).astype(np.uint8)
+    labels = rng.integers(0, 10, 30)
+    ours = list(data.batches(images, labels, 8, normalization=(0.13, 0.3), take=25))
+    theirs = list(data.from_arrays(images, labels, 8, normalization=(0.13, 0.3), take=25))
+    assert len(ours) == len(theirs) == 4
+    for (x, y), (tx, ty) in zip(ours, theirs):
+        np.testing.assert_array_equal(x, tx.numpy())
+        np.testing.assert_array_equal(y, ty.numpy())

@@ -409,3 +409,19 @@ def test_init_from_a_zip_that_is_not_a_keras_model_exits_2_with_one_line(tmp_pat
     result = run_train("--model=stable_node", f"--init_from={tmp_path / 'model.keras'}",
                        f"--model_dir={tmp_path / 'run'}", timeout=180)
     assert "cannot load" in _one_line_error(result)
+
+
+@pytest.mark.backends
+def test_a_tensorflow_only_strategy_exits_2_with_one_line_on_another_backend(tmp_path):
+    """(``multi_worker`` refuses alike: tests/training/test_keras_loop.py.)"""
+    strategy = "tpu"
+    other = os.environ.get("KERAS_BACKEND", "tensorflow")
+    other = other if other != "tensorflow" else "jax"
+    result = run_train(f"--strategy={strategy}", "--model=resnet", "--depth=2",
+                       f"--model_dir={tmp_path}", env=_env(KERAS_BACKEND=other))
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("train.py:")]
+    assert lines == [f"train.py: error: --strategy={strategy} (tf.distribute) needs Keras's "
+                     f"TensorFlow backend; this process uses the {other!r} backend: use "
+                     f"--strategy=mirrored (keras.distribution.DataParallel over this host's "
+                     f"devices, JAX) on this backend, or set KERAS_BACKEND=tensorflow."], result.stderr

@@ -179,8 +179,9 @@ def check_paths(config):
                              f"({e.strerror or type(e).__name__})") from None
     if not config.init_from or "://" in os.fspath(config.init_from):
         return
-    if os.path.isfile(os.path.join(model_dir, "checkpoints", "checkpoint")):
-        return  # resuming: init_from is ignored
+    # resuming (TensorFlow's index, or the Keras loop's): init_from is ignored
+    if any(os.path.isfile(os.path.join(model_dir, "checkpoints", index)) for index in ("checkpoint", "latest.json")):
+        return
     path = keras_file(config.init_from)
     if not os.path.isfile(path):
         raise ValueError(f"--init_from: no .keras file at {path} (give a .keras file or a "

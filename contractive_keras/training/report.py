@@ -1,5 +1,9 @@
 """What a run reports: certificate values, the robustness table, the hardware
-it ran on, TensorBoard scalars and ``summary.json`` (written atomically)."""
+it ran on, TensorBoard scalars and ``summary.json`` (written atomically).
+
+Backend-neutral: the TensorBoard writer is ``tf.summary`` on TensorFlow and
+``tensorboard``'s own event-file writer elsewhere (``training.summaries``).
+"""
 
 import json
 import os
@@ -8,9 +12,10 @@ import sys
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from contractive_keras import certify, data, robustness
+from contractive_keras import backend, certify, data
+from contractive_keras.training.strategy import accelerators
+from contractive_keras.training.summaries import scalar_writer  # noqa: F401  (re-exported)
 
 
 def certificate_summary(model):
@@ -51,9 +56,18 @@ def _as_images(images):
     return images[..., None] if images.ndim == 3 else images
 
 
+def robustness_module():
+    """``contractive_keras.robustness``, imported on demand: it refuses (one-line
+    ``NotImplementedError``) on a backend it does not support, which
+    ``--eval_noise`` checks before training."""
+    from contractive_keras import robustness  # pylint: disable=import-outside-toplevel
+    return robustness
+
+
 def robustness_table(model, images, labels, dataset, verbose=0):
     """The reference noise protocol (10 draws) and FGSM on ``(images, labels)``,
     as a dict; PGD is left to ``python -m contractive_keras.evaluate``."""
+    robustness = robustness_module()
     table = robustness.evaluate(
         model, (images, labels), attacks=("fgsm",),
         normalization=robustness.model_normalization(model, default=data.normalization(dataset)),
@@ -63,21 +77,19 @@ def robustness_table(model, images, labels, dataset, verbose=0):
 
 
 def log_scalars(writer, step, record):
-    """Writes every number of ``record`` (except ``epoch``) to TensorBoard."""
-    with writer.as_default(step=step):
-        for key, value in record.items():
-            if key != "epoch" and isinstance(value, (int, float)):
-                # float64: certificate bounds such as 1e60 overflow float32
-                tf.summary.scalar(key, tf.constant(float(value), tf.float64))
-    writer.flush()
+    """Writes every number of ``record`` (except ``epoch``) to TensorBoard
+    (``writer``: a ``scalar_writer``), as float64: certificate bounds such as
+    1e60 overflow float32."""
+    writer.scalars(step, {key: float(value) for key, value in record.items()
+                          if key != "epoch" and isinstance(value, (int, float))})
 
 
-def hardware_summary(strategy):
-    """Processor, accelerators, replicas and library versions of the run."""
-    gpus = []
-    for device in tf.config.list_physical_devices("GPU"):
-        details = tf.config.experimental.get_device_details(device)
-        gpus.append(details.get("device_name", device.name))
+def hardware_summary(strategy=None):
+    """Processor, accelerators, replicas and library versions of the run.
+
+    ``strategy``: the run's ``tf.distribute.Strategy`` (TensorFlow), its
+    ``keras.distribution`` (JAX) or None (one device).
+    """
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -87,16 +99,29 @@ def hardware_summary(strategy):
                     break
     except OSError:
         pass
-    return {
+    if hasattr(strategy, "num_replicas_in_sync"):
+        replicas = strategy.num_replicas_in_sync
+    elif strategy is not None:
+        replicas = int(np.size(strategy.device_mesh.devices))
+    else:
+        replicas = 1
+    summary = {
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
-        "gpus": gpus,
-        "strategy": type(strategy).__name__,
-        "replicas": strategy.num_replicas_in_sync,
+        "gpus": accelerators(),
+        "strategy": type(strategy).__name__ if strategy is not None else "OneDevice",
+        "replicas": replicas,
         "python": sys.version.split()[0],
-        "tensorflow": tf.__version__,
+        "backend": backend.name(),
         "keras": keras.__version__,
     }
+    if backend.is_tensorflow():
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        summary["tensorflow"] = tf.__version__
+    else:
+        module = __import__(backend.name())
+        summary[backend.name()] = getattr(module, "__version__", None)
+    return summary
 
 
 def to_python(value):
