@@ -71,7 +71,8 @@ def gradient(loss, *args):
     name = backend.name()
     if name == "jax":
         import jax  # pylint: disable=import-outside-toplevel
-        return [numpy(g) for g in jax.grad(loss, argnums=tuple(range(len(args))))(*args)]
+        grad = jax.jit(jax.grad(loss, argnums=tuple(range(len(args)))))   # as a trainer does
+        return [numpy(g) for g in grad(*args)]
     if name == "torch":
         args = [a.detach().clone().requires_grad_(True) for a in args]
         loss(*args).backward()
@@ -278,9 +279,15 @@ def test_gradient_reaches_a_keras_variable_read_inside_fn():
 
 
 def test_dopri5_agrees_with_the_exact_solution_and_counts_its_steps():
+    def run(y0):
+        return solvers.solve(linear_field(), y0, 1.0, method="dopri5", rtol=1e-9, atol=1e-9,
+                             times=[0.4, 1.0])
+
+    if backend.name() == "jax":
+        import jax  # pylint: disable=import-outside-toplevel
+        run = jax.jit(run)       # one compilation instead of one per loop
     with float64():
-        solution = solvers.solve(linear_field(), tensor(oracles.LINEAR_Y0), 1.0,
-                                 method="dopri5", rtol=1e-9, atol=1e-9, times=[0.4, 1.0])
+        solution = run(tensor(oracles.LINEAR_Y0))
         ys = numpy(solution.ys)
     np.testing.assert_allclose(ys[0], oracles.linear_exact(0.4), rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(ys[1], oracles.linear_exact(1.0), rtol=1e-7, atol=1e-9)
