@@ -411,12 +411,10 @@ def test_init_from_a_zip_that_is_not_a_keras_model_exits_2_with_one_line(tmp_pat
     assert "cannot load" in _one_line_error(result)
 
 
-@pytest.mark.backends
 def test_a_tensorflow_only_strategy_exits_2_with_one_line_on_another_backend(tmp_path):
-    """(``multi_worker`` refuses alike: tests/training/test_keras_loop.py.)"""
-    strategy = "tpu"
-    other = os.environ.get("KERAS_BACKEND", "tensorflow")
-    other = other if other != "tensorflow" else "jax"
+    """train.py under KERAS_BACKEND=jax (``multi_worker`` refuses alike, and on
+    torch: tests/training/test_keras_loop.py, run on every backend)."""
+    strategy, other = "tpu", "jax"
     result = run_train(f"--strategy={strategy}", "--model=resnet", "--depth=2",
                        f"--model_dir={tmp_path}", env=_env(KERAS_BACKEND=other))
     assert result.returncode == 2, result.stderr[-2000:]
