@@ -85,7 +85,7 @@ flags.DEFINE_integer("checkpoint_every", 100, "Save a checkpoint every this many
 flags.DEFINE_boolean("eval_noise", False, "At the end, evaluate the robustness table (Gaussian and salt-and-pepper noise, FGSM).")
 flags.DEFINE_boolean("export", False, "At the end, write export/model.keras and export/saved_model.")
 flags.DEFINE_boolean("mixed_precision", False, "Compute in float16 (GPU) or bfloat16 (CPU/TPU); variables stay float32.")
-flags.DEFINE_boolean("jit_compile", False, "Compile the forward and backward pass with XLA.")
+flags.DEFINE_boolean("jit_compile", False, "Compile the forward and backward pass with XLA (TensorFlow; JAX always compiles its step with XLA; PyTorch: torch.compile).")
 flags.DEFINE_integer("eval_batch_size", 500, "Global batch size for evaluation.")
 flags.DEFINE_string("init_from", None, "Fine-tune: start from the weights of a trained model of the same architecture (a .keras file, or a --model_dir run with --export), e.g. a node model for --model=stable_node; constraints are applied before the first step. Ignored when resuming from a checkpoint.")
 flags.DEFINE_integer("validation_size", 0, "Hold out the last this many training images as a validation split: training uses the first N - validation_size only; validation accuracy is reported after every epoch and in summary.json.")
