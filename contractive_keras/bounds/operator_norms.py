@@ -101,7 +101,8 @@ def spectral_norm_tf(matrix):
     sqrt(lambda_max) of the smaller Gram matrix (eigenvalues only, whose
     gradient is the outer product of the top singular vectors), inflated by
     ``F64_SLACK`` in float64, by ``backend_ops.eig_slack`` in float32 (JAX
-    without x64).  Returns a ``backend_ops.wide()`` tensor.
+    without x64).  Returns a ``backend_ops.wide()`` tensor.  The name is
+    kept for its callers; ``spectral_norm_graph`` is the same function.
     """
     w = backend_ops.as_wide(matrix)
     rows, cols = int(w.shape[-2]), int(w.shape[-1])
@@ -109,6 +110,9 @@ def spectral_norm_tf(matrix):
     top = backend_ops.eigvalsh(gram)[..., -1]
     slack = backend_ops.eig_slack(w.dtype, max(rows, cols), min(rows, cols))
     return ops.sqrt(backend_ops.maximum(top, 0.0)) * (1.0 + slack)
+
+
+spectral_norm_graph = spectral_norm_tf
 
 
 def conv_operator_norm_tf(kernels, spatial):
