@@ -48,21 +48,31 @@ def build(seed=0):
 
 
 def build_ode(seed=0):
-    """Conv2D -> CHNODE (3 Euler steps) -> Flatten -> Dense -> StabilizedNODE (4 Euler steps) -> Dense."""
+    """Conv2D -> CHNODE (3 Euler steps) -> Flatten -> Dense -> StabilizedNODE (4 Euler steps) -> Dense.
+
+    Both blocks have a weight-independent training bound (``certify.ode_guarantee``):
+    the CH-NODE a fixed gamma and L, the stabilized NODE a ``DeltaBarProjection``
+    (its kernel projected before saving).
+    """
     from contractive_keras.layers import CHNODE  # pylint: disable=import-outside-toplevel
     from contractive_keras.layers import StabilizedNODE  # pylint: disable=import-outside-toplevel
+    from contractive_keras.layers import StepwiseIdentity  # pylint: disable=import-outside-toplevel
     from contractive_keras.solvers import SolverSpec  # pylint: disable=import-outside-toplevel
 
     keras.utils.set_random_seed(seed)
     x_in = keras.Input((6, 6, 1))
-    x = keras.layers.Conv2D(2, 3, padding="same")(x_in)
+    x = keras.layers.Conv2D(4, 3, padding="same")(x_in)
     # A fixed gamma: gamma="auto" is computed in the graph, in float32 on JAX without
     # x64, so the map (and its certificate) would differ there from TensorFlow's.
-    x = CHNODE(SolverSpec("euler", steps=3, step_size=0.05), kappa=0.1, gamma=0.06,
-               discrete_check="ignore", name="chnode")(x)
+    x = CHNODE(SolverSpec("euler", steps=3, step_size=0.25), gamma=2.0, eps=0.3, kappa=1e-6,
+               dissipation_initializer=StepwiseIdentity(0.3), discrete_check="ignore",
+               name="chnode")(x)
     x = keras.layers.Dense(6)(keras.layers.Flatten()(x))
-    x = StabilizedNODE(SolverSpec("euler", steps=4, t1=1.0), min_slope=0.5, name="stabilized")(x)
-    return keras.Model(x_in, keras.layers.Dense(3, name="logits")(x), name="ode_classifier")
+    block = StabilizedNODE(SolverSpec("euler", steps=4, t1=1.0), min_slope=0.5, delta_bar=-0.2,
+                           name="stabilized")
+    model = keras.Model(x_in, keras.layers.Dense(3, name="logits")(block(x)), name="ode_classifier")
+    block.kernel.assign(block.kernel.constraint(block.kernel))
+    return model
 
 
 def ode_record(model):
@@ -73,7 +83,8 @@ def ode_record(model):
     for name in ("chnode", "stabilized"):
         layer = model.get_layer(name)
         record[name] = {"map": certify.layer_certificate(layer).value,
-                        "flow": certify.layer_certificate(layer, certifies="flow").value}
+                        "flow": certify.layer_certificate(layer, certifies="flow").value,
+                        "guarantee": certify.ode_guarantee(layer)}
     record["summary"] = {key: value for key, value in certify.summary(model, warn=False).items()
                          if isinstance(value, float)}
     return record

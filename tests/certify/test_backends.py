@@ -138,22 +138,22 @@ def test_bsm_exact_norms_match_finite_differences_and_obey_theorem2():
     from contractive_keras.solvers import SolverSpec
 
     keras.utils.set_random_seed(7)
-    layer = CHNODE(SolverSpec("rk4", steps=4, t1=1.0), kappa=0.2, eps=0.05, discrete_check="ignore",
+    layer = CHNODE(SolverSpec("rk4", steps=2, t1=0.5), kappa=0.2, eps=0.05, discrete_check="ignore",
                    kernel_initializer=keras.initializers.RandomNormal(stddev=0.3),
                    bias_initializer=keras.initializers.RandomNormal(stddev=1.0))
-    x = np.random.default_rng(8).normal(size=(6, 4)).astype("float32") * 2
+    x = np.random.default_rng(8).normal(size=(4, 4)).astype("float32") * 2
     layer(x)
     exact = certify.bsm_norms(layer, x, method="exact", per_row=True)
-    assert exact.shape == (5, 6) and np.all(exact[-1] == 1.0)
+    assert exact.shape == (3, 4) and np.all(exact[-1] == 1.0)
     c = certify.contraction_constants(layer)
-    sharper = np.exp(certify.log_norm_bound(c["c1"], c["c2"], c["gamma"]) * (1.0 - np.linspace(0, 1, 5)))
+    sharper = np.exp(certify.log_norm_bound(c["c1"], c["c2"], c["gamma"]) * (0.5 - np.linspace(0, 0.5, 3)))
     assert np.all(exact.max(axis=1) <= sharper * (1 + 1e-5))
     assert exact[0].max() <= certify.layer_certificate(layer).value * (1 + 1e-5)
     # the whole block's Jacobian by central differences of the layer, per row
-    h = 1e-2
-    columns = [(ops.convert_to_numpy(layer(x + h * e)) - ops.convert_to_numpy(layer(x - h * e))) / (2 * h)
-               for e in np.eye(4, dtype="float32")]
-    numeric = np.linalg.norm(np.stack(columns, axis=-1).astype(np.float64), 2, axis=(1, 2))
+    h, e = 1e-2, np.eye(4, dtype="float32")
+    shifted = ops.convert_to_numpy(layer(np.concatenate([x[:, None] + h * e, x[:, None] - h * e]).reshape(-1, 4)))
+    up, down = shifted.reshape(2, 4, 4, 4).astype(np.float64)           # (sign, row, column, output)
+    numeric = np.linalg.norm(np.swapaxes((up - down) / (2 * h), 1, 2), 2, axis=(1, 2))
     np.testing.assert_allclose(exact[0], numeric, rtol=2e-3)
 
 
@@ -192,16 +192,22 @@ def test_a_model_saved_under_tensorflow_gives_the_recorded_certificate():
     assert math.isfinite(got["lipschitz_bound"])
 
 
-def test_ode_blocks_saved_under_tensorflow_give_the_recorded_certificates():
-    """A CH-NODE and a stabilized NODE: map and flow certificates, summary, model bound."""
+@pytest.fixture(scope="module")
+def ode_classifier():
+    """The ODE classifier saved under TensorFlow, loaded once, and its record."""
     from contractive_keras import saving
 
     with open(fixture.ODE_RECORD, encoding="utf-8") as handle:
         recorded = json.load(handle)
-    model = saving.load_keras_file(fixture.ODE_MODEL)
+    return saving.load_keras_file(fixture.ODE_MODEL), recorded
+
+
+def test_ode_blocks_saved_under_tensorflow_give_the_recorded_certificates(ode_classifier):
+    """A CH-NODE and a stabilized NODE: map and flow certificates, guarantees, summary, model bound."""
+    model, recorded = ode_classifier
     got = fixture.ode_record(model)
     for name in ("chnode", "stabilized"):
-        for certifies in ("map", "flow"):
+        for certifies in ("map", "flow", "guarantee"):
             assert got[name][certifies] == pytest.approx(recorded[name][certifies], rel=1e-13), \
                 (name, certifies)
     assert got["summary"].keys() == recorded["summary"].keys()
@@ -230,24 +236,13 @@ def test_certified_training_under_model_fit_with_the_in_graph_bound():
     assert bound >= certify.body_and_readout(model)[0].value
 
 
-def test_ode_guarantees_bound_the_computed_map_on_every_backend():
+def test_ode_guarantees_bound_the_computed_map_on_every_backend(ode_classifier):
     """StabilizedNODE with a DeltaBarProjection and a fixed-gamma CHNODE, as in the TF tests."""
-    from contractive_keras.layers import CHNODE
-    from contractive_keras.layers import StabilizedNODE
-    from contractive_keras.layers import StepwiseIdentity
-    from contractive_keras.solvers import SolverSpec
-
-    keras.utils.set_random_seed(4)
-    block = StabilizedNODE(SolverSpec("euler", steps=4, t1=1.0), min_slope=0.5, delta_bar=-0.2)
-    x_in = keras.Input((6,))
-    model = keras.Model(x_in, keras.layers.Dense(3)(block(keras.layers.Dense(6)(x_in))))
-    block.kernel.assign(block.kernel.constraint(block.kernel))
+    model, _ = ode_classifier
+    block, chnode = model.get_layer("stabilized"), model.get_layer("chnode")
     assert certify.ode_guarantee(block) == pytest.approx((1 - 0.25 * 0.2) ** 4)
     assert certify.layer_certificate(block).value <= certify.ode_guarantee(block) * (1 + 1e-9)
-    value = float(ops.convert_to_numpy(certify.body_bound_fn(model)()))
-    assert value >= certify.body_and_readout(model)[0].value
-    chnode = CHNODE(SolverSpec("euler", steps=4, step_size=0.25), gamma=2.0, eps=0.3, kappa=1e-6,
-                    dissipation_initializer=StepwiseIdentity(0.3), discrete_check="ignore")
-    keras.Model(x_in, keras.layers.Dense(3)(chnode(keras.layers.Dense(6)(x_in))))
     assert certify.ode_guarantee(chnode) == 1.0
     assert certify.layer_certificate(chnode).value <= 1.0 + 1e-12
+    value = float(ops.convert_to_numpy(certify.body_bound_fn(model)()))
+    assert value >= certify.body_and_readout(model)[0].value
