@@ -11,6 +11,14 @@ describes each field to ``contractive_keras.certify``).  Also the
 ``OrthonormalConv2D`` (Bjorck-orthonormalised kernels) for certified networks, the
 ``StepwiseIdentity`` initializer and the slope registry ``activations``.
 
+Backends: every layer here is written with ``keras.ops`` and runs under
+Keras's TensorFlow, JAX and PyTorch backends (``layers.dispatch`` holds the
+few operations done per backend); TensorFlow is not imported off its
+backend.  Only what the solvers keep TensorFlow-only (tfp's "tfp_dopri5" and
+"bdf", see ``contractive_keras.solvers``) refuses elsewhere, in one line.
+On JAX without ``jax_enable_x64`` the in-graph guarantees (CHNODE's gamma,
+OrthonormalConv2D's norm) are computed in float32 and rounded outwards.
+
 Importing this module registers every layer (and the regularizers,
 initializers and constraints they use) with Keras.
 """

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from contractive_keras import backend
+from contractive_keras.layers import dispatch
 
 #: name -> (lo, hi): sigma' in [lo, hi] everywhere (Clarke derivative).
 #: "leaky_relu" and "smooth_leaky_relu" take their lower slope as a parameter.
@@ -51,9 +52,10 @@ def leaky_relu(x, negative_slope):
 
     Not ``keras.activations.leaky_relu``: its TensorFlow kernel keeps the slope
     as a float32 attribute, so in float64 the slope is rounded (0.7 becomes
-    0.69999998...), below the lower bound a certificate would use.
+    0.69999998...), below the lower bound a certificate would use.  The max
+    is ``dispatch.maximum`` (float64 stays float64 on every backend).
     """
-    return keras.ops.maximum(x, negative_slope * x)
+    return dispatch.maximum(x, negative_slope * x)
 
 
 def smooth_leaky_relu(x, negative_slope):

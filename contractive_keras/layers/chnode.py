@@ -229,7 +229,7 @@ class CHNODE(KbFieldOptions, PerStepODE):
             return
         K, L = dispatch.concrete_numpy(self.K), dispatch.concrete_numpy(self.L)
         if K is not None and L is not None:     # not inside a traced graph
-            c1, c2 = bounds.c1_c2(K, L, self.kappa, self.slope_bound, self.spatial_shape)
+            c1, c2 = bounds.c1_c2_numpy(K, L, self.kappa, self.slope_bound, self.spatial_shape)
             gap = float(bounds.one_minus_alpha_sq(c1, c2))
             if not gap > self.eps:
                 raise ValueError(
@@ -285,11 +285,11 @@ class CHNODE(KbFieldOptions, PerStepODE):
             L = keras.ops.cast(L, dtype)
             M = dispatch.matmul(L, L, transpose_a=True) + kappa_eye
             return (K, keras.ops.expand_dims(keras.ops.cast(b, dtype), -1),
-                    dispatch.matmul(A, K, transpose_b=True), keras.ops.matmul(A, M))
+                    dispatch.matmul(A, K, transpose_b=True), dispatch.matmul(A, M))
 
         def apply(K, b, W_act, W_lin, y):
-            return (keras.ops.matmul(W_act, sigma(keras.ops.matmul(K, y) + b))
-                    + keras.ops.matmul(W_lin, y))
+            return (dispatch.matmul(W_act, sigma(dispatch.matmul(K, y) + b))
+                    + dispatch.matmul(W_lin, y))
 
         if self.gradient == "backprop":
             stacked = matrices(keras.ops.convert_to_tensor(self.K) * factor, self.b, self.L)

@@ -1,14 +1,21 @@
 """The one place where the layers' code differs by Keras backend.
 
 The layers are written with ``keras.ops`` and run under TensorFlow, JAX and
-PyTorch.  Three small operations are done differently on TensorFlow, to keep
-its graphs (and so its numbers and speed) what they were before the layers
-became backend-neutral; TensorFlow is imported only on that backend:
+PyTorch.  A few small operations are done differently per backend: on
+TensorFlow to keep its graphs (and so its numbers and speed) what they were
+before the layers became backend-neutral, elsewhere because Keras (3.15)
+computes ``keras.ops.matmul``, ``maximum`` and ``minimum`` of float64
+tensors in float32 on every backend but TensorFlow (its type promotion maps
+64-bit results to 32 bits), which would silently make a float64 layer a
+float32 one.  TensorFlow, JAX and PyTorch are imported only on their backend:
 
 * :func:`matmul` with ``transpose_a`` / ``transpose_b``: TensorFlow's
   ``tf.linalg.matmul`` flags (no transposed copy; the products the zoo's
-  reference logits were recorded with); elsewhere ``keras.ops.matmul`` of a
-  swapped view (XLA and PyTorch fuse the transpose).
+  reference logits were recorded with); elsewhere ``jax.numpy.matmul`` /
+  ``torch.matmul`` of a swapped view (XLA and PyTorch fuse the transpose),
+  which keep the dtype.
+* :func:`maximum`, :func:`minimum`: ``keras.ops`` except for 64-bit
+  tensors off TensorFlow, where a ``where`` selects the same element.
 * :func:`select_step`, the per-step weight slice: a static slice when the
   step index is known while tracing (a Python int, a ``tf.constant`` of the
   unrolled loop: a dense gradient), else ``tf.gather`` on TensorFlow and
@@ -28,14 +35,43 @@ from contractive_keras import backend
 
 def matmul(a, b, transpose_a=False, transpose_b=False):
     """a @ b, either operand's last two axes swapped first (batched as ``keras.ops.matmul``)."""
-    if backend.is_tensorflow():
+    name = backend.name()
+    if name == "tensorflow":
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         return tf.linalg.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+    a, b = keras.ops.convert_to_tensor(a), keras.ops.convert_to_tensor(b)
     if transpose_a:
         a = keras.ops.swapaxes(a, -1, -2)
     if transpose_b:
         b = keras.ops.swapaxes(b, -1, -2)
+    if name == "jax":
+        import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+        return jnp.matmul(a, b)
+    if name == "torch":
+        import torch  # pylint: disable=import-outside-toplevel
+        return torch.matmul(a, b)
     return keras.ops.matmul(a, b)
+
+
+def _wide_off_tensorflow(x):
+    return (not backend.is_tensorflow()
+            and keras.backend.standardize_dtype(x.dtype) in ("float64", "int64"))
+
+
+def maximum(x, y):
+    """Elementwise max(x, y) in the dtype of tensor ``x`` (``y`` may be a tensor of it)."""
+    x = keras.ops.convert_to_tensor(x)
+    if _wide_off_tensorflow(x):
+        return keras.ops.where(x >= y, x, y)
+    return keras.ops.maximum(x, y)
+
+
+def minimum(x, y):
+    """Elementwise min(x, y) in the dtype of tensor ``x``."""
+    x = keras.ops.convert_to_tensor(x)
+    if _wide_off_tensorflow(x):
+        return keras.ops.where(x <= y, x, y)
+    return keras.ops.minimum(x, y)
 
 
 def static_index(step):

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from contractive_keras.layers import dispatch
+
 
 @keras.saving.register_keras_serializable(package="contractive_keras")
 class GroupSort(keras.layers.Layer):
@@ -51,8 +53,8 @@ class GroupSort(keras.layers.Layer):
         if self.group_size == 2:
             shape = ops.shape(inputs)
             pairs = ops.reshape(inputs, (-1, shape[-1] // 2, 2))
-            low = ops.minimum(pairs[..., 0], pairs[..., 1])
-            high = ops.maximum(pairs[..., 0], pairs[..., 1])
+            low = dispatch.minimum(pairs[..., 0], pairs[..., 1])
+            high = dispatch.maximum(pairs[..., 0], pairs[..., 1])
             return ops.reshape(ops.stack([low, high], axis=-1), shape)
         shape = ops.shape(inputs)
         groups = ops.reshape(inputs, (-1, shape[-1] // self.group_size, self.group_size))

@@ -87,7 +87,7 @@ class HDNN(KbFieldOptions, PerStepODE):
 
         def field(t, y, step):
             K, b, W_out = weights(step)
-            return keras.ops.matmul(W_out, sigma(keras.ops.matmul(K, y) + b))
+            return dispatch.matmul(W_out, sigma(dispatch.matmul(K, y) + b))
 
         return field
 

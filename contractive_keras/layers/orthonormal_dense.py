@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from contractive_keras.bounds.orthonormalization import bjorck_orthonormalize
+from contractive_keras.layers import dispatch
 
 #: Operator-norm bound of the applied kernel: 1 in exact arithmetic (the Bjorck
 #: map s -> s (3 - s^2) / 2 never exceeds 1 on [0, sqrt(3)]), plus float32 rounding.
@@ -58,7 +59,7 @@ class OrthonormalDense(keras.layers.Dense):
         return bjorck_orthonormalize(self.kernel, self.iterations)
 
     def call(self, inputs):
-        outputs = ops.matmul(inputs, ops.cast(self.applied_kernel(), inputs.dtype))
+        outputs = dispatch.matmul(inputs, ops.cast(self.applied_kernel(), inputs.dtype))
         if self.use_bias:
             outputs = outputs + self.bias
         return self.activation(outputs) if self.activation is not None else outputs

@@ -70,7 +70,7 @@ class ResNetODE(KbFieldOptions, PerStepODE):
 
         def field(t, y, step):
             Kt, b = weights(step)
-            return sigma(keras.ops.matmul(Kt, y) + b)
+            return sigma(dispatch.matmul(Kt, y) + b)
 
         return field
 

@@ -5,10 +5,11 @@ Every ODE layer's output against a NumPy float64 reference of its equations
 Theorem 1 computed in NumPy), per-step weights selected by a Python int
 (unrolled loop) or by a traced int32 index (a loop of 40 steps), and the
 gradient of CHNODE with respect to its input and weights against finite
-differences.  Layer outputs are float32: they agree with the float64
-reference to float32 rounding, which these few steps amplify by at most
-||d output / d input|| ~ 1, hence rtol = atol = 2e-5.  TensorFlow is never
-imported on another backend.
+differences (with TensorFlow's import blocked off TensorFlow).  Layer
+outputs are float32: they agree with the float64 reference to float32
+rounding, which these few steps amplify by at most
+||d output / d input|| ~ 1, hence rtol = atol = 2e-5.  Under JAX the
+forward passes run through ``jax.jit`` (backend_helpers.forward).
 """
 
 import sys
@@ -22,46 +23,15 @@ from contractive_keras.layers import CHNODE, HDNN, NeuralODE, ResNetODE, Stabili
 from contractive_keras.layers import StepwiseIdentity
 from contractive_keras.solvers import SolverSpec
 from tests.layers import numpy_reference as ref
+from tests.layers.backend_helpers import forward, inputs, normal, numpy_of
 
 pytestmark = pytest.mark.backends
 
 TOL = dict(rtol=2e-5, atol=2e-5)
 
 
-def numpy_of(value):
-    return keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(value)).astype(np.float64)
-
-
 def weights(layer):
     return {w.path.split("/")[-1]: numpy_of(w) for w in layer.weights}
-
-
-def normal(seed, stddev=0.3):
-    """A seeded N(0, stddev^2) initializer drawn by NumPy: the same weights on
-    every backend, and no random-number kernels for JAX to compile per shape."""
-    def initializer(shape, dtype=None):
-        value = np.random.default_rng(seed).normal(0.0, stddev, size=shape)
-        return keras.ops.convert_to_tensor(value, dtype or "float32")
-    return initializer
-
-
-def forward(layer, x):
-    """layer(x) as NumPy.  Under JAX through ``jax.jit`` of ``stateless_call``
-    (as ``model.predict`` and ``fit`` run it): one XLA compilation instead of
-    one per operation and shape in eager mode (the zoo test runs eagerly)."""
-    if backend.name() != "jax":
-        return keras.ops.convert_to_numpy(layer(x))
-    import jax
-    if not layer.built:
-        layer.build(x.shape)
-    trainable = [v.value for v in layer.trainable_variables]
-    fixed = [v.value for v in layer.non_trainable_variables]
-    call = jax.jit(lambda trainable, fixed, x: layer.stateless_call(trainable, fixed, x)[0])
-    return keras.ops.convert_to_numpy(call(trainable, fixed, x))
-
-
-def inputs(shape, seed=0):
-    return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
 
 @pytest.mark.parametrize("method, steps", [("rk4", 3), ("euler", 40)])
@@ -227,15 +197,19 @@ def loss_and_gradients(layer, x, direction):
     return float(value), [numpy_of(g) for g in grads], loss, [x] + trainable
 
 
-@pytest.mark.parametrize("steps", [3, 40])
-def test_chnode_gradients_match_finite_differences(steps):
+def test_chnode_gradients_match_finite_differences(monkeypatch, steps=40):
     """Fixed gamma, K inside Theorem 1's set (kappa = 0.1 leaves room): the
-    layer is a smooth function of x, K and b.  Central differences in float64 where the backend keeps it
-    (h = 1e-6), else float32 (JAX without x64: h = 1e-2, rtol 1e-2)."""
+    layer is a smooth function of x, K and b; 40 steps: the per-step weights
+    are taken by a traced step index inside the solver's loop.  Off
+    TensorFlow, this runs with TensorFlow's import blocked.  Central
+    differences in float64 where the backend keeps it (h = 1e-6), else
+    float32 (JAX without x64: h = 1e-2, rtol 1e-2)."""
+    if not backend.is_tensorflow():      # off TensorFlow nothing here imports it
+        for name in ("tensorflow", "tensorflow_probability"):
+            monkeypatch.setitem(sys.modules, name, None)
     wide = backend.float64_in_graph()
     layer = CHNODE(SolverSpec("rk4", steps=steps, step_size=0.6 / steps), gamma=2.0, units=6,
-                   kappa=0.1,
-                   kernel_initializer=normal(16, 0.2), bias_initializer=normal(17),
+                   kappa=0.1, kernel_initializer=normal(16, 0.2), bias_initializer=normal(17),
                    discrete_check="ignore", dtype="float64" if wide else "float32")
     x = inputs((3, 4), 8)
     layer.build(x.shape)
@@ -255,15 +229,4 @@ def test_chnode_gradients_match_finite_differences(steps):
             return float(keras.ops.convert_to_numpy(loss(moved[0], moved[1:])))
         numeric = (at(1.0) - at(-1.0)) / (2 * h)
         np.testing.assert_allclose(np.sum(grad * v), numeric, rtol=rtol, atol=rtol)
-
-
-def test_no_tensorflow_import_on_another_backend():
-    """The layers built and called above (and here) never import TensorFlow
-    off its backend (conftest blocks the import when
-    CONTRACTIVE_KERAS_NO_TENSORFLOW=1, as on a GPU host)."""
-    layer = CHNODE(SolverSpec("euler", steps=2, step_size=0.1), discrete_check="ignore",
-                   kernel_initializer=normal(18))
-    layer(inputs((3, 4)))
-    layer.jacobian_structure()
-    if not backend.is_tensorflow():
-        assert sys.modules.get("tensorflow") is None
+    layer.jacobian_structure()    # the description reads the weights without TensorFlow
