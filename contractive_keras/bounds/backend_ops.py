@@ -132,9 +132,19 @@ def _torch_pair(torch, x, y):
     return x, y
 
 
-def matmul(a, b):
-    """``keras.ops.matmul`` that keeps float64 (see above)."""
+def matmul(a, b, transpose_a=False, transpose_b=False):
+    """``keras.ops.matmul`` that keeps float64 (see above), of a^T / b^T if asked.
+
+    On TensorFlow the transposes are ``tf.matmul``'s own flags (the kernel,
+    and so the rounding, that the TensorFlow code always used: the zoo's
+    logits stay bit for bit); elsewhere the operand is transposed first.
+    """
     name = backend.name()
+    if name == "tensorflow":
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        return tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+    a = keras.ops.transpose(a) if transpose_a else a
+    b = keras.ops.transpose(b) if transpose_b else b
     if name not in ("jax", "torch"):
         return keras.ops.matmul(a, b)
     a, b = keras.ops.convert_to_tensor(a), keras.ops.convert_to_tensor(b)

@@ -68,8 +68,8 @@ def bjorck_orthonormalize(matrix, iterations=15):
     if int(iterations) < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations!r}.")
     tall = w.shape[0] >= w.shape[1]
-    wt = ops.transpose(w)
-    gram = backend_ops.matmul(wt, w) if tall else backend_ops.matmul(w, wt)
+    gram = (backend_ops.matmul(w, w, transpose_a=True) if tall
+            else backend_ops.matmul(w, w, transpose_b=True))
     top = backend_ops.eigvalsh(gram)[-1]
     identity = ops.eye(int(gram.shape[0]), dtype=w.dtype)
     y, z = gram / top, identity
