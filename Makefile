@@ -66,6 +66,11 @@ test-backends: install-dev data
 
 test-slow: install-dev data
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m slow $(PYTEST_ARGS)
+	@for backend in $(OTHER_BACKENDS); do \
+	  echo "[make] slow backends-marked tests under KERAS_BACKEND=$$backend, TensorFlow blocked"; \
+	  KERAS_BACKEND=$$backend CONTRACTIVE_KERAS_NO_TENSORFLOW=1 \
+	    $(PY) -m pytest -n $(PYTEST_WORKERS) -m slow $(PYTEST_ARGS) || exit 1; \
+	done
 
 train: install data
 	$(PY) train.py --model=chnode --depth=12 $(TRAIN_ARGS)

@@ -77,7 +77,9 @@ def to_numpy(value, dtype=None):
             the certificates).
     """
     if isinstance(value, keras.Variable):
-        value = value.value
-    if not isinstance(value, (np.ndarray, np.generic, list, tuple, float, int)):
+        value = keras.ops.copy(value)   # a tensor: NumPy 2 warns on np.array(variable)
+    if hasattr(value, "detach") and name() == "torch":
+        value = value.detach().cpu().numpy()   # Keras's np.array(tensor) warns under NumPy 2
+    elif not isinstance(value, (np.ndarray, np.generic, list, tuple, float, int)):
         value = keras.ops.convert_to_numpy(value)
     return np.asarray(value, dtype=dtype)

@@ -35,7 +35,7 @@ def zoo_logits(path):
 
     model = keras.models.load_model(path, compile=False)
     x = fixed_inputs(model.input_shape)
-    return np.asarray(model(x, training=False))
+    return keras.ops.convert_to_numpy(model(x, training=False))
 
 
 def main(argv):
