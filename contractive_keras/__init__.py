@@ -1,6 +1,7 @@
 """contractive_keras: neural ODE layers that are robust by construction.
 
-Two families of layers for Keras 3 / TensorFlow:
+Two families of layers for Keras 3, on its TensorFlow, JAX and PyTorch
+backends (``contractive_keras.backend`` says what is TensorFlow-only):
 
 * CH-NODE (contractive Hamiltonian neural ODE) and its baselines,
   ``contractive_keras.layers.CHNODE``, ``HDNN``, ``ResNetODE``, ``NeuralODE``;
@@ -10,7 +11,8 @@ with the package in tiers (shared/DESIGN.md, "Layout and public API"), each
 importing only from the tiers below it:
 
 0. ``solvers``: Runge-Kutta schemes, adaptive solvers, gradient methods;
-   ``datasets``: the datasets' facts (no TensorFlow);
+   ``datasets``: the datasets' facts (no TensorFlow); ``backend``: the Keras
+   backend in use and the refusal of TensorFlow-only parts elsewhere;
 1. ``bounds``: the guarantees as pure mathematics on arrays;
 2. ``layers``, ``constraints``, ``regularizers``: Keras objects; ``saving``:
    reading ``.keras`` files;
@@ -43,6 +45,7 @@ from contractive_keras import regularizers  # noqa: F401
 __version__ = "0.1.0"
 
 _LAZY_SUBMODULES = (
+    "backend",
     "bounds",
     "callbacks",
     "certify",

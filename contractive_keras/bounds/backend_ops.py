@@ -140,7 +140,7 @@ def matmul(a, b, transpose_a=False, transpose_b=False):
     logits stay bit for bit); elsewhere the operand is transposed first.
     """
     name = backend.name()
-    if name == "tensorflow":
+    if name == "tensorflow" and (transpose_a or transpose_b):
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         return tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
     a = keras.ops.transpose(a) if transpose_a else a
