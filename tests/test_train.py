@@ -255,6 +255,7 @@ def test_init_from_a_file_that_is_not_a_keras_archive_exits_2_with_one_line(tmp_
     assert "is not a .keras file" in _one_line_error(result)
 
 
+@pytest.mark.slow   # a training run (make test-slow)
 @needs_mnist
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     args = ["--model=resnet", "--depth=2", "--epochs=2", "--steps_per_epoch=40", "--batch_size=20",
@@ -300,6 +301,7 @@ def test_nan_loss_stops_with_exit_3_and_keeps_last_checkpoint(tmp_path):
     assert all(np.all(np.isfinite(w)) for w in weights.values())
 
 
+@pytest.mark.slow   # a training run (make test-slow)
 @needs_mnist
 def test_mirrored_two_cpus_matches_one_device(tmp_path):
     args = ["--model=resnet", "--depth=2", "--epochs=1", "--steps_per_epoch=5", "--batch_size=20",
@@ -322,6 +324,7 @@ def _free_ports(n):
     return ports
 
 
+@pytest.mark.slow   # a training run (make test-slow)
 @needs_mnist
 def test_two_workers_on_localhost_match_a_single_worker(tmp_path):
     args = ["--model=resnet", "--depth=2", "--epochs=1", "--steps_per_epoch=5", "--batch_size=20",
@@ -355,6 +358,7 @@ def test_negative_validation_size_exits_2():
     assert result.returncode == 2 and "--validation_size must be >= 0" in result.stderr
 
 
+@pytest.mark.slow   # a training run (make test-slow)
 @needs_mnist
 def test_validation_size_reports_validation_accuracy_every_epoch(tmp_path):
     result = run_train(*SMALL, "--validation_size=500", f"--model_dir={tmp_path}")
@@ -374,6 +378,7 @@ def test_validation_size_reports_validation_accuracy_every_epoch(tmp_path):
     assert "validation_accuracy" in tags
 
 
+@pytest.mark.slow   # a training run (make test-slow)
 @needs_mnist
 def test_validation_split_is_the_last_n_images_and_never_trained_on(tmp_path):
     """A run with --validation_size=n equals one on a data dir of the first N - n images."""

@@ -362,6 +362,7 @@ def test_training_with_fit_keeps_fixed_gamma_theorem1_after_every_step():
     assert certify.contraction_constants(layer)["gamma_min"] == pytest.approx(2.0, rel=1e-4)
 
 
+@pytest.mark.slow   # trains under a two-device strategy (make test-slow)
 def test_mirrored_strategy_with_two_cpu_devices():
     script = textwrap.dedent("""
         import numpy as np, tensorflow as tf, keras
