@@ -151,26 +151,25 @@ def matmul(a, b, transpose_a=False, transpose_b=False):
     return _native(name).matmul(a, b)
 
 
-def maximum(x, y):
-    """``keras.ops.maximum`` that keeps float64 (see above); y may be a Python float."""
+def _elementwise(op, x, y):
+    """``keras.ops.<op>(x, y)``, or the backend's own ``<op>`` on JAX and torch (keeps float64)."""
     name = backend.name()
     if name == "jax":
-        return _native(name).maximum(x, y)
+        return getattr(_native(name), op)(x, y)
     if name == "torch":
         torch = _native(name)
-        return torch.maximum(*_torch_pair(torch, x, y))
-    return keras.ops.maximum(x, y)
+        return getattr(torch, op)(*_torch_pair(torch, x, y))
+    return getattr(keras.ops, op)(x, y)
+
+
+def maximum(x, y):
+    """``keras.ops.maximum`` that keeps float64 (see above); y may be a Python float."""
+    return _elementwise("maximum", x, y)
 
 
 def minimum(x, y):
     """``keras.ops.minimum`` that keeps float64 (see above); y may be a Python float."""
-    name = backend.name()
-    if name == "jax":
-        return _native(name).minimum(x, y)
-    if name == "torch":
-        torch = _native(name)
-        return torch.minimum(*_torch_pair(torch, x, y))
-    return keras.ops.minimum(x, y)
+    return _elementwise("minimum", x, y)
 
 
 def compile_eager(fn):
